@@ -1,0 +1,168 @@
+"""Reading another process's memory without stopping it.
+
+`process_vm_readv` copies from the target straight into our buffers, one syscall for many
+regions (a scatter read); `/proc/PID/mem` is the fallback where that syscall is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+from collections.abc import Sequence
+from typing import Optional
+
+from .errors import AccessDenied, MemoryReadError, NoSuchProcess, ProcessExited
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_process_vm_readv = getattr(_libc, "process_vm_readv", None)
+if _process_vm_readv is not None:
+    _process_vm_readv.restype = ctypes.c_ssize_t
+    _process_vm_readv.argtypes = [
+        ctypes.c_int,
+        ctypes.POINTER(_IOVec),
+        ctypes.c_ulong,
+        ctypes.POINTER(_IOVec),
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+    ]
+
+_U64 = struct.Struct("<Q")
+_IOV_MAX = 1024
+
+
+class ProcessMemory:
+    """Read-only view of a live process's address space; counts the syscalls it makes."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.syscalls = 0
+        self._mem_fd: Optional[int] = None
+        self._use_vm_readv = _process_vm_readv is not None
+        self._one_local = _IOVec()
+        self._one_remote = _IOVec()
+
+    # -- errors ---------------------------------------------------------------------------
+    def _raise_for(self, err: int, address: int, size: int) -> None:
+        if err == errno.ESRCH:
+            raise ProcessExited(self.pid)
+        if err in (errno.EPERM, errno.EACCES):
+            raise AccessDenied(self.pid, "process_vm_readv refused")
+        raise MemoryReadError(address, size, os.strerror(err))
+
+    # -- single reads ---------------------------------------------------------------------
+    def read(self, address: int, size: int) -> bytes:
+        """Copy `size` bytes at `address`; raises unless every byte could be read."""
+        if size <= 0:
+            return b""
+        if not self._use_vm_readv:
+            return self._pread(address, size)
+        buf = ctypes.create_string_buffer(size)
+        local, remote = self._one_local, self._one_remote
+        local.iov_base = ctypes.addressof(buf)
+        local.iov_len = size
+        remote.iov_base = address
+        remote.iov_len = size
+        self.syscalls += 1
+        got = _process_vm_readv(self.pid, local, 1, remote, 1, 0)
+        if got == size:
+            return buf.raw
+        if got < 0:
+            err = ctypes.get_errno()
+            if err == errno.ENOSYS:
+                self._use_vm_readv = False
+                return self._pread(address, size)
+            self._raise_for(err, address, size)
+        raise MemoryReadError(address, size, f"short read ({got} of {size} bytes)")
+
+    def read_u64(self, address: int) -> int:
+        return _U64.unpack(self.read(address, 8))[0]
+
+    def read_many(self, regions: Sequence[tuple[int, int]]) -> list[Optional[bytes]]:
+        """Read many regions in as few syscalls as possible (one per 1024 regions).
+
+        A region that cannot be read fully comes back as None; the others are still returned,
+        because a scatter read stops at the first bad region and the rest are retried.
+        """
+        out: list[Optional[bytes]] = [None] * len(regions)
+        if not self._use_vm_readv:
+            for i, (addr, size) in enumerate(regions):
+                try:
+                    out[i] = self._pread(addr, size)
+                except MemoryReadError:
+                    out[i] = None
+            return out
+        start = 0
+        n = len(regions)
+        while start < n:
+            stop = min(n, start + _IOV_MAX)
+            batch = regions[start:stop]
+            total = sum(size for _, size in batch)
+            buf = ctypes.create_string_buffer(max(total, 1))
+            remote = (_IOVec * len(batch))()
+            for j, (addr, size) in enumerate(batch):
+                remote[j].iov_base = addr
+                remote[j].iov_len = size
+            local = _IOVec(ctypes.addressof(buf), total)
+            self.syscalls += 1
+            got = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, len(batch), 0)
+            if got < 0:
+                err = ctypes.get_errno()
+                if err == errno.EFAULT:
+                    got = 0
+                elif err == errno.ENOSYS:
+                    self._use_vm_readv = False
+                    out[start:] = self.read_many(regions[start:])
+                    return out
+                else:
+                    self._raise_for(err, batch[0][0], batch[0][1])
+            raw = buf.raw
+            pos = 0
+            failed_at = None
+            for j, (_addr, size) in enumerate(batch):
+                if pos + size <= got:
+                    out[start + j] = raw[pos : pos + size]
+                    pos += size
+                else:
+                    failed_at = start + j
+                    break
+            if failed_at is None:
+                start = stop
+            else:
+                # The region at failed_at is bad (or partially read): skip it, carry on after.
+                start = failed_at + 1
+        return out
+
+    # -- fallback -------------------------------------------------------------------------
+    def _pread(self, address: int, size: int) -> bytes:
+        if self._mem_fd is None:
+            try:
+                self._mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
+            except FileNotFoundError:
+                raise NoSuchProcess(self.pid) from None
+            except PermissionError:
+                raise AccessDenied(self.pid, "cannot open /proc/PID/mem") from None
+        self.syscalls += 1
+        try:
+            data = os.pread(self._mem_fd, size, address)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                raise ProcessExited(self.pid) from None
+            raise MemoryReadError(address, size, exc.strerror or "") from None
+        if len(data) != size:
+            if not os.path.exists(f"/proc/{self.pid}"):
+                raise ProcessExited(self.pid)
+            raise MemoryReadError(address, size, f"short read ({len(data)} of {size} bytes)")
+        return data
+
+    def close(self) -> None:
+        if self._mem_fd is not None:
+            os.close(self._mem_fd)
+            self._mem_fd = None
