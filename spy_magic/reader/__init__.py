@@ -1,0 +1,30 @@
+"""Reading the Python stacks of another process from outside, in pure Python."""
+
+from .errors import (
+    AccessDenied,
+    MemoryReadError,
+    NoSuchProcess,
+    NotPython,
+    NotReady,
+    ProcessExited,
+    ReaderError,
+    TornStack,
+    UnsupportedVersion,
+)
+from .model import Frame, ThreadStack
+from .reader import StackReader
+
+__all__ = [
+    "AccessDenied",
+    "Frame",
+    "MemoryReadError",
+    "NoSuchProcess",
+    "NotPython",
+    "NotReady",
+    "ProcessExited",
+    "ReaderError",
+    "StackReader",
+    "ThreadStack",
+    "TornStack",
+    "UnsupportedVersion",
+]

@@ -12,7 +12,6 @@ import errno
 import os
 import struct
 from collections.abc import Sequence
-from typing import Optional
 
 from .errors import AccessDenied, MemoryReadError, NoSuchProcess, ProcessExited
 
@@ -44,7 +43,7 @@ class ProcessMemory:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.syscalls = 0
-        self._mem_fd: Optional[int] = None
+        self._mem_fd: int | None = None
         self._use_vm_readv = _process_vm_readv is not None
         self._one_local = _IOVec()
         self._one_remote = _IOVec()
@@ -85,13 +84,13 @@ class ProcessMemory:
     def read_u64(self, address: int) -> int:
         return _U64.unpack(self.read(address, 8))[0]
 
-    def read_many(self, regions: Sequence[tuple[int, int]]) -> list[Optional[bytes]]:
+    def read_many(self, regions: Sequence[tuple[int, int]]) -> list[bytes | None]:
         """Read many regions in as few syscalls as possible (one per 1024 regions).
 
         A region that cannot be read fully comes back as None; the others are still returned,
         because a scatter read stops at the first bad region and the rest are retried.
         """
-        out: list[Optional[bytes]] = [None] * len(regions)
+        out: list[bytes | None] = [None] * len(regions)
         if not self._use_vm_readv:
             for i, (addr, size) in enumerate(regions):
                 try:
@@ -133,11 +132,8 @@ class ProcessMemory:
                 else:
                     failed_at = start + j
                     break
-            if failed_at is None:
-                start = stop
-            else:
-                # The region at failed_at is bad (or partially read): skip it, carry on after.
-                start = failed_at + 1
+            # A bad (or partially read) region is skipped; the read carries on after it.
+            start = stop if failed_at is None else failed_at + 1
         return out
 
     # -- fallback -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from .errors import ReaderError
 
@@ -32,12 +31,12 @@ class ThreadStack:
 
     pid: int
     thread_id: int
-    native_id: Optional[int]
-    name: Optional[str]
+    native_id: int | None
+    name: str | None
     gil: bool
-    idle: Optional[bool]
+    idle: bool | None
     frames: tuple[Frame, ...] = ()
-    error: Optional[ReaderError] = field(default=None, compare=False)
+    error: ReaderError | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         out = {

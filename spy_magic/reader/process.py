@@ -1,0 +1,220 @@
+"""Finding the CPython interpreter inside a process: which binary, where, which version."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass
+
+from .elf import ET_EXEC, ElfError, ElfFile, parse_elf
+from .errors import AccessDenied, NoSuchProcess, NotPython, NotReady, ProcessExited
+
+_PY_NAME = re.compile(r"(?:^|/)(?:lib)?python(\d)\.(\d+)([a-z]*)(?:\.so|$|[-_.])")
+_PY_VERSION_STR = re.compile(rb"\x00([23])\.(\d{1,2})\.(\d{1,2})(?:(?:[abc]|rc)\d+)?\+?\x00")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    perms: str
+    offset: int
+    path: str
+
+
+@dataclass
+class Interpreter:
+    """Where a CPython interpreter lives in a process, and which one it is."""
+
+    pid: int
+    binary: str
+    elf: ElfFile
+    load_bias: int
+    version: tuple[int, int, int]
+    runtime_address: int
+    code_type_address: int | None
+    free_threaded: bool = False
+
+    def symbol(self, name: str) -> int | None:
+        value = self.elf.symbol(name)
+        return None if value is None else value + self.load_bias
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    """Parse /proc/PID/maps; raise NoSuchProcess / AccessDenied as the kernel says."""
+    try:
+        with open(f"/proc/{pid}/maps") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise NoSuchProcess(pid) from None
+    except ProcessLookupError:
+        raise ProcessExited(pid) from None
+    except PermissionError:
+        raise AccessDenied(pid, "cannot read /proc/PID/maps") from None
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        lo, hi = parts[0].split("-")
+        path = parts[5] if len(parts) > 5 else ""
+        out.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
+    return out
+
+
+def process_is_gone(pid: int) -> bool:
+    """True when the pid no longer names a live process (gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state in (b"Z", b"X")
+
+
+def _open_path(pid: int, path: str) -> str:
+    """The binary as the target sees it: through /proc/PID/root so containers work."""
+    clean = path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
+    rooted = f"/proc/{pid}/root{clean}"
+    return rooted if os.path.exists(rooted) else clean
+
+
+def _load_bias(elf: ElfFile, maps: list[Mapping], path: str) -> int:
+    if elf.type == ET_EXEC:
+        return 0
+    lowest = min((m for m in maps if m.path == path), key=lambda m: m.start)
+    first = elf.first_load
+    return (lowest.start - lowest.offset) - (first.vaddr - first.offset)
+
+
+def _version_from_name(path: str) -> tuple[int, int, str] | None:
+    match = _PY_NAME.search(os.path.basename(path)) or _PY_NAME.search(path)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), match.group(3)
+
+
+def _executable(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except FileNotFoundError:
+        raise NoSuchProcess(pid) from None
+    except PermissionError:
+        raise AccessDenied(pid, "cannot resolve /proc/PID/exe") from None
+    except OSError:
+        return None
+
+
+def find_interpreter(pid: int) -> Interpreter:
+    """Locate `_PyRuntime` and the version of the interpreter running in `pid`.
+
+    Raises NotPython when nothing in the process looks like CPython, NotReady when it will
+    (an executable that needs libpython which the loader has not mapped yet), and leaves
+    the version policy (UnsupportedVersion) to the caller, which knows what it can read.
+    """
+    if not os.path.exists(f"/proc/{pid}"):
+        raise NoSuchProcess(pid)
+    maps = read_maps(pid)
+    exe = _executable(pid)
+    paths: list[str] = []
+    for m in maps:
+        if m.path.startswith("/") and m.path not in paths:
+            paths.append(m.path)
+
+    # libpython first (shared builds), then the executable (static builds), then the rest of
+    # whatever has "python" in its name.
+    def rank(p: str) -> int:
+        base = os.path.basename(p)
+        if base.startswith("libpython"):
+            return 0
+        if exe and p == exe:
+            return 1
+        return 2 if "python" in base else 3
+
+    candidates = sorted((p for p in paths if rank(p) < 3), key=rank)
+    named_version: tuple[int, int, str] | None = None
+    for path in candidates:
+        named_version = named_version or _version_from_name(path)
+        try:
+            elf = parse_elf(_open_path(pid, path))
+        except (OSError, ElfError):
+            continue
+        runtime = elf.symbol("_PyRuntime")
+        version_sym = elf.symbol("Py_Version")
+        if runtime is None and version_sym is None and _version_from_name(path) is None:
+            continue
+        bias = _load_bias(elf, maps, path)
+        version = _read_version(pid, elf, bias, path)
+        if version is None:
+            continue
+        code_type = elf.symbol("PyCode_Type")
+        flags = _version_from_name(path)
+        return Interpreter(
+            pid=pid,
+            binary=path,
+            elf=elf,
+            load_bias=bias,
+            version=version,
+            runtime_address=(runtime + bias) if runtime is not None else 0,
+            code_type_address=(code_type + bias) if code_type is not None else None,
+            free_threaded=bool(flags and "t" in flags[2]),
+        )
+
+    # Nothing mapped yet carries an interpreter. An executable that needs a libpython the
+    # dynamic loader has not mapped yet is Python that is still starting.
+    if exe:
+        try:
+            exe_elf = parse_elf(_open_path(pid, exe))
+        except (OSError, ElfError):
+            exe_elf = None
+        if exe_elf is not None:
+            needs_libpython = any(n.startswith("libpython") for n in exe_elf.needed)
+            if needs_libpython:
+                raise NotReady(pid, "the interpreter library is not loaded yet")
+            if exe_elf.symbol("_PyRuntime") is not None or exe_elf.symbol("Py_Main"):
+                raise NotReady(pid, "the interpreter is not mapped yet")
+    if named_version is not None:
+        raise NotReady(pid, "no interpreter symbols found yet")
+    raise NotPython(f"process {pid} ({exe or 'unknown executable'}) is not running CPython")
+
+
+def _read_version(pid: int, elf: ElfFile, bias: int, path: str) -> tuple[int, int, int] | None:
+    """The interpreter's version: Py_Version (3.11+), else the binary's name, else its text."""
+    from .memory import ProcessMemory
+
+    sym = elf.symbol("Py_Version")
+    if sym is not None:
+        mem = ProcessMemory(pid)
+        try:
+            packed = struct.unpack("<I", mem.read(sym + bias, 4))[0]
+        except ProcessExited:
+            raise
+        except Exception:
+            packed = 0
+        if packed >> 24:
+            return packed >> 24, (packed >> 16) & 0xFF, (packed >> 8) & 0xFF
+    named = _version_from_name(path)
+    found = _version_from_text(_open_path(pid, path))
+    if found is not None and (named is None or found[:2] == named[:2]):
+        return found
+    if named is not None:
+        return named[0], named[1], 0
+    return None
+
+
+def _version_from_text(path: str) -> tuple[int, int, int] | None:
+    """Find the PY_VERSION string ("3.9.18 (main, ...") baked into the binary's read-only data."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    counts: dict[tuple[int, int, int], int] = {}
+    for match in _PY_VERSION_STR.finditer(data):
+        key = (int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return None
+    return max(counts, key=lambda k: counts[k])

@@ -1,0 +1,110 @@
+"""OS-level facts about a target's threads: native ids (for old Pythons) and run state."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from .memory import ProcessMemory
+
+# glibc keeps `struct pthread` at the address pthread_self() returns; the kernel tid lives at
+# a fixed offset inside it (0x2d0 on x86-64 glibc 2.x). We check that guess against the
+# process's real tids, and search for the offset if the guess is wrong.
+_GLIBC_TID_OFFSET = 0x2D0
+_SEARCH_LIMIT = 4096
+_i32 = struct.Struct("<i")
+
+
+def list_tids(pid: int) -> set[int]:
+    try:
+        return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    except OSError:
+        return set()
+
+
+class NativeIdResolver:
+    """Maps pthread_t values (Python's thread ids) to kernel tids, for 3.8–3.10."""
+
+    def __init__(self, mem: ProcessMemory, pid: int) -> None:
+        self.mem = mem
+        self.pid = pid
+        self.offset: int | None = None
+        self._known: dict[int, int] = {}
+
+    def resolve(self, thread_ids: list[int]) -> dict[int, int]:
+        missing = [t for t in thread_ids if t not in self._known]
+        if missing:
+            tids = list_tids(self.pid)
+            if self.offset is None:
+                self.offset = self._calibrate(missing, tids)
+            if self.offset is not None:
+                blobs = self.mem.read_many([(t + self.offset, 4) for t in missing])
+                for thread_id, raw in zip(missing, blobs):
+                    if raw is not None:
+                        tid = _i32.unpack(raw)[0]
+                        if tid in tids:
+                            self._known[thread_id] = tid
+        return {t: self._known[t] for t in thread_ids if t in self._known}
+
+    def forget_except(self, thread_ids: set[int]) -> None:
+        for stale in [t for t in self._known if t not in thread_ids]:
+            del self._known[stale]
+
+    def _calibrate(self, thread_ids: list[int], tids: set[int]) -> int | None:
+        if not thread_ids or not tids:
+            return None
+        blobs = self.mem.read_many([(t, _SEARCH_LIMIT) for t in thread_ids])
+        readable = [b for b in blobs if b is not None]
+        if not readable:
+            return None
+
+        def fits(offset: int) -> bool:
+            seen = {_i32.unpack_from(b, offset)[0] for b in readable}
+            return len(seen) == len(readable) and seen <= tids
+
+        if fits(_GLIBC_TID_OFFSET):
+            return _GLIBC_TID_OFFSET
+        for offset in range(0, _SEARCH_LIMIT - 4, 4):
+            if fits(offset):
+                return offset
+        return None
+
+
+class ThreadStates:
+    """Whether the OS has each thread running right now, via /proc/PID/task/TID/stat.
+
+    The stat files stay open between snapshots: a pread at offset 0 regenerates them, which
+    costs one syscall instead of open/read/close.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fds: dict[int, int] = {}
+
+    def running(self, tid: int) -> bool | None:
+        fd = self._fds.get(tid)
+        try:
+            if fd is None:
+                fd = os.open(f"/proc/{self.pid}/task/{tid}/stat", os.O_RDONLY)
+                self._fds[tid] = fd
+            stat = os.pread(fd, 512, 0)
+        except OSError:
+            self._drop(tid)
+            return None
+        close = stat.rfind(b")")
+        if close < 0 or close + 2 >= len(stat):
+            return None
+        return stat[close + 2 : close + 3] == b"R"
+
+    def forget_except(self, tids: set[int]) -> None:
+        for tid in [t for t in self._fds if t not in tids]:
+            self._drop(tid)
+
+    def _drop(self, tid: int) -> None:
+        fd = self._fds.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for tid in list(self._fds):
+            self._drop(tid)
