@@ -22,7 +22,7 @@ _I = struct.Struct("<I")
 _i = struct.Struct("<i")
 MAX_NAME_CHARS = 1 << 16
 MAX_TABLE_BYTES = 1 << 24
-REVALIDATE_AFTER_S = 0.5
+REVALIDATE_AFTER_S = 0.5  # how stale a reused code address may go unnoticed
 
 
 def read_unicode(mem: ProcessMemory, address: int, layout: dict[str, int]) -> str:
@@ -67,7 +67,6 @@ class CodeInfo:
     code_start: int = 0  # address of the first code unit (3.11+)
     code_units: int = 0  # number of code units (3.11+)
     first_traceable: int = 0  # index of the first instruction tracebacks show (3.11+)
-    checked_at: float = 0.0
     frames: dict[int, Frame] = field(default_factory=dict)
 
     def frame_at(self, byte_offset: int) -> Frame:
@@ -106,6 +105,7 @@ class CodeCache:
         self._fp_lo = layout["object.ob_type"]
         self._fp_hi = max(*self._fields, self._firstlineno) + 8
         self._entries: dict[int, CodeInfo] = {}
+        self._swept_at = time.monotonic()
         self.misses = 0
 
     def _fingerprint(self, raw: bytes) -> bytes:
@@ -136,15 +136,7 @@ class CodeCache:
             raise
         except (MemoryReadError, ValueError, struct.error) as exc:
             raise TornStack(f"unreadable code object at {address:#x}: {exc}") from None
-        info = CodeInfo(
-            address,
-            name,
-            filename,
-            firstlineno,
-            table,
-            self._fingerprint(raw),
-            checked_at=time.monotonic(),
-        )
+        info = CodeInfo(address, name, filename, firstlineno, table, self._fingerprint(raw))
         if self.modern:
             info.code_start = address + layout["code.code_adaptive"]
             info.code_units = _q.unpack_from(raw, layout["varobject.ob_size"])[0]
@@ -154,23 +146,24 @@ class CodeCache:
         self._entries[address] = info
         return info
 
-    def revalidate(self, addresses: set[int], now: float) -> None:
-        """Re-check (in one scatter read) the fingerprints of entries not checked lately."""
-        due = []
-        for address in addresses:
-            entry = self._entries.get(address)
-            if entry is not None and now - entry.checked_at > REVALIDATE_AFTER_S:
-                due.append(address)
-        if not due:
-            return
-        size = self._fp_hi
-        blobs = self.mem.read_many([(a, size) for a in due])
-        for address, raw in zip(due, blobs):
+    def sweep(self, now: float) -> bool:
+        """Every REVALIDATE_AFTER_S, re-check all fingerprints in one scatter read.
+
+        Returns True when an entry was evicted (its address now holds something else), so
+        callers can drop what they derived from it.
+        """
+        if now - self._swept_at < REVALIDATE_AFTER_S or not self._entries:
+            return False
+        self._swept_at = now
+        addresses = list(self._entries)
+        blobs = self.mem.read_many([(a, self._fp_hi) for a in addresses])
+        evicted = False
+        for address, raw in zip(addresses, blobs):
             entry = self._entries[address]
             if raw is None or self._fingerprint(raw) != entry.fingerprint:
                 del self._entries[address]
-            else:
-                entry.checked_at = now
+                evicted = True
+        return evicted
 
     def __len__(self) -> int:
         return len(self._entries)

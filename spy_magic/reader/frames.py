@@ -8,11 +8,17 @@
 Both walkers return frames innermost first and raise TornStack when what they read cannot be
 a consistent stack (a cycle, a pointer to something that is not a code object, an
 instruction pointer outside its code, a stack deeper than the limit).
+
+Speed comes from three caches: decoded code objects (CodeCache), the Frame for each
+instruction address, and, on 3.11+, the previous snapshot's walk of each thread: when every
+byte the outer part of the walk depends on is unchanged, that part is reused as it was.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
+from typing import Callable
 
 from .codes import CodeCache
 from .errors import MemoryReadError, TornStack
@@ -20,12 +26,14 @@ from .fetch import Fetch
 from .model import Frame
 
 DEFAULT_MAX_DEPTH = 16_384
+_MAX_FRAME_CACHE = 200_000
+_REUSE_ATTEMPTS = 4
 
 _FORMATS = {1: "B", 4: "i", 8: "Q"}
 
 
-def field_struct(fields: list[tuple[int, int]]) -> tuple[struct.Struct, list[int]]:
-    """A Struct that unpacks several (offset, size) fields at once, plus their output order."""
+def field_unpacker(fields: list[tuple[int, int]]) -> tuple[Callable, int]:
+    """unpack(buf, offset) for several (offset, size) fields at once, in the given order."""
     order = sorted(range(len(fields)), key=lambda i: fields[i][0])
     fmt = "<"
     pos = 0
@@ -37,11 +45,7 @@ def field_struct(fields: list[tuple[int, int]]) -> tuple[struct.Struct, list[int
             fmt += f"{offset - pos}x"
         fmt += _FORMATS[size]
         pos = offset + size
-    return struct.Struct(fmt), order
-
-
-def _unpacker(fields: list[tuple[int, int]]):
-    st, order = field_struct(fields)
+    st = struct.Struct(fmt)
     inverse = [order.index(i) for i in range(len(fields))]
     if inverse == list(range(len(fields))):
         return st.unpack_from, st.size
@@ -68,7 +72,7 @@ class LegacyWalker:
         self.lasti_scale = 2 if version[:2] == (3, 10) else 1
         self.use_f_lineno = version[:2] == (3, 10)
         lasti_size = layout.get("frame.f_lasti_size", 4)
-        self.unpack, self.size = _unpacker(
+        self.unpack, self.size = field_unpacker(
             [
                 (layout["frame.f_back"], 8),
                 (layout["frame.f_code"], 8),
@@ -76,30 +80,54 @@ class LegacyWalker:
                 (layout["frame.f_lineno"], 4),
             ]
         )
+        self._frames: dict[tuple[int, int], Frame] = {}
 
-    def walk(self, fetch: Fetch, frame_address: int) -> tuple[list[Frame], set[int]]:
+    def forget_frames(self) -> None:
+        self._frames.clear()
+
+    def walk(self, fetch: Fetch, frame_address: int) -> list[Frame]:
         frames: list[Frame] = []
-        codes_seen: set[int] = set()
         seen: set[int] = set()
         address = frame_address
-        get_code = self.codes.get
+        cache = self._frames
+        unpack, size, get = self.unpack, self.size, fetch.get
         while address:
-            if len(frames) >= self.max_depth or address in seen:
+            if address in seen or len(frames) >= self.max_depth:
                 raise TornStack("frame chain loops or is deeper than the limit")
             seen.add(address)
             try:
-                raw = fetch.get(address, self.size)
+                raw = get(address, size)
             except MemoryReadError as exc:
                 raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
-            back, code, lasti, lineno = self.unpack(raw)
-            info = get_code(code)
-            codes_seen.add(code)
-            if self.use_f_lineno and lineno > 0:
-                frames.append(Frame(info.name, info.filename, lineno, info.firstlineno))
-            else:
-                frames.append(info.frame_at(lasti * self.lasti_scale if lasti >= 0 else -1))
+            back, code, lasti, lineno = unpack(raw)
+            frame = cache.get((code, lasti))
+            if frame is None:
+                info = self.codes.get(code)
+                offset = lasti * self.lasti_scale if lasti >= 0 else -1
+                frame = info.frame_at(offset)
+                if len(cache) > _MAX_FRAME_CACHE:
+                    cache.clear()
+                cache[(code, lasti)] = frame
+            if self.use_f_lineno and lineno > 0 and lineno != frame.line:
+                # 3.10 keeps the true line in f_lineno while a tracer runs.
+                frame = Frame(frame.name, frame.filename, lineno, frame.firstlineno)
+            frames.append(frame)
             address = back
-        return frames, codes_seen
+        return frames
+
+
+@dataclass
+class WalkMemo:
+    """What one thread's previous walk depended on, so the next can reuse its outer part."""
+
+    chunk: int = 0
+    blob: bytes = b""
+    frames: list[Frame] = field(default_factory=list)
+    # in-chunk frame address -> (index into frames where that frame's output starts,
+    #                            number of outside reads that lie beyond it)
+    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # bytes read from outside the current chunk, in walk order: (address, bytes)
+    outside: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 class ChunkWalker:
@@ -116,7 +144,7 @@ class ChunkWalker:
         self.max_depth = max_depth
         self.owned_by_cstack = layout.get("const.FRAME_OWNED_BY_CSTACK", -1)
         self.owned_by_generator = layout.get("const.FRAME_OWNED_BY_GENERATOR", 1)
-        self.unpack, self.size = _unpacker(
+        self.unpack, self.size = field_unpacker(
             [
                 (layout["iframe.code"], 8),
                 (layout["iframe.previous"], 8),
@@ -124,85 +152,157 @@ class ChunkWalker:
                 (layout["iframe.owner"], 1),
             ]
         )
-        self.chunk_unpack, self.chunk_header = _unpacker(
-            [
-                (layout["chunk.previous"], 8),
-                (layout["chunk.size"], 8),
-                (layout["chunk.top"], 8),
-            ]
+        self.chunk_unpack, self.chunk_header = field_unpacker(
+            [(layout["chunk.previous"], 8), (layout["chunk.size"], 8), (layout["chunk.top"], 8)]
         )
         self.chunk_data = layout["chunk.data"]
+        # instruction address -> (code address, Frame, hidden unless owned by a generator)
+        self._at_instr: dict[int, tuple[int, Frame, bool]] = {}
+
+    def forget_frames(self) -> None:
+        self._at_instr.clear()
+
+    def _resolve(self, code: int, instr: int) -> tuple[int, Frame, bool]:
+        info = self.codes.get(code)
+        index = (instr - info.code_start) >> 1
+        if not -1 <= index < info.code_units:
+            raise TornStack("instruction pointer outside its code object")
+        entry = (code, info.frame_at(index * 2 if index >= 0 else -1), index < info.first_traceable)
+        if len(self._at_instr) > _MAX_FRAME_CACHE:
+            self._at_instr.clear()
+        self._at_instr[instr] = entry
+        return entry
 
     def walk(
-        self, fetch: Fetch, frame_address: int, chunk: int, stack_top: int
-    ) -> tuple[list[Frame], set[int]]:
+        self,
+        fetch: Fetch,
+        frame_address: int,
+        chunk: int,
+        stack_top: int,
+        memo: WalkMemo | None,
+    ) -> tuple[list[Frame], WalkMemo]:
         frames: list[Frame] = []
-        codes_seen: set[int] = set()
-        # Copies of data-stack chunks: (low address, high address, bytes); the current chunk
-        # first, older ones when a frame pointer leads there.
-        segments: list[tuple[int, int, bytes]] = []
-        next_chunk: int | None = None
+        new_memo = WalkMemo(chunk=chunk, frames=frames)
+        positions = new_memo.positions
+        outside = new_memo.outside
+        blob = b""
+        older_chunk = 0
         if chunk:
             if not chunk < stack_top <= chunk + (1 << 30):
                 raise TornStack("data-stack top lies outside its chunk")
             try:
                 head = fetch.get(chunk, self.chunk_header)
-                prev_chunk, chunk_size, _ = self.chunk_unpack(head)
-                if not stack_top - chunk <= chunk_size:
+                older_chunk, chunk_size, _ = self.chunk_unpack(head)
+                if stack_top - chunk > chunk_size:
                     raise TornStack("data-stack top lies outside its chunk")
                 blob = fetch.get_growing(chunk, stack_top - chunk, chunk_size)
             except MemoryReadError as exc:
                 raise TornStack(f"data-stack chunk unreadable: {exc}") from None
-            segments.append((chunk, stack_top, blob))
-            next_chunk = prev_chunk
+        new_memo.blob = blob
+        reusable = memo is not None and memo.chunk == chunk and chunk != 0
+        attempts = _REUSE_ATTEMPTS
+        older: list[tuple[int, int, bytes]] = []  # older chunks: (low, high, bytes)
 
         size = self.size
         unpack = self.unpack
-        get_code = self.codes.get
+        at_instr = self._at_instr
         cstack = self.owned_by_cstack
         generator = self.owned_by_generator
-        seen: set[int] = set()
+        chunk_end = chunk + len(blob)
+        lowest = chunk_end  # in-chunk frames must be met at ever lower addresses
+        seen_outside: set[int] = set()
+        visits: list[tuple[int, int, int]] = []  # (address, frames so far, outside reads so far)
         address = frame_address
         steps = 0
         while address:
             steps += 1
-            if steps > self.max_depth or address in seen:
-                raise TornStack("frame chain loops or is deeper than the limit")
-            seen.add(address)
-            for lo, hi, blob in segments:
-                if lo <= address and address + size <= hi:
-                    raw, offset = blob, address - lo
-                    break
+            if steps > self.max_depth:
+                raise TornStack("frame chain is deeper than the limit")
+            if chunk <= address and address + size <= chunk_end:
+                if address >= lowest:
+                    raise TornStack("frame chain loops inside its chunk")
+                lowest = address
+                offset = address - chunk
+                if reusable and attempts and address in memo.positions:
+                    attempts -= 1
+                    start, beyond = memo.positions[address]
+                    if self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
+                        base = len(frames)
+                        if base == start == 0 and not visits:
+                            # The whole walk is as before: share the old bookkeeping.
+                            new_memo.positions = positions = memo.positions
+                        else:
+                            for addr, (pos, count) in memo.positions.items():
+                                if addr <= address:
+                                    positions[addr] = (base + pos - start, count)
+                        frames.extend(memo.frames[start:])
+                        outside.extend(memo.outside[len(memo.outside) - beyond :])
+                        self._settle(positions, visits, len(outside))
+                        return frames, new_memo
+                visits.append((address, len(frames), len(outside)))
+                raw = blob
             else:
                 raw = None
                 offset = 0
-                # Frames of callers that overflowed into an older chunk.
-                while next_chunk and raw is None:
-                    seg, next_chunk = self._older_chunk(fetch, next_chunk)
-                    segments.append(seg)
+                for lo, hi, data in older:
+                    if lo <= address and address + size <= hi:
+                        raw, offset = data, address - lo
+                        break
+                while raw is None and older_chunk:
+                    seg, older_chunk = self._older_chunk(fetch, older_chunk)
+                    older.append(seg)
+                    outside.append((seg[0], seg[2]))
                     if seg[0] <= address and address + size <= seg[1]:
                         raw, offset = seg[2], address - seg[0]
                 if raw is None:
                     # Generator/coroutine frames and C-stack entry frames: read on their own.
+                    if address in seen_outside:
+                        raise TornStack("frame chain loops")
+                    seen_outside.add(address)
                     try:
                         raw = fetch.get(address, size)
                     except MemoryReadError as exc:
                         raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
+                    outside.append((address, raw))
             code, previous, instr, owner = unpack(raw, offset)
             address = previous
             if owner == cstack:
                 continue
             if owner > 3:
                 raise TornStack(f"frame with impossible owner {owner}")
-            info = get_code(code)
-            codes_seen.add(code)
-            index = (instr - info.code_start) >> 1
-            if not -1 <= index < info.code_units:
-                raise TornStack("instruction pointer outside its code object")
-            if owner != generator and index < info.first_traceable:
+            entry = at_instr.get(instr)
+            if entry is None or entry[0] != code:
+                entry = self._resolve(code, instr)
+            if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
-            frames.append(info.frame_at(index * 2 if index >= 0 else -1))
-        return frames, codes_seen
+            frames.append(entry[1])
+        self._settle(positions, visits, len(outside))
+        return frames, new_memo
+
+    @staticmethod
+    def _settle(positions: dict, visits: list[tuple[int, int, int]], total_outside: int) -> None:
+        """Note, for each in-chunk frame visited, how many outside reads lie beyond it."""
+        for address, position, outside_before in visits:
+            positions[address] = (position, total_outside - outside_before)
+
+    @staticmethod
+    def _tail_unchanged(
+        fetch: Fetch, memo: WalkMemo, blob: bytes, prefix: int, beyond: int
+    ) -> bool:
+        """True when every byte the walk below this frame read last time is still the same."""
+        if len(memo.blob) < prefix or blob[:prefix] != memo.blob[:prefix]:
+            return False
+        for address, old in memo.outside[len(memo.outside) - beyond :]:
+            now = fetch.data.get(address)
+            if now is None:
+                try:
+                    now = fetch.get(address, len(old))
+                except MemoryReadError:
+                    return False
+            if now[: len(old)] != old:
+                return False
+            fetch.get(address, len(old))  # keep it in the next prefetch
+        return True
 
     def _older_chunk(self, fetch: Fetch, chunk: int) -> tuple[tuple[int, int, bytes], int]:
         try:
@@ -214,4 +314,4 @@ class ChunkWalker:
             blob = fetch.get(chunk, used)
         except MemoryReadError as exc:
             raise TornStack(f"older data-stack chunk unreadable: {exc}") from None
-        return (chunk, chunk + used, blob), previous
+        return (chunk, chunk + used, blob[:used]), previous

@@ -26,14 +26,25 @@ if _process_vm_readv is not None:
     _process_vm_readv.restype = ctypes.c_ssize_t
     _process_vm_readv.argtypes = [
         ctypes.c_int,
-        ctypes.POINTER(_IOVec),
+        ctypes.c_void_p,  # const struct iovec *local_iov
         ctypes.c_ulong,
-        ctypes.POINTER(_IOVec),
+        ctypes.c_void_p,  # const struct iovec *remote_iov
         ctypes.c_ulong,
         ctypes.c_ulong,
     ]
 
 _U64 = struct.Struct("<Q")
+_iovec_structs: dict[int, struct.Struct] = {}
+
+
+def _iovec_struct(count: int) -> struct.Struct:
+    """A Struct packing `count` iovecs (base, length) at once: far cheaper than ctypes fields."""
+    st = _iovec_structs.get(count)
+    if st is None:
+        st = _iovec_structs[count] = struct.Struct("<" + "QQ" * count)
+    return st
+
+
 _IOV_MAX = 1024
 
 
@@ -70,7 +81,7 @@ class ProcessMemory:
         remote.iov_base = address
         remote.iov_len = size
         self.syscalls += 1
-        got = _process_vm_readv(self.pid, local, 1, remote, 1, 0)
+        got = _process_vm_readv(self.pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
         if got == size:
             return buf.raw
         if got < 0:
@@ -103,15 +114,19 @@ class ProcessMemory:
         while start < n:
             stop = min(n, start + _IOV_MAX)
             batch = regions[start:stop]
-            total = sum(size for _, size in batch)
+            count = len(batch)
+            total = 0
+            flat = []
+            for addr, size in batch:
+                flat.append(addr)
+                flat.append(size)
+                total += size
             buf = ctypes.create_string_buffer(max(total, 1))
-            remote = (_IOVec * len(batch))()
-            for j, (addr, size) in enumerate(batch):
-                remote[j].iov_base = addr
-                remote[j].iov_len = size
+            remote = ctypes.create_string_buffer(16 * count)
+            _iovec_struct(count).pack_into(remote, 0, *flat)
             local = _IOVec(ctypes.addressof(buf), total)
             self.syscalls += 1
-            got = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, len(batch), 0)
+            got = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, count, 0)
             if got < 0:
                 err = ctypes.get_errno()
                 if err == errno.EFAULT:

@@ -17,7 +17,7 @@ from .errors import (
     UnsupportedVersion,
 )
 from .fetch import Fetch
-from .frames import DEFAULT_MAX_DEPTH, ChunkWalker, LegacyWalker
+from .frames import DEFAULT_MAX_DEPTH, ChunkWalker, LegacyWalker, WalkMemo, field_unpacker
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
 from .model import ThreadStack
@@ -58,7 +58,7 @@ class StackReader:
         self.walker = walker_type(self.layout, self.codes, self.version, max_depth)
         self._modern = self.version[:2] >= (3, 11)
         self._plan: list[tuple[int, int]] = []
-        self._last_codes: set[int] = set()
+        self._memos: dict[int, WalkMemo] = {}
         self._native_ids = (
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
         )
@@ -116,21 +116,21 @@ class StackReader:
         return found
 
     def _tstate_fields(self):
-        from .frames import _unpacker
-
+        """Unpacker for the thread-state fields a snapshot needs, and where each lands."""
         layout = self.layout
         keys = ["tstate.next", "tstate.thread_id"]
         if "tstate.native_thread_id" in layout:
             keys.append("tstate.native_thread_id")
         if self._modern:
+            self._chunk_slot = len(keys)
             keys += ["tstate.datastack_chunk", "tstate.datastack_top"]
-            keys.append(
-                "tstate.current_frame" if "tstate.current_frame" in layout else "tstate.cframe"
-            )
+            self._via_cframe = "tstate.current_frame" not in layout
+            self._cframe_offset = layout.get("cframe.current_frame", 0)
+            keys.append("tstate.cframe" if self._via_cframe else "tstate.current_frame")
         else:
             keys.append("tstate.frame")
-        self._tstate_keys = keys
-        return _unpacker([(layout[k], 8) for k in keys])
+        self._frame_slot = len(keys) - 1
+        return field_unpacker([(layout[k], 8) for k in keys])
 
     def _check_ready(self) -> int:
         try:
@@ -169,61 +169,55 @@ class StackReader:
     def _read(self) -> list[ThreadStack]:
         layout = self.layout
         now = time.monotonic()
-        if self._last_codes:
-            self.codes.revalidate(self._last_codes, now)
+        if self.codes.sweep(now):
+            self.walker.forget_frames()
+            self._memos.clear()
         fetch = Fetch(self.mem, self._plan)
         try:
-            interp = self.interp_address
-            head = _Q.unpack_from(fetch.get(interp + layout["interp.threads_head"], 8))[0]
+            head = _Q.unpack_from(
+                fetch.get(self.interp_address + layout["interp.threads_head"], 8)
+            )[0]
             holder = self._gil_holder(fetch)
         except MemoryReadError:
             if process_is_gone(self.pid):
                 raise ProcessExited(self.pid) from None
             raise
-        threads: list[ThreadStack] = []
-        codes_seen: set[int] = set()
-        tstate = head
+        # The thread list: (tstate address, its fields in self._tstate_keys order).
+        raw_threads: list[tuple[int, tuple[int, ...]]] = []
         seen: set[int] = set()
-        raw_threads = []
-        while tstate and len(seen) < MAX_THREADS and tstate not in seen:
+        tstate = head
+        while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
             try:
                 values = self._tstate_unpack(fetch.get(tstate, self._tstate_size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
-                break  # the list changed under us; what we have is still valid
-            fields = dict(zip(self._tstate_keys, values))
-            raw_threads.append((tstate, fields))
-            tstate = fields["tstate.next"]
+                break  # the list changed under us; the threads found so far are still valid
+            raw_threads.append((tstate, values))
+            tstate = values[0]
 
-        native_of = None
-        if self._native_ids is not None:
-            native_of = self._native_ids.resolve([f["tstate.thread_id"] for _, f in raw_threads])
-        names = self._thread_names(fetch, [f["tstate.thread_id"] for _, f in raw_threads], now)
-        tids = set()
-        for tstate, fields in raw_threads:
-            thread_id = fields["tstate.thread_id"]
-            if native_of is None:
-                native: int | None = fields["tstate.native_thread_id"]
-            else:
-                native = native_of.get(thread_id)
-            if native:
-                tids.add(native)
+        thread_ids = [values[1] for _, values in raw_threads]
+        if self._native_ids is None:
+            natives = [values[2] for _, values in raw_threads]
+        else:
+            found = self._native_ids.resolve(thread_ids)
+            natives = [found.get(t, 0) for t in thread_ids]
+        names = self._thread_names(thread_ids, now)
+        memos = {}
+        threads: list[ThreadStack] = []
+        for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
+            running = self._states.running(native) if native else None
             stack = ThreadStack(
                 pid=self.pid,
                 thread_id=thread_id,
                 native_id=native or None,
                 name=names.get(thread_id),
                 gil=bool(holder) and tstate == holder,
-                idle=(not running)
-                if native and (running := self._states.running(native)) is not None
-                else None,
+                idle=None if running is None else not running,
             )
             try:
-                frames, used = self._walk(fetch, fields)
-                stack.frames = tuple(frames)
-                codes_seen |= used
+                stack.frames = tuple(self._walk(fetch, tstate, values, memos))
             except TornStack as exc:
                 stack.error = exc
             except MemoryReadError as exc:
@@ -231,25 +225,32 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
             threads.append(stack)
-        self._states.forget_except(tids)
+        self._states.forget_except({n for n in natives if n})
+        if self._native_ids is not None:
+            self._native_ids.forget_except(set(thread_ids))
+        self._memos = memos
         self._plan = fetch.plan()
-        self._last_codes = codes_seen
         return threads
 
-    def _walk(self, fetch: Fetch, fields: dict[str, int]):
+    def _walk(self, fetch: Fetch, tstate: int, values: tuple[int, ...], memos: dict):
+        frame_slot = values[self._frame_slot]
         if not self._modern:
-            return self.walker.walk(fetch, fields["tstate.frame"])
-        if "tstate.current_frame" in fields:
-            frame = fields["tstate.current_frame"]
-        else:
-            cframe = fields["tstate.cframe"]
+            return self.walker.walk(fetch, frame_slot)
+        if self._via_cframe:
             frame = 0
-            if cframe:
-                offset = self.layout["cframe.current_frame"]
-                frame = _Q.unpack_from(fetch.get(cframe + offset, 8))[0]
-        return self.walker.walk(
-            fetch, frame, fields["tstate.datastack_chunk"], fields["tstate.datastack_top"]
+            if frame_slot:
+                frame = _Q.unpack_from(fetch.get(frame_slot + self._cframe_offset, 8))[0]
+        else:
+            frame = frame_slot
+        frames, memo = self.walker.walk(
+            fetch,
+            frame,
+            values[self._chunk_slot],
+            values[self._chunk_slot + 1],
+            self._memos.get(tstate),
         )
+        memos[tstate] = memo
+        return frames
 
     def _gil_holder(self, fetch: Fetch) -> int:
         """The thread state holding the GIL right now, or 0."""
@@ -271,7 +272,7 @@ class StackReader:
         holder = _Q.unpack_from(blob, layout["gil.last_holder"] - lo)[0]
         return holder if locked else 0
 
-    def _thread_names(self, fetch: Fetch, thread_ids: list[int], now: float) -> dict[int, str]:
+    def _thread_names(self, thread_ids: list[int], now: float) -> dict[int, str]:
         if not self._want_names:
             return {}
         unknown = any(t not in self._names for t in thread_ids)
@@ -288,6 +289,11 @@ class StackReader:
             except Exception:  # a torn dict read: names are a nicety, stacks are not
                 pass
         return self._names
+
+    @property
+    def syscalls(self) -> int:
+        """Syscalls made so far: memory reads plus /proc thread-state reads."""
+        return self.mem.syscalls + self._states.syscalls
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -79,14 +79,17 @@ class ThreadStates:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.syscalls = 0
         self._fds: dict[int, int] = {}
 
     def running(self, tid: int) -> bool | None:
         fd = self._fds.get(tid)
         try:
             if fd is None:
+                self.syscalls += 1
                 fd = os.open(f"/proc/{self.pid}/task/{tid}/stat", os.O_RDONLY)
                 self._fds[tid] = fd
+            self.syscalls += 1
             stat = os.pread(fd, 512, 0)
         except OSError:
             self._drop(tid)
