@@ -3,57 +3,125 @@
 Stacks change little between samples, so the regions a snapshot needed (thread states, the
 used part of each data-stack chunk, frames outside chunks) are a good guess for the next one.
 Reading them all in one `process_vm_readv` makes a snapshot cost about one syscall, and makes
-the copy nearly atomic, which keeps torn stacks rare.
+the copy nearly atomic, which keeps torn stacks rare. Nearby regions are merged into one span
+first: the kernel's cost is per iovec and per page, not per byte.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .memory import ProcessMemory
 
 CHUNK_SLACK = 1024  # read this much past a chunk's used top, for the next sample to grow into
+MERGE_GAP = 512  # regions closer than this are read as one span
 _ALIGN = 256
 
 
+@dataclass
+class Plan:
+    """Regions to prefetch, merged into spans; `where` maps a region to its place in the read."""
+
+    regions: dict[int, int]
+    spans: list[tuple[int, int]]
+    where: dict[int, tuple[int, int]]  # region address -> (offset in the buffer, size)
+    span_ends: list[int]  # cumulative buffer offset at the end of each span
+
+    @classmethod
+    def build(cls, regions: dict[int, int]) -> Plan:
+        spans: list[tuple[int, int]] = []
+        members: list[list[tuple[int, int]]] = []
+        for address, size in sorted(regions.items()):
+            if spans:
+                start, length = spans[-1]
+                if address <= start + length + MERGE_GAP:
+                    spans[-1] = (start, max(length, address + size - start))
+                    members[-1].append((address, size))
+                    continue
+            spans.append((address, size))
+            members.append([(address, size)])
+        where: dict[int, tuple[int, int]] = {}
+        span_ends: list[int] = []
+        base = 0
+        for (start, length), group in zip(spans, members):
+            for address, size in group:
+                where[address] = (base + address - start, size)
+            base += length
+            span_ends.append(base)
+        return cls(dict(regions), spans, where, span_ends)
+
+
 class Fetch:
-    """Memory for one snapshot: served from the prefetch where possible, read otherwise."""
+    """Memory for one snapshot: served from the prefetch where possible, read otherwise.
 
-    def __init__(self, mem: ProcessMemory, plan: list[tuple[int, int]]) -> None:
+    `get` returns (buffer, offset) so callers unpack in place, without copying regions out.
+    """
+
+    def __init__(self, mem: ProcessMemory, plan: Plan | None) -> None:
         self.mem = mem
-        self.data: dict[int, bytes] = {}
-        if plan:
-            for (address, _size), blob in zip(plan, mem.read_many(plan)):
-                if blob is not None:
-                    self.data[address] = blob
-        self.next_plan: dict[int, int] = {}
+        self.raw = b""
+        self.where: dict[int, tuple[int, int]] = {}
+        self.extra: dict[int, bytes] = {}
+        if plan is not None and plan.spans:
+            self.raw, got = mem.read_spans(plan.spans)
+            if got >= len(self.raw):
+                self.where = plan.where
+            else:
+                # Keep only regions whose spans arrived whole.
+                complete = 0
+                while complete < len(plan.span_ends) and plan.span_ends[complete] <= got:
+                    complete += 1
+                limit = plan.span_ends[complete - 1] if complete else 0
+                self.where = {a: w for a, w in plan.where.items() if w[0] + w[1] <= limit}
+        self.next_regions: dict[int, int] = {}
 
-    def get(self, address: int, size: int) -> bytes:
-        """`size` bytes at `address` (raises MemoryReadError/ProcessExited when unreadable)."""
-        blob = self.data.get(address)
+    def get(self, address: int, size: int) -> tuple[bytes, int]:
+        """(buffer, offset) holding `size` bytes at `address`; reads them if not prefetched."""
+        plan = self.next_regions
+        if plan.get(address, 0) < size:
+            plan[address] = size
+        hit = self.where.get(address)
+        if hit is not None and hit[1] >= size:
+            return self.raw, hit[0]
+        blob = self.extra.get(address)
         if blob is None or len(blob) < size:
             blob = self.mem.read(address, size)
-            self.data[address] = blob
-        if self.next_plan.get(address, 0) < size:
-            self.next_plan[address] = size
-        return blob
+            self.extra[address] = blob
+        return blob, 0
+
+    def get_bytes(self, address: int, size: int) -> bytes:
+        buf, offset = self.get(address, size)
+        return buf[offset : offset + size] if (offset or len(buf) != size) else buf
+
+    def note(self, addresses: list[int], size: int) -> None:
+        """Plan regions that a walker served straight from `where` (its fast path)."""
+        plan = self.next_regions
+        for address in addresses:
+            if plan.get(address, 0) < size:
+                plan[address] = size
 
     def get_growing(self, address: int, size: int, limit: int) -> bytes:
-        """Like get, for a region that grows between samples (a data-stack chunk).
+        """`size` bytes of a region that grows between samples (a data-stack chunk).
 
         Reads only the part the prefetch missed, and plans slack for the next sample, up to
         `limit` bytes (the chunk's real size, so the prefetch never runs past its mapping).
         """
-        blob = self.data.get(address)
-        if blob is None:
+        hit = self.where.get(address)
+        if hit is not None:
+            offset, have = hit
+            if have >= size:
+                blob = self.raw[offset : offset + size]
+            else:
+                blob = self.raw[offset : offset + have] + self.mem.read(address + have, size - have)
+        else:
             blob = self.mem.read(address, size)
-        elif len(blob) < size:
-            blob = blob + self.mem.read(address + len(blob), size - len(blob))
-        elif len(blob) > size:
-            blob = blob[:size]
-        self.data[address] = blob
         planned = min(limit, (size + CHUNK_SLACK + _ALIGN - 1) // _ALIGN * _ALIGN)
-        if self.next_plan.get(address, 0) < planned:
-            self.next_plan[address] = planned
+        if self.next_regions.get(address, 0) < planned:
+            self.next_regions[address] = planned
         return blob
 
-    def plan(self) -> list[tuple[int, int]]:
-        return list(self.next_plan.items())
+    def plan(self, previous: Plan | None) -> Plan:
+        """The next snapshot's plan; the previous one is reused when nothing changed."""
+        if previous is not None and previous.regions == self.next_regions:
+            return previous
+        return Plan.build(self.next_regions)

@@ -90,16 +90,24 @@ class LegacyWalker:
         seen: set[int] = set()
         address = frame_address
         cache = self._frames
-        unpack, size, get = self.unpack, self.size, fetch.get
+        unpack, size = self.unpack, self.size
+        prefetched = fetch.where.get
+        whole = fetch.raw
+        served: list[int] = []  # frames found in the prefetch, planned in one go at the end
         while address:
             if address in seen or len(frames) >= self.max_depth:
                 raise TornStack("frame chain loops or is deeper than the limit")
             seen.add(address)
-            try:
-                raw = get(address, size)
-            except MemoryReadError as exc:
-                raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
-            back, code, lasti, lineno = unpack(raw)
+            hit = prefetched(address)
+            if hit is not None and hit[1] >= size:
+                buf, offset = whole, hit[0]
+                served.append(address)
+            else:
+                try:
+                    buf, offset = fetch.get(address, size)
+                except MemoryReadError as exc:
+                    raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
+            back, code, lasti, lineno = unpack(buf, offset)
             frame = cache.get((code, lasti))
             if frame is None:
                 info = self.codes.get(code)
@@ -113,6 +121,7 @@ class LegacyWalker:
                 frame = Frame(frame.name, frame.filename, lineno, frame.firstlineno)
             frames.append(frame)
             address = back
+        fetch.note(served, size)
         return frames
 
 
@@ -191,8 +200,7 @@ class ChunkWalker:
             if not chunk < stack_top <= chunk + (1 << 30):
                 raise TornStack("data-stack top lies outside its chunk")
             try:
-                head = fetch.get(chunk, self.chunk_header)
-                older_chunk, chunk_size, _ = self.chunk_unpack(head)
+                older_chunk, chunk_size, _ = self.chunk_unpack(*fetch.get(chunk, self.chunk_header))
                 if stack_top - chunk > chunk_size:
                     raise TornStack("data-stack top lies outside its chunk")
                 blob = fetch.get_growing(chunk, stack_top - chunk, chunk_size)
@@ -260,7 +268,7 @@ class ChunkWalker:
                         raise TornStack("frame chain loops")
                     seen_outside.add(address)
                     try:
-                        raw = fetch.get(address, size)
+                        raw = fetch.get_bytes(address, size)
                     except MemoryReadError as exc:
                         raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
                     outside.append((address, raw))
@@ -293,25 +301,21 @@ class ChunkWalker:
         if len(memo.blob) < prefix or blob[:prefix] != memo.blob[:prefix]:
             return False
         for address, old in memo.outside[len(memo.outside) - beyond :]:
-            now = fetch.data.get(address)
-            if now is None:
-                try:
-                    now = fetch.get(address, len(old))
-                except MemoryReadError:
-                    return False
-            if now[: len(old)] != old:
+            try:
+                buf, offset = fetch.get(address, len(old))
+            except MemoryReadError:
                 return False
-            fetch.get(address, len(old))  # keep it in the next prefetch
+            if buf[offset : offset + len(old)] != old:
+                return False
         return True
 
     def _older_chunk(self, fetch: Fetch, chunk: int) -> tuple[tuple[int, int, bytes], int]:
         try:
-            head = fetch.get(chunk, self.chunk_header)
-            previous, size, top = self.chunk_unpack(head)
+            previous, size, top = self.chunk_unpack(*fetch.get(chunk, self.chunk_header))
             used = self.chunk_data + top * 8
             if not 0 < used <= size:
                 raise TornStack("older data-stack chunk has an impossible top")
-            blob = fetch.get(chunk, used)
+            blob = fetch.get_bytes(chunk, used)
         except MemoryReadError as exc:
             raise TornStack(f"older data-stack chunk unreadable: {exc}") from None
         return (chunk, chunk + used, blob[:used]), previous

@@ -151,6 +151,43 @@ class ProcessMemory:
             start = stop if failed_at is None else failed_at + 1
         return out
 
+    def read_spans(self, spans: Sequence[tuple[int, int]]) -> tuple[bytes, int]:
+        """Read spans back to back into one buffer, in one syscall.
+
+        Returns the buffer and how many bytes arrived: the kernel stops at the first span it
+        cannot read, and never splits a span, so every span that ends within that count is
+        complete.
+        """
+        total = 0
+        flat: list[int] = []
+        for address, size in spans:
+            flat.append(address)
+            flat.append(size)
+            total += size
+        if not self._use_vm_readv or len(spans) > _IOV_MAX:
+            parts = self.read_many(spans)
+            got = 0
+            for part in parts:
+                if part is None:
+                    break
+                got += len(part)
+            return b"".join(p or bytes(s) for p, (_, s) in zip(parts, spans)), got
+        buf = ctypes.create_string_buffer(max(total, 1))
+        remote = ctypes.create_string_buffer(16 * len(spans))
+        _iovec_struct(len(spans)).pack_into(remote, 0, *flat)
+        local = _IOVec(ctypes.addressof(buf), total)
+        self.syscalls += 1
+        got = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, len(spans), 0)
+        if got < 0:
+            err = ctypes.get_errno()
+            if err == errno.ENOSYS:
+                self._use_vm_readv = False
+                return self.read_spans(spans)
+            if err not in (errno.EFAULT, errno.ENOMEM):
+                self._raise_for(err, spans[0][0], spans[0][1])
+            got = 0
+        return buf.raw[:total], got
+
     # -- fallback -------------------------------------------------------------------------
     def _pread(self, address: int, size: int) -> bytes:
         if self._mem_fd is None:

@@ -16,7 +16,7 @@ from .errors import (
     TornStack,
     UnsupportedVersion,
 )
-from .fetch import Fetch
+from .fetch import Fetch, Plan
 from .frames import DEFAULT_MAX_DEPTH, ChunkWalker, LegacyWalker, WalkMemo, field_unpacker
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
@@ -57,7 +57,7 @@ class StackReader:
         walker_type = ChunkWalker if self.version[:2] >= (3, 11) else LegacyWalker
         self.walker = walker_type(self.layout, self.codes, self.version, max_depth)
         self._modern = self.version[:2] >= (3, 11)
-        self._plan: list[tuple[int, int]] = []
+        self._plan: Plan | None = None
         self._memos: dict[int, WalkMemo] = {}
         self._native_ids = (
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
@@ -69,6 +69,8 @@ class StackReader:
         self._gil_struct: int | None = None
         self._tstate_unpack, self._tstate_size = self._tstate_fields()
         self.interp_address = self._check_ready()
+        if not self.version[2]:
+            self.version = self._exact_version()
 
     # -- set-up -----------------------------------------------------------------------------
     def _layout(self) -> dict[str, int]:
@@ -150,6 +152,22 @@ class StackReader:
             raise
         return interp
 
+    def _exact_version(self) -> tuple[int, int, int]:
+        """Before 3.11 nothing exported says the micro version: ask `sys.hexversion`."""
+        from .objects import ObjectReader
+
+        try:
+            objects = ObjectReader(self.mem, self.version[:2], self.layout)
+            sysdict = self.mem.read_u64(self.interp_address + self.layout["interp.sysdict"])
+            found = objects.dict_get_str(sysdict, "hexversion") if sysdict else None
+            packed = objects.read_int(found) if found else 0
+        except ProcessExited:
+            raise
+        except (ReaderError, ValueError):
+            packed = 0
+        exact = (packed >> 24, (packed >> 16) & 0xFF, (packed >> 8) & 0xFF)
+        return exact if exact[:2] == self.version[:2] else self.version
+
     # -- snapshots --------------------------------------------------------------------------
     def read(self) -> list[ThreadStack]:
         """One snapshot of every thread. Per-thread failures land in ThreadStack.error."""
@@ -175,7 +193,7 @@ class StackReader:
         fetch = Fetch(self.mem, self._plan)
         try:
             head = _Q.unpack_from(
-                fetch.get(self.interp_address + layout["interp.threads_head"], 8)
+                *fetch.get(self.interp_address + layout["interp.threads_head"], 8)
             )[0]
             holder = self._gil_holder(fetch)
         except MemoryReadError:
@@ -189,7 +207,7 @@ class StackReader:
         while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
             try:
-                values = self._tstate_unpack(fetch.get(tstate, self._tstate_size))
+                values = self._tstate_unpack(*fetch.get(tstate, self._tstate_size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
@@ -229,7 +247,7 @@ class StackReader:
         if self._native_ids is not None:
             self._native_ids.forget_except(set(thread_ids))
         self._memos = memos
-        self._plan = fetch.plan()
+        self._plan = fetch.plan(self._plan)
         return threads
 
     def _walk(self, fetch: Fetch, tstate: int, values: tuple[int, ...], memos: dict):
@@ -239,7 +257,7 @@ class StackReader:
         if self._via_cframe:
             frame = 0
             if frame_slot:
-                frame = _Q.unpack_from(fetch.get(frame_slot + self._cframe_offset, 8))[0]
+                frame = _Q.unpack_from(*fetch.get(frame_slot + self._cframe_offset, 8))[0]
         else:
             frame = frame_slot
         frames, memo = self.walker.walk(
@@ -258,7 +276,7 @@ class StackReader:
         runtime = self.interpreter.runtime_address
         if "runtime.gilstate_tstate_current" in layout:
             current = _Q.unpack_from(
-                fetch.get(runtime + layout["runtime.gilstate_tstate_current"], 8)
+                *fetch.get(runtime + layout["runtime.gilstate_tstate_current"], 8)
             )[0]
             return current
         if self._gil_struct is None:
@@ -267,9 +285,9 @@ class StackReader:
             return 0
         lo = min(layout["gil.locked"], layout["gil.last_holder"])
         hi = max(layout["gil.locked"] + 4, layout["gil.last_holder"] + 8)
-        blob = fetch.get(self._gil_struct + lo, hi - lo)
-        locked = _I.unpack_from(blob, layout["gil.locked"] - lo)[0]
-        holder = _Q.unpack_from(blob, layout["gil.last_holder"] - lo)[0]
+        buf, offset = fetch.get(self._gil_struct + lo, hi - lo)
+        locked = _I.unpack_from(buf, offset + layout["gil.locked"] - lo)[0]
+        holder = _Q.unpack_from(buf, offset + layout["gil.last_holder"] - lo)[0]
         return holder if locked else 0
 
     def _thread_names(self, thread_ids: list[int], now: float) -> dict[int, str]:
