@@ -74,6 +74,7 @@ class LegacyWalker:
         lasti_size = layout.get("frame.f_lasti_size", 4)
         self.unpack, self.size = field_unpacker(
             [
+                (layout["object.ob_refcnt"], 8),
                 (layout["frame.f_back"], 8),
                 (layout["frame.f_code"], 8),
                 (layout["frame.f_lasti"], lasti_size),
@@ -85,8 +86,10 @@ class LegacyWalker:
     def forget_frames(self) -> None:
         self._frames.clear()
 
-    def walk(self, fetch: Fetch, frame_address: int) -> list[Frame]:
+    def walk(self, fetch: Fetch, frame_address: int) -> tuple[list[Frame], list[tuple[int, bytes]]]:
+        """The frames, and (address, bytes) of the innermost frame for the caller to re-check."""
         frames: list[Frame] = []
+        innermost: list[tuple[int, bytes]] = []
         seen: set[int] = set()
         address = frame_address
         cache = self._frames
@@ -107,7 +110,12 @@ class LegacyWalker:
                     buf, offset = fetch.get(address, size)
                 except MemoryReadError as exc:
                     raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
-            back, code, lasti, lineno = unpack(buf, offset)
+            if not innermost:
+                innermost.append((address, buf[offset : offset + size]))
+            refcount, back, code, lasti, lineno = unpack(buf, offset)
+            if refcount <= 0 or refcount > 1 << 40:
+                # A dead frame (free list or zombie): the chain was read across a return.
+                raise TornStack("frame chain leads to a dead frame")
             frame = cache.get((code, lasti))
             if frame is None:
                 info = self.codes.get(code)
@@ -122,7 +130,7 @@ class LegacyWalker:
             frames.append(frame)
             address = back
         fetch.note(served, size)
-        return frames
+        return frames, innermost
 
 
 @dataclass

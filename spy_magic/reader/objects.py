@@ -116,9 +116,9 @@ class ObjectReader:
         self.max_dict_entries = max_dict_entries
         self._static_types: dict[int, TypeInfo] = {}  # non-heap types never move or die
         self._names: dict[int, str] = {}  # tp_name pointer -> decoded name (static types)
-        # Heap types can die and their addresses be reused: they are only remembered within
-        # one batch operation (thread_names), never across calls.
-        self._heap_memo: dict[int, TypeInfo] | None = None
+        # Heap types, keys objects and strings can die and their addresses be reused: they are
+        # only remembered within one batch operation (thread_names), never across calls.
+        self._batch: dict | None = None
         L = layout
         self._heaptype = L["const.Py_TPFLAGS_HEAPTYPE"]
         self._type_read = max(
@@ -157,8 +157,8 @@ class ObjectReader:
 
     def type_info(self, type_addr: int) -> TypeInfo:
         info = self._static_types.get(type_addr)
-        if info is None and self._heap_memo is not None:
-            info = self._heap_memo.get(type_addr)
+        if info is None and self._batch is not None:
+            info = self._batch.get(("type", type_addr))
         if info is not None:
             return info
         return self._parse_type(type_addr, self.mem.read(type_addr, self._type_read))
@@ -199,9 +199,13 @@ class ObjectReader:
         if not info.flags & self._heaptype:
             if len(self._static_types) < 4096:
                 self._static_types[type_addr] = info
-        elif self._heap_memo is not None and len(self._heap_memo) < 4096:
-            self._heap_memo[type_addr] = info
+        else:
+            self._remember(("type", type_addr), info)
         return info
+
+    def _remember(self, key: tuple, value) -> None:
+        if self._batch is not None and len(self._batch) < 100_000:
+            self._batch[key] = value
 
     def type_name(self, addr: int) -> str:
         """tp_name of the object's type ("str", "Thread", "collections.OrderedDict", ...)."""
@@ -213,8 +217,9 @@ class ObjectReader:
                 self._names[info.name_ptr] = name
         return name
 
-    def _require_flag(self, addr: int, flag_key: str, what: str) -> TypeInfo:
-        info = self.type_info(self.type_of(addr))
+    def _require_flag(self, addr: int, blob: bytes, flag_key: str, what: str) -> TypeInfo:
+        """Check the type of the object whose header is `blob`."""
+        info = self.type_info(_Q.unpack_from(blob, self.L["object.ob_type"])[0])
         if not info.flags & self.L[flag_key]:
             raise BadObject(addr, f"not a {what} (type flags {info.flags:#x})")
         return info
@@ -235,10 +240,10 @@ class ObjectReader:
         return self._str_values(headers, strict)
 
     def _str_headers(
-        self, addrs: Sequence[int], max_chars: int, strict: bool
+        self, addrs: Sequence[int], max_chars: int, strict: bool, peek: int = _STR_PEEK
     ) -> list[_StrHeader | None]:
         L = self.L
-        peek = max(_STR_PEEK, self._str_hdr)
+        peek = max(peek, self._str_hdr)
         blobs = self.mem.read_many([(a, peek) for a in addrs])
         for i, blob in enumerate(blobs):
             if blob is None and addrs[i]:  # near the end of a mapping: exact header only
@@ -317,11 +322,11 @@ class ObjectReader:
     # -- bytes ------------------------------------------------------------------------------
     def read_bytes(self, addr: int, max_len: int = MAX_BYTES) -> bytes:
         L = self.L
-        self._require_flag(addr, "const.Py_TPFLAGS_BYTES_SUBCLASS", "bytes")
         try:
             blob = self.mem.read(addr, self._bytes_hdr + _BYTES_PEEK)
         except MemoryReadError:
             blob = self.mem.read(addr, self._bytes_hdr)
+        self._require_flag(addr, blob, "const.Py_TPFLAGS_BYTES_SUBCLASS", "bytes")
         n = _q.unpack_from(blob, L["bytes.ob_size"])[0]
         if n < 0 or n > max_len:
             raise BadObject(addr, f"bytes length {n} outside 0..{max_len}")
@@ -333,12 +338,12 @@ class ObjectReader:
     # -- int --------------------------------------------------------------------------------
     def read_int(self, addr: int, max_digits: int = MAX_INT_DIGITS) -> int:
         """Decode an int (or bool) object."""
-        self._require_flag(addr, "const.Py_TPFLAGS_LONG_SUBCLASS", "int")
         L = self.L
         try:
             blob = self.mem.read(addr, self._int_hdr + 4 * _INT_PEEK_DIGITS)
         except MemoryReadError:
             blob = self.mem.read(addr, self._int_hdr)
+        self._require_flag(addr, blob, "const.Py_TPFLAGS_LONG_SUBCLASS", "int")
         if "long.lv_tag" in L:  # 3.12+: lv_tag = ndigits << 3 | sign (0 +, 1 zero, 2 -)
             tag = _Q.unpack_from(blob, L["long.lv_tag"])[0]
             sign_bits = tag & 3
@@ -368,9 +373,9 @@ class ObjectReader:
     def dict_items(self, addr: int, check_type: bool = True) -> list[tuple[int, int]]:
         """(key address, value address) of every item of a dict, in insertion order."""
         L = self.L
-        if check_type:
-            self._require_flag(addr, "const.Py_TPFLAGS_DICT_SUBCLASS", "dict")
         blob = self.mem.read(addr, self._dict_hdr)
+        if check_type:
+            self._require_flag(addr, blob, "const.Py_TPFLAGS_DICT_SUBCLASS", "dict")
         used = _q.unpack_from(blob, L["dict.ma_used"])[0]
         keys_addr = _Q.unpack_from(blob, L["dict.ma_keys"])[0]
         values = _Q.unpack_from(blob, L["dict.ma_values"])[0]
@@ -383,6 +388,15 @@ class ObjectReader:
         return items[:used]
 
     def _keys(self, addr: int) -> _Keys:
+        if self._batch is not None:
+            keys = self._batch.get(("keys", addr))
+            if keys is None:
+                keys = self._parse_keys(addr)
+                self._remember(("keys", addr), keys)
+            return keys
+        return self._parse_keys(addr)
+
+    def _parse_keys(self, addr: int) -> _Keys:
         L = self.L
         if not addr:
             raise BadObject(addr, "dict without keys")
@@ -440,7 +454,7 @@ class ObjectReader:
                 out.append((key, value))
         return out
 
-    def _split_items(self, keys: _Keys, values: int) -> list[tuple[int, int]]:
+    def _split_items(self, keys: _Keys, values: int, inline: bool = False) -> list[tuple[int, int]]:
         """Items of a split table: keys from the (shared) keys object, values from `values`.
 
         <= 3.10: `values` is a PyObject*[] in entry order.
@@ -448,6 +462,7 @@ class ObjectReader:
         the prefix size, values[-2] the number of items, values[-3-k] the k-th item's index.
         3.13: PyDictValues {capacity, size, embedded, valid, values[capacity]} followed by the
         insertion order array (Include/internal/pycore_dict.h, get_insertion_order_array).
+        `inline`: values embedded in the object, only meaningful while `valid` is set.
         """
         n = keys.nentries
         if n == 0:
@@ -458,13 +473,17 @@ class ObjectReader:
         if self.version <= (3, 10):
             vals = self.mem.read(values, n * PTR)
         elif self.version <= (3, 12):
-            blob = self.mem.read(values - 2, 2 + n * PTR)
-            count, prefix = blob[0], blob[1]
-            vals = blob[2:]
+            # The prefix was sized for at least as many items as the shared keys can ever hold
+            # (shared_keys_usable_size), so the n order bytes before it are ours to read.
+            blob = self.mem.read(values - 2 - n, 2 + n + n * PTR)
+            count, prefix = blob[n], blob[n + 1]
+            vals = blob[n + 2 :]
             if 0 < count <= n and count + 2 <= prefix:
-                order = list(reversed(self.mem.read(values - 2 - count, count)))
+                order = list(reversed(blob[n - count : n]))
         else:
             head = self.mem.read(values, L["dictvalues.values"])
+            if inline and not head[L["dictvalues.valid"]]:
+                return []
             capacity = head[L["dictvalues.capacity"]]
             count = head[L["dictvalues.size_member"]]
             n = min(n, capacity)
@@ -479,10 +498,14 @@ class ObjectReader:
         return [(key_addrs[i], value_addrs[i]) for i in order if key_addrs[i] and value_addrs[i]]
 
     def _entry_keys(self, keys: _Keys) -> list[int]:
+        memo = ("entry_keys", keys.address, keys.nentries)
+        if self._batch is not None and memo in self._batch:
+            return self._batch[memo]
         raw = self._entries(keys)
-        return [
-            _Q.unpack_from(raw, i * keys.entry_size + keys.key_off)[0] for i in range(keys.nentries)
-        ]
+        size, off = keys.entry_size, keys.key_off
+        out = [_Q.unpack_from(raw, i * size + off)[0] for i in range(keys.nentries)]
+        self._remember(memo, out)
+        return out
 
     def dict_get_str(self, addr: int, key: str, check_type: bool = True) -> int | None:
         """The address of d[key] for a str key, or None if there is no such key."""
@@ -515,10 +538,20 @@ class ObjectReader:
         """(name address, value address) of an instance's attributes (its __dict__, whether or
         not the dict has been materialised). Empty when the object has no __dict__."""
         L = self.L
-        info = self.type_info(self.type_of(addr))
         managed = L.get("const.Py_TPFLAGS_MANAGED_DICT", 0)
+        pre = None  # 3.11+: the 4 words before the object (managed dict / values pointers)
+        if managed:
+            try:
+                blob = self.mem.read(addr - 4 * PTR, 4 * PTR + L["object.ob_type"] + PTR)
+                pre = blob[: 4 * PTR]
+                type_addr = _Q.unpack_from(blob, 4 * PTR + L["object.ob_type"])[0]
+            except MemoryReadError:
+                type_addr = self.type_of(addr)
+        else:
+            type_addr = self.type_of(addr)
+        info = self.type_info(type_addr)
         if managed and info.flags & managed:
-            return self._managed_items(addr, info)
+            return self._managed_items(addr, info, pre)
         dict_addr = self._dict_pointer(addr, info)
         if not dict_addr:
             return []
@@ -544,10 +577,14 @@ class ObjectReader:
         return self._u64(addr + off)
 
     def _cached_keys(self, type_addr: int) -> _Keys:
-        ck = self._u64(type_addr + self.L["heaptype.ht_cached_keys"])
-        return self._keys(ck)
+        memo = ("cached_keys", type_addr)
+        if self._batch is not None and memo in self._batch:
+            return self._batch[memo]
+        keys = self._keys(self._u64(type_addr + self.L["heaptype.ht_cached_keys"]))
+        self._remember(memo, keys)
+        return keys
 
-    def _managed_items(self, addr: int, info: TypeInfo) -> list[tuple[int, int]]:
+    def _managed_items(self, addr: int, info: TypeInfo, pre: bytes | None) -> list[tuple[int, int]]:
         """Managed dicts (3.11+; Include/internal/pycore_object.h of each version):
 
         3.11: values pointer at obj[-4], dict pointer at obj[-3] (words before the object).
@@ -556,28 +593,28 @@ class ObjectReader:
               (Py_TPFLAGS_INLINE_VALUES) unless they were invalidated.
         """
         L = self.L
+        if pre is None:
+            pre = self.mem.read(addr - 4 * PTR, 4 * PTR)
+        words = struct.unpack("<4Q", pre)  # obj[-4], obj[-3], obj[-2], obj[-1]
         if self.version == (3, 11):
-            values, dict_addr = struct.unpack("<QQ", self.mem.read(addr - 4 * PTR, 2 * PTR))
+            values, dict_addr = words[0], words[1]
             if dict_addr:
                 return self.dict_items(dict_addr)
             if values:
                 return self._split_items(self._cached_keys(info.address), values)
             return []
         if self.version == (3, 12):
-            dorv = self._u64(addr - 3 * PTR)
+            dorv = words[1]
             if dorv & 1:
                 return self._split_items(self._cached_keys(info.address), dorv + 1)
             return self.dict_items(dorv) if dorv else []
-        dict_addr = self._u64(addr - 3 * PTR)
+        dict_addr = words[1]
         if dict_addr:
             return self.dict_items(dict_addr)
         inline = L.get("const.Py_TPFLAGS_INLINE_VALUES", 0)
         if inline and info.flags & inline:
             values = addr + info.basicsize
-            head = self.mem.read(values, L["dictvalues.values"])
-            if not head[L["dictvalues.valid"]]:
-                return []
-            return self._split_items(self._cached_keys(info.address), values)
+            return self._split_items(self._cached_keys(info.address), values, inline=True)
         return []
 
     # -- threads ----------------------------------------------------------------------------
@@ -590,11 +627,11 @@ class ObjectReader:
 
     def thread_names(self, interp_addr: int) -> dict[int, str]:
         """{thread ident: name} from threading._active of the interpreter at interp_addr."""
-        self._heap_memo = {}
+        self._batch = {}
         try:
             return self._thread_names(interp_addr)
         finally:
-            self._heap_memo = None
+            self._batch = None
 
     def _thread_names(self, interp_addr: int) -> dict[int, str]:
         modules = self._u64(interp_addr + self.L["interp.modules"])
@@ -607,18 +644,19 @@ class ObjectReader:
         if active is None:
             return {}
         items = self.dict_items(active)[:MAX_THREADS]
-        names: dict[int, str] = {}
+        found: list[tuple[int, int]] = []  # (ident, address of the name)
         for key, thread in items:
             try:
                 ident = self.read_int(key)
                 name_addr = self.get_attr(thread, "_name")
-                if name_addr is not None:
-                    names[ident] = self.read_str(name_addr, max_chars=4096)
             except (ProcessExited, AccessDenied):
                 raise
             except ReaderError:  # a thread being set up or torn down: skip just that one
                 continue
-        return names
+            if name_addr is not None:
+                found.append((ident, name_addr))
+        texts = self.read_strs([a for _, a in found], max_chars=4096)
+        return {ident: text for (ident, _), text in zip(found, texts) if text is not None}
 
 
 def _decode(addr: int, data: bytes, kind: int, length: int) -> str:
@@ -643,15 +681,25 @@ def _find_str(reader: ObjectReader, items: list[tuple[int, int]], key: str) -> i
     batch, and only those of the right length have their characters fetched."""
     if not items:
         return None
-    key_addrs = [k for k, _ in items]
-    headers = reader._str_headers(key_addrs, max_chars=len(key), strict=False)
-    width = max(1, max((ord(c) for c in key), default=0).bit_length())
-    kind = 1 if width <= 8 else 2 if width <= 16 else 4
-    cand = [h if h is not None and h.length == len(key) and h.kind == kind else None
-            for h in headers]  # fmt: skip
-    values = reader._str_values(cand, strict=False)
-    for (_, value), text in zip(items, values):
-        if text == key:
+    batch = reader._batch
+    known: dict[int, str | None] = {}
+    if batch is not None:
+        for k, _ in items:
+            if ("str", k) in batch:
+                known[k] = batch[("str", k)]
+    todo = [k for k, _ in items if k not in known]
+    if todo:
+        width = max(1, max((ord(c) for c in key), default=0).bit_length())
+        kind = 1 if width <= 8 else 2 if width <= 16 else 4
+        peek = min(_STR_PEEK, reader.L["unicode.compact_data"] + kind * len(key))
+        headers = reader._str_headers(todo, max_chars=len(key), strict=False, peek=peek)
+        cand = [h if h is not None and h.length == len(key) and h.kind == kind else None
+                for h in headers]  # fmt: skip
+        for k, text in zip(todo, reader._str_values(cand, strict=False)):
+            known[k] = text
+            reader._remember(("str", k), text)
+    for k, value in items:
+        if known.get(k) == key:
             return value
     return None
 

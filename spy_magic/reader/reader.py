@@ -132,6 +132,13 @@ class StackReader:
         else:
             keys.append("tstate.frame")
         self._frame_slot = len(keys) - 1
+        if not self._modern:
+            self._chunk_slot = self._frame_slot
+            self._via_cframe = False
+        # The fields that say where a thread's stack is: if they move, the stack moved.
+        self._locating_slots = [self._frame_slot]
+        if self._modern:
+            self._locating_slots += [self._chunk_slot, self._chunk_slot + 1]
         return field_unpacker([(layout[k], 8) for k in keys])
 
     def _check_ready(self) -> int:
@@ -185,6 +192,18 @@ class StackReader:
             raise
 
     def _read(self) -> list[ThreadStack]:
+        threads, changed = self._snapshot()
+        if changed:
+            # Something moved while we copied: one more try usually gets a still moment.
+            threads, changed = self._snapshot()
+            for stack in threads:
+                if stack.thread_id in changed:
+                    stack.frames = ()
+                    stack.error = TornStack("the stack changed while it was being read")
+        return threads
+
+    def _snapshot(self) -> tuple[list[ThreadStack], set[int]]:
+        """One pass over every thread, and the thread ids whose stack moved meanwhile."""
         layout = self.layout
         now = time.monotonic()
         if self.codes.sweep(now):
@@ -207,7 +226,7 @@ class StackReader:
         while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
             try:
-                values = self._tstate_unpack(*fetch.get(tstate, self._tstate_size))
+                values = self._tstate_unpack(*fetch.get_lead(tstate, self._tstate_size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
@@ -222,7 +241,10 @@ class StackReader:
             found = self._native_ids.resolve(thread_ids)
             natives = [found.get(t, 0) for t in thread_ids]
         names = self._thread_names(thread_ids, now)
-        memos = {}
+        memos: dict[int, WalkMemo] = {}
+        # What the walks relied on, to re-check after: (address, bytes as the walk saw them).
+        checks: list[tuple[int, bytes]] = []
+        owners: list[int] = []  # the thread id each check belongs to
         threads: list[ThreadStack] = []
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
             running = self._states.running(native) if native else None
@@ -235,7 +257,7 @@ class StackReader:
                 idle=None if running is None else not running,
             )
             try:
-                stack.frames = tuple(self._walk(fetch, tstate, values, memos))
+                stack.frames = tuple(self._walk(fetch, tstate, values, memos, checks, owners))
             except TornStack as exc:
                 stack.error = exc
             except MemoryReadError as exc:
@@ -243,21 +265,70 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
             threads.append(stack)
+        changed = self._changed_since(raw_threads, checks, owners)
         self._states.forget_except({n for n in natives if n})
         if self._native_ids is not None:
             self._native_ids.forget_except(set(thread_ids))
         self._memos = memos
         self._plan = fetch.plan(self._plan)
-        return threads
+        return threads, changed
 
-    def _walk(self, fetch: Fetch, tstate: int, values: tuple[int, ...], memos: dict):
+    def _changed_since(
+        self,
+        raw_threads: list[tuple[int, tuple[int, ...]]],
+        checks: list[tuple[int, bytes]],
+        owners: list[int],
+    ) -> set[int]:
+        """Thread ids whose stack differs now from the copy the walk used.
+
+        The thread states lead the scatter read, so they were copied before any frame. After
+        the walk, one more scatter read fetches the thread states again, plus what each walk
+        relied on: on 3.11+ the used part of every data-stack chunk and every frame outside
+        them (cheap: a few regions); before 3.11, the innermost frame. If all of it is as it
+        was, nothing was pushed or popped while we copied, and the stack is consistent.
+        """
+        if not raw_threads:
+            return set()
+        regions = [(tstate, self._tstate_size) for tstate, _ in raw_threads]
+        regions += [(address, len(blob)) for address, blob in checks]
+        blobs = self.mem.read_many(regions)
+        changed: set[int] = set()
+        located_by = self._locating_slots
+        for (_tstate, before), blob in zip(raw_threads, blobs):
+            if blob is None:
+                continue  # the thread ended meanwhile; its stack was real when we read it
+            after = self._tstate_unpack(blob)
+            if any(after[i] != before[i] for i in located_by):
+                changed.add(before[1])
+        for (_address, seen), now, owner in zip(checks, blobs[len(raw_threads) :], owners):
+            if now != seen:
+                changed.add(owner)
+        return changed
+
+    def _walk(
+        self,
+        fetch: Fetch,
+        tstate: int,
+        values: tuple[int, ...],
+        memos: dict,
+        checks: list[tuple[int, bytes]],
+        owners: list[int],
+    ):
         frame_slot = values[self._frame_slot]
+        thread_id = values[1]
         if not self._modern:
-            return self.walker.walk(fetch, frame_slot)
+            frames, innermost = self.walker.walk(fetch, frame_slot)
+            checks.extend(innermost)
+            owners.extend([thread_id] * len(innermost))
+            return frames
         if self._via_cframe:
             frame = 0
             if frame_slot:
-                frame = _Q.unpack_from(*fetch.get(frame_slot + self._cframe_offset, 8))[0]
+                address = frame_slot + self._cframe_offset
+                buf, offset = fetch.get_lead(address, 8)
+                frame = _Q.unpack_from(buf, offset)[0]
+                checks.append((address, buf[offset : offset + 8]))
+                owners.append(thread_id)
         else:
             frame = frame_slot
         frames, memo = self.walker.walk(
@@ -268,6 +339,11 @@ class StackReader:
             self._memos.get(tstate),
         )
         memos[tstate] = memo
+        if memo.chunk:
+            checks.append((memo.chunk, memo.blob))
+            owners.append(thread_id)
+        checks.extend(memo.outside)
+        owners.extend([thread_id] * len(memo.outside))
         return frames
 
     def _gil_holder(self, fetch: Fetch) -> int:
