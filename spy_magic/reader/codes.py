@@ -11,47 +11,18 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from .errors import MemoryReadError, ProcessExited, TornStack
+from .errors import AccessDenied, ProcessExited, ReaderError, TornStack
 from .linetable import LineTable, kind_for_version
 from .memory import ProcessMemory
 from .model import Frame
+from .objects import ObjectReader
 
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
-_I = struct.Struct("<I")
 _i = struct.Struct("<i")
 MAX_NAME_CHARS = 1 << 16
 MAX_TABLE_BYTES = 1 << 24
 REVALIDATE_AFTER_S = 0.5  # how stale a reused code address may go unnoticed
-
-
-def read_unicode(mem: ProcessMemory, address: int, layout: dict[str, int]) -> str:
-    """Decode a compact str object (every name and filename CPython makes is compact)."""
-    header = mem.read(address, layout["unicode.compact_data"])
-    length = _q.unpack_from(header, layout["unicode.length"])[0]
-    state = _I.unpack_from(header, layout["unicode.state"])[0]
-    kind = (state >> 2) & 7
-    compact = (state >> 5) & 1
-    ascii_only = (state >> 6) & 1
-    if not compact or kind not in (1, 2, 4) or not 0 <= length <= MAX_NAME_CHARS:
-        raise TornStack(f"not a compact str object at {address:#x}")
-    if length == 0:
-        return ""
-    if ascii_only:
-        return mem.read(address + layout["unicode.ascii_data"], length).decode("latin-1")
-    data = mem.read(address + layout["unicode.compact_data"], length * kind)
-    codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        return data.decode(codec, "replace")
-
-
-def read_bytes(mem: ProcessMemory, address: int, layout: dict[str, int]) -> bytes:
-    size = _q.unpack(mem.read(address + layout["bytes.ob_size"], 8))[0]
-    if not 0 <= size <= MAX_TABLE_BYTES:
-        raise TornStack(f"implausible bytes size {size} at {address:#x}")
-    return mem.read(address + layout["bytes.ob_sval"], size) if size else b""
 
 
 @dataclass
@@ -93,6 +64,7 @@ class CodeCache:
         code_type: int | None,
     ) -> None:
         self.mem = mem
+        self.objects = ObjectReader(mem, version[:2], layout)
         self.layout = layout
         self.code_type = code_type
         self.modern = version[:2] >= (3, 11)
@@ -129,12 +101,15 @@ class CodeCache:
                 raise TornStack(f"object at {address:#x} is not a code object")
             name_ptr, file_ptr, table_ptr = (_Q.unpack_from(raw, off)[0] for off in self._fields)
             firstlineno = _i.unpack_from(raw, self._firstlineno)[0]
-            name = read_unicode(self.mem, name_ptr, layout)
-            filename = read_unicode(self.mem, file_ptr, layout)
-            table = LineTable(self.table_kind, read_bytes(self.mem, table_ptr, layout), firstlineno)
-        except ProcessExited:
+            name, filename = self.objects.read_strs(
+                [name_ptr, file_ptr], max_chars=MAX_NAME_CHARS, strict=True
+            )
+            table = LineTable(
+                self.table_kind, self.objects.read_bytes(table_ptr, MAX_TABLE_BYTES), firstlineno
+            )
+        except (ProcessExited, AccessDenied):
             raise
-        except (MemoryReadError, ValueError, struct.error) as exc:
+        except (ReaderError, ValueError, struct.error) as exc:
             raise TornStack(f"unreadable code object at {address:#x}: {exc}") from None
         info = CodeInfo(address, name, filename, firstlineno, table, self._fingerprint(raw))
         if self.modern:
