@@ -1,0 +1,290 @@
+"""Shared fixtures for the real-process tests: interpreters, target processes, throwaway pids.
+
+Every process a test starts is killed and reaped when the test (or module) is done, whatever
+happened in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = REPO / "tests" / "targets"
+PARKED = TARGETS / "parked.py"
+
+# `pytest` (unlike `python -m pytest`) does not put the repository on sys.path.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PYENV_ROOT = "/root/.pyenv/versions"
+DEBIAN_PYTHON = "/usr/bin/python3.11"
+TARGET_START_TIMEOUT = 60.0  # seconds for a target to report ready (a loaded machine is slow)
+
+
+# --- interpreters ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    id: str  # "pyenv-3.12", "debian-3.11"
+    version: tuple[int, int]
+    path: str | None  # None when not installed here
+    looked_for: str  # the glob or path searched, for the skip reason
+
+    @property
+    def missing_reason(self) -> str:
+        return f"interpreter {self.id} (Python {self.dotted}) not found: no {self.looked_for}"
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def _pyenv(major: int, minor: int) -> Interpreter:
+    pattern = f"{PYENV_ROOT}/{major}.{minor}*/bin/python"
+    exact = re.compile(rf"^{major}\.{minor}(\.\d+)?$")  # 3.1* must not pick 3.10
+    found = sorted(
+        (p for p in glob.glob(pattern) if exact.match(Path(p).parent.parent.name)),
+        key=lambda p: [int(x) for x in Path(p).parent.parent.name.split(".")],
+    )
+    found = [p for p in found if os.access(p, os.X_OK)]
+    path = found[-1] if found else None
+    return Interpreter(f"pyenv-{major}.{minor}", (major, minor), path, pattern)
+
+
+def _debian() -> Interpreter:
+    ok = os.access(DEBIAN_PYTHON, os.X_OK)
+    return Interpreter("debian-3.11", (3, 11), DEBIAN_PYTHON if ok else None, DEBIAN_PYTHON)
+
+
+SUPPORTED = {i.id: i for i in [*(_pyenv(3, m) for m in range(8, 14)), _debian()]}
+UNSUPPORTED = {i.id: i for i in (_pyenv(2, 7), _pyenv(3, 6), _pyenv(3, 7))}
+ALL_INTERPRETERS = {**SUPPORTED, **UNSUPPORTED}
+
+
+def require_interpreter(interpreter_id: str) -> Interpreter:
+    """The interpreter, or skip the test with a reason naming the missing one."""
+    interp = ALL_INTERPRETERS[interpreter_id]
+    if interp.path is None:
+        pytest.skip(interp.missing_reason)
+    return interp
+
+
+class Interpreters:
+    """Look interpreters up by id from a test: `interpreters.require("debian-3.11")`."""
+
+    supported = SUPPORTED
+    unsupported = UNSUPPORTED
+
+    @staticmethod
+    def require(interpreter_id: str) -> Interpreter:
+        return require_interpreter(interpreter_id)
+
+
+@pytest.fixture(scope="session")
+def interpreters() -> Interpreters:
+    return Interpreters()
+
+
+@pytest.fixture(scope="module", params=list(SUPPORTED))
+def interpreter(request) -> Interpreter:
+    """Each supported interpreter in turn (skipped, with the reason, where not installed).
+
+    A test module may override this fixture with a narrower list of ids.
+    """
+    return require_interpreter(request.param)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def target_env(**extra: str) -> dict:
+    """The environment for a target: ours minus anything that would redirect its Python."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(extra)
+    return env
+
+
+def reap(proc: subprocess.Popen) -> None:
+    """Kill the process if it still runs, and wait for it (no zombie left behind)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a stuck traced child: give up
+        proc.wait(timeout=30)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _stderr_text(proc: subprocess.Popen) -> str:
+    f = getattr(proc, "stderr_file", None)
+    if f is None:
+        return ""
+    f.seek(0)
+    return f.read().decode("utf-8", "replace")
+
+
+def read_line(proc: subprocess.Popen, timeout: float = TARGET_START_TIMEOUT) -> str:
+    """The next line the process writes on its stdout (a pipe), failing after `timeout`."""
+    fd = proc.stdout.fileno()
+    buf = getattr(proc, "_line_buffer", b"")
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"pid {proc.pid} wrote no line within {timeout}s; "
+                    f"stdout so far {buf[:500]!r}; stderr: {_stderr_text(proc)[-2000:]}"
+                )
+            if sel.select(left):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(
+                        f"pid {proc.pid} exited (rc={proc.wait()}) before writing a line; "
+                        f"stdout {buf[:500]!r}; stderr: {_stderr_text(proc)[-2000:]}"
+                    )
+                buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    proc._line_buffer = rest
+    return line.decode("utf-8")
+
+
+def start_process(args, **kwargs) -> subprocess.Popen:
+    """Popen with stdout piped and stderr kept in a temp file (readable after a failure)."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    kwargs.setdefault("env", target_env())
+    stderr_file = None
+    if "stderr" not in kwargs:
+        stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Spawner.close
+        kwargs["stderr"] = stderr_file
+    proc = subprocess.Popen([str(a) for a in args], **kwargs)
+    proc.stderr_file = stderr_file
+    return proc
+
+
+class Spawner:
+    """Starts throwaway processes and reaps them all at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def __call__(self, args, **kwargs) -> subprocess.Popen:
+        proc = start_process(args, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def python(self, interp: Interpreter, source: str, *args, **kwargs) -> subprocess.Popen:
+        """Run `source` (via -c) with the interpreter."""
+        return self([interp.path, "-c", source, *args], **kwargs)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            reap(proc)
+            if proc.stderr_file is not None:
+                proc.stderr_file.close()
+        self.procs.clear()
+
+
+@pytest.fixture
+def spawn():
+    """`spawn(args, **popen_kwargs)` / `spawn.python(interp, source)`: reaped after the test."""
+    spawner = Spawner()
+    try:
+        yield spawner
+    finally:
+        spawner.close()
+
+
+@pytest.fixture(scope="module")
+def spawn_module():
+    spawner = Spawner()
+    try:
+        yield spawner
+    finally:
+        spawner.close()
+
+
+def reaped_pid() -> int:
+    """The pid of a process that has exited and been reaped: no process has it (for now)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert not os.path.exists(f"/proc/{p.pid}"), "pid reused already"
+    return p.pid
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.005):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- the parked target ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def parked_target(interp: Interpreter):
+    """Start tests/targets/parked.py; yield (process, view) once every thread is parked and
+    the reporter thread has gone; kill it afterwards."""
+    spawner = Spawner()
+    try:
+        proc = spawner([interp.path, PARKED])
+        line = read_line(proc)
+        view = json.loads(line)
+        if "error" in view:
+            raise AssertionError(f"parked target under {interp.id} failed: {view['error']}")
+        assert view["pid"] == proc.pid
+        assert tuple(view["version"][:2]) == interp.version, (view["version"], interp)
+        # The reporter thread exits right after printing: wait until its OS thread is gone
+        # (its PyThreadState is unlinked before that), so readers never see it.
+        reporter_task = f"/proc/{proc.pid}/task/{view['reporter']['native_id']}"
+        wait_until(lambda: not os.path.exists(reporter_task), 10, "the reporter thread to exit")
+        yield proc, view
+    finally:
+        spawner.close()
+
+
+@pytest.fixture(scope="module")
+def parked(interpreter):
+    """(process, view) of the parked target under `interpreter`, shared by a module's tests."""
+    with parked_target(interpreter) as pv:
+        yield pv
+
+
+# --- the reader under test ---------------------------------------------------------------------
+
+
+def load_stack_reader():
+    """spy_magic.reader.StackReader, or fail the test saying it is not there (yet)."""
+    try:
+        from spy_magic.reader import StackReader
+    except ImportError as e:
+        pytest.fail(f"spy_magic.reader.StackReader is not importable: {e}", pytrace=False)
+    return StackReader
+
+
+@pytest.fixture(scope="session")
+def reader_class():
+    return load_stack_reader()
