@@ -1,0 +1,340 @@
+"""The sampler: a background thread that takes samples on a Poisson schedule.
+
+    with Sampler(pid, rate=100, duration=10) as sampler:
+        for sample in sampler:
+            ...
+
+Sampling and processing run on separate threads joined by a queue: the sampling thread only
+reads stacks and enqueues; consumers iterate, or register collectors that a dispatch thread
+calls. A failed read is recorded in the sample, never raised; the target exiting ends
+sampling with everything collected kept. When sampling cannot keep up, the effective rate is
+lowered (and raised again when it can), each change recorded as a RateChange.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Callable
+
+from ..reader import ReaderError, StackReader
+from .children import ChildWatcher
+from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
+from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach
+from .timer import DEFAULT_RATE, PoissonTimer
+
+Collector = Callable[[Sample], None]
+_END = object()
+
+# Load adaptation: judged over windows of this many samples.
+ADAPT_WINDOW = 64
+MAX_SAMPLER_CPU = 0.5  # a sample may cost at most this share of its mean period
+MIN_RATE = 1.0
+
+
+class SamplerError(ReaderError):
+    """Sampling could not start (the target could not be read at all)."""
+
+
+class Sampler:
+    """Samples a process (and optionally its Python children) until stopped."""
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        rate: float = DEFAULT_RATE,
+        duration: float | None = None,
+        subprocesses: bool = False,
+        idle: bool = True,
+        gil: bool = False,
+        seed: int | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        adapt: bool = True,
+        max_queue: int = 1_000_000,
+        reader_factory: ReaderFactory = StackReader,
+        process: subprocess.Popen | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        if duration is not None and not duration > 0:
+            raise ValueError(f"duration must be positive, got {duration}")
+        self.pid = pid
+        self.asked_rate = float(rate)
+        self.duration = duration
+        self.subprocesses = subprocesses
+        self.idle = idle
+        self.gil = gil
+        self.seed = seed
+        self.start_timeout = start_timeout
+        self.adapt = adapt
+        self.reader_factory = reader_factory
+        self.process = process  # set when the sampler launched the target itself
+        self.rate_changes: list[RateChange] = []
+        self.samples_taken = 0
+        self.dropped_stale = 0
+        self.dropped_queue = 0
+        self.error: BaseException | None = None  # why sampling could not start
+        self.version: tuple[int, int, int] | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._collectors: list[Collector] = []
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._watcher: ChildWatcher | None = None
+        self._pending_errors: list[SampleError] = []
+        self._errors_lock = threading.Lock()
+        self.timer: PoissonTimer | None = None
+        self.started_at: float | None = None  # wall-clock time.time() at start
+
+    # -- construction helpers ----------------------------------------------------------------
+    @classmethod
+    def launch(cls, argv: Sequence[str], **options) -> Sampler:
+        """Start `argv` as a child process and sample it from its first moments."""
+        process = subprocess.Popen(list(argv))
+        return cls(process.pid, process=process, **options)
+
+    # -- control -----------------------------------------------------------------------------
+    def add_collector(self, collector: Collector) -> None:
+        """Call `collector(sample)` for every sample, on the processing thread."""
+        if self._thread is not None:
+            raise RuntimeError("add collectors before starting the sampler")
+        self._collectors.append(collector)
+
+    def start(self) -> Sampler:
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="spy_magic-sampler", daemon=True)
+        self._thread.start()
+        if self._collectors:
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name="spy_magic-processing", daemon=True
+            )
+            self._dispatcher.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling; samples already taken are still delivered."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in (self._thread, self._dispatcher):
+            if thread is not None:
+                thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def rate(self) -> float:
+        """The effective rate now (lower than asked when adaptation stepped in)."""
+        return self.timer.rate if self.timer is not None else self.asked_rate
+
+    def __enter__(self) -> Sampler:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self.join(timeout=10)
+
+    def __iter__(self) -> Iterator[Sample]:
+        if self._collectors:
+            raise RuntimeError("a sampler with collectors cannot also be iterated")
+        self.start()
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            yield item
+
+    def metadata(self) -> dict:
+        """What a profile should record about how it was sampled."""
+        return {
+            "pid": self.pid,
+            "rate": self.asked_rate,
+            "effective_rate": self.rate,
+            "duration_limit": self.duration,
+            "subprocesses": self.subprocesses,
+            "idle": self.idle,
+            "gil": self.gil,
+            "python_version": ".".join(map(str, self.version)) if self.version else None,
+            "samples_taken": self.samples_taken,
+            "dropped_stale": self.dropped_stale,
+            "dropped_queue": self.dropped_queue,
+            "started_at": self.started_at,
+            "mode": "external",
+        }
+
+    # -- the sampling thread -----------------------------------------------------------------
+    def _note_error(self, error: SampleError) -> None:
+        with self._errors_lock:
+            self._pending_errors.append(error)
+
+    def _open_root(self) -> ProcessSpy | None:
+        """The root process's spy; None when it is not Python but children will be sampled."""
+        try:
+            reader = attach(
+                self.pid,
+                timeout=self.start_timeout,
+                reader_factory=self.reader_factory,
+                stop=self._stop.is_set,
+            )
+        except ReaderError as exc:
+            if self.subprocesses and type(exc).__name__ in ("NotPython", "NotReady"):
+                return None
+            raise
+        self.version = reader.version
+        return ProcessSpy(reader, idle=self.idle, gil=self.gil)
+
+    def _run(self) -> None:
+        root: ProcessSpy | None = None
+        try:
+            try:
+                root = self._open_root()
+            except ReaderError as exc:
+                self.error = exc
+                return
+            self.started_at = time.time()
+            chain = (root.label,) if root else (ProcessLabel(self.pid, f"pid {self.pid}"),)
+            if self.subprocesses:
+                self._watcher = ChildWatcher(
+                    self.pid,
+                    chain,
+                    lambda reader, parents: ProcessSpy(
+                        reader, chain=parents, idle=self.idle, gil=self.gil
+                    ),
+                    reader_factory=self.reader_factory,
+                    start_timeout=self.start_timeout,
+                    on_error=self._note_error,
+                )
+                try:
+                    self._watcher.start()
+                except Exception as exc:  # psutil: the root vanished already
+                    self._note_error(SampleError(self.pid, None, type(exc).__name__, str(exc)))
+            self._started.set()
+            self._loop(root)
+        finally:
+            if self._watcher is not None:
+                self._watcher.stop()
+            if root is not None:
+                root.close()
+            self._started.set()
+            self._queue.put(_END)
+
+    def _loop(self, root: ProcessSpy | None) -> None:
+        timer = self.timer = PoissonTimer(self.asked_rate, seed=self.seed, stop_event=self._stop)
+        costs: deque[float] = deque(maxlen=ADAPT_WINDOW)
+        lates: deque[float] = deque(maxlen=ADAPT_WINDOW)
+        calm_windows = 0
+        while True:
+            if self.duration is not None:
+                remaining = self.duration - timer.elapsed()
+                if remaining <= 0:
+                    return
+            tick = timer.wait()
+            if tick is None:
+                return
+            if self.duration is not None and tick.deadline > self.duration:
+                # The next deadline lies past the end: stop at the end, not at the deadline.
+                return
+            self.dropped_stale += tick.skipped
+            began = timer.elapsed()
+            traces: list[Trace] = []
+            errors: list[SampleError] = []
+            if root is not None:
+                root.sample(traces, errors)
+            if self._watcher is not None:
+                for spy in self._watcher.spies():
+                    spy.sample(traces, errors)
+                    if spy.exited:
+                        self._watcher.forget(spy)
+            if self._pending_errors:
+                with self._errors_lock:
+                    errors.extend(self._pending_errors)
+                    self._pending_errors.clear()
+            sample = Sample(began, traces, tick.late, errors)
+            self.samples_taken += 1
+            try:
+                self._queue.put_nowait(sample)
+            except queue.Full:
+                self.dropped_queue += 1
+            if root is not None and root.exited:
+                return
+            if root is None and self._watcher is not None and not _alive(self.pid):
+                return
+            if self.adapt:
+                costs.append(timer.elapsed() - began)
+                lates.append(tick.late or 0.0)
+                if len(costs) == ADAPT_WINDOW:
+                    calm_windows = self._adapt(timer, costs, lates, calm_windows)
+
+    def _adapt(self, timer: PoissonTimer, costs: deque, lates: deque, calm_windows: int) -> int:
+        """Lower the rate when samples cost too much or lateness piles up; recover slowly."""
+        period = 1.0 / timer.rate
+        mean_cost = sum(costs) / len(costs)
+        late_share = sum(1 for x in lates if x > period) / len(lates)
+        now = timer.elapsed()
+        new_rate = None
+        reason = ""
+        if mean_cost > MAX_SAMPLER_CPU * period:
+            new_rate = max(MIN_RATE, MAX_SAMPLER_CPU / mean_cost)
+            reason = (
+                f"a sample costs {mean_cost * 1e6:.0f} µs, over half of the "
+                f"{period * 1e6:.0f} µs period"
+            )
+        elif late_share > 0.5:
+            new_rate = max(MIN_RATE, timer.rate / 2)
+            reason = f"{late_share:.0%} of recent samples were over a period late"
+        if new_rate is not None and new_rate < timer.rate * 0.95:
+            self.rate_changes.append(RateChange(now, timer.rate, new_rate, reason))
+            timer.set_rate(new_rate)
+            costs.clear()
+            lates.clear()
+            return 0
+        if (
+            timer.rate < self.asked_rate
+            and late_share == 0
+            and (mean_cost < 0.25 * MAX_SAMPLER_CPU * period)
+        ):
+            calm_windows += 1
+            if calm_windows >= 5:
+                new_rate = min(self.asked_rate, timer.rate * 1.5)
+                self.rate_changes.append(
+                    RateChange(now, timer.rate, new_rate, "sampling keeps up again")
+                )
+                timer.set_rate(new_rate)
+                costs.clear()
+                lates.clear()
+                return 0
+        else:
+            calm_windows = 0
+        costs.clear()
+        lates.clear()
+        return calm_windows
+
+    # -- the processing thread ---------------------------------------------------------------
+    def _dispatch(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            for collector in self._collectors:
+                try:
+                    collector(item)
+                except Exception as exc:  # a broken consumer must not stall the others
+                    self._note_error(SampleError(self.pid, None, "CollectorError", repr(exc)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")

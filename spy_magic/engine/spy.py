@@ -1,0 +1,128 @@
+"""One sampled process: a stack reader plus the policy around it (start-up retries, filters)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from ..reader import (
+    AccessDenied,
+    NoSuchProcess,
+    NotPython,
+    NotReady,
+    ProcessExited,
+    ReaderError,
+    StackReader,
+    UnsupportedVersion,
+)
+from .sample import ProcessLabel, SampleError, Trace
+
+DEFAULT_START_TIMEOUT = 5.0
+_RETRY_INTERVAL = 0.005
+
+ReaderFactory = Callable[[int], StackReader]
+
+
+def command_label(pid: int, limit: int = 60) -> str:
+    """A short command line for a pid, for labels ("python worker.py --n 3")."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        argv = []
+    if not argv:
+        return f"pid {pid}"
+    argv[0] = os.path.basename(argv[0])
+    text = " ".join(argv)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def attach(
+    pid: int,
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    reader_factory: ReaderFactory = StackReader,
+    stop: Callable[[], bool] | None = None,
+) -> StackReader:
+    """A reader for `pid`, retrying while its interpreter is still starting.
+
+    A process launched a moment ago may still be the shell or loader that precedes Python,
+    or a Python whose runtime is not initialised: those raise NotReady (or NotPython while
+    the executable is not Python yet). Retry for up to `timeout` seconds, then give up with
+    the last error. Errors that no wait can fix (no such process, permission, version) are
+    raised at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return reader_factory(pid)
+        except (NotReady, NotPython) as exc:
+            if time.monotonic() >= deadline or (stop is not None and stop()):
+                if isinstance(exc, NotReady):
+                    raise NotReady(pid, f"still not ready after {timeout:g} s") from exc
+                raise
+            time.sleep(_RETRY_INTERVAL)
+        except (NoSuchProcess, AccessDenied, UnsupportedVersion):
+            raise
+
+
+class ProcessSpy:
+    """Samples one process; turns reader output into Traces, errors into SampleErrors."""
+
+    def __init__(
+        self,
+        reader: StackReader,
+        *,
+        chain: tuple[ProcessLabel, ...] = (),
+        idle: bool = True,
+        gil: bool = False,
+    ) -> None:
+        self.reader = reader
+        self.pid = reader.pid
+        self.label = ProcessLabel(self.pid, command_label(self.pid))
+        self.chain = (*chain, self.label)
+        self.idle = idle
+        self.gil = gil
+        self.exited = False
+
+    def sample(self, traces: list[Trace], errors: list[SampleError]) -> None:
+        """Append this process's traces and errors; marks the spy exited when it is gone."""
+        try:
+            threads = self.reader.read()
+        except ProcessExited as exc:
+            self.exited = True
+            errors.append(SampleError(self.pid, None, "ProcessExited", str(exc)))
+            return
+        except ReaderError as exc:
+            errors.append(SampleError(self.pid, None, type(exc).__name__, str(exc)))
+            return
+        for thread in threads:
+            if thread.error is not None:
+                errors.append(
+                    SampleError(
+                        self.pid, thread.thread_id, type(thread.error).__name__, str(thread.error)
+                    )
+                )
+                continue
+            if not self.idle and thread.idle:
+                continue
+            if self.gil and not thread.gil:
+                continue
+            if not thread.frames:
+                continue
+            traces.append(
+                Trace(
+                    pid=self.pid,
+                    thread_id=thread.thread_id,
+                    native_id=thread.native_id,
+                    thread_name=thread.name,
+                    gil=thread.gil,
+                    idle=thread.idle,
+                    frames=thread.frames,
+                    processes=self.chain,
+                )
+            )
+
+    def close(self) -> None:
+        self.reader.close()
