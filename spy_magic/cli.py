@@ -31,11 +31,15 @@ def _thread_header(thread: ThreadStack) -> str:
     return f"Thread {native} [{thread.thread_id:#x}]{state}{name}"
 
 
-def format_dump(pid: int, version: tuple[int, int, int], binary: str,
-                threads: Sequence[ThreadStack]) -> str:
+def format_dump(
+    pid: int, version: tuple[int, int, int], binary: str, threads: Sequence[ThreadStack]
+) -> str:
     """The stacks as text, innermost frame first, like `py-spy dump`."""
-    lines = [f"Process {pid}: {_process_line(pid)}",
-             f"Python v{'.'.join(map(str, version))} ({binary})", ""]
+    lines = [
+        f"Process {pid}: {_process_line(pid)}",
+        f"Python v{'.'.join(map(str, version))} ({binary})",
+        "",
+    ]
     for thread in threads:
         lines.append(_thread_header(thread))
         if thread.error is not None:

@@ -1,12 +1,15 @@
 """The sampling engine: when to sample, what to sample, and handing samples on."""
 
+from .inprocess import InProcessSampler
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
-from .sampler import Sampler, SamplerError
+from .sampler import BaseSampler, Sampler
 from .spy import ProcessSpy, attach
 from .timer import DEFAULT_RATE, PoissonTimer, Tick
 
 __all__ = [
     "DEFAULT_RATE",
+    "BaseSampler",
+    "InProcessSampler",
     "PoissonTimer",
     "ProcessLabel",
     "ProcessSpy",
@@ -14,7 +17,6 @@ __all__ = [
     "Sample",
     "SampleError",
     "Sampler",
-    "SamplerError",
     "Tick",
     "Trace",
     "attach",

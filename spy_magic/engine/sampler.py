@@ -24,7 +24,7 @@ from typing import Callable
 from ..reader import ReaderError, StackReader
 from .children import ChildWatcher
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
-from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach
+from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach, command_label
 from .timer import DEFAULT_RATE, PoissonTimer
 
 Collector = Callable[[Sample], None]
@@ -36,68 +36,52 @@ MAX_SAMPLER_CPU = 0.5  # a sample may cost at most this share of its mean period
 MIN_RATE = 1.0
 
 
-class SamplerError(ReaderError):
-    """Sampling could not start (the target could not be read at all)."""
+class BaseSampler:
+    """The sampling loop shared by every way of taking a sample.
 
+    Subclasses say how to open the target (`_open`), take one sample (`_take`), tell that
+    the target is gone (`_finished`) and clean up (`_close`); this class owns the schedule,
+    the threads, the queue, the collectors and load adaptation.
+    """
 
-class Sampler:
-    """Samples a process (and optionally its Python children) until stopped."""
+    mode = "base"
 
     def __init__(
         self,
-        pid: int,
         *,
         rate: float = DEFAULT_RATE,
         duration: float | None = None,
-        subprocesses: bool = False,
         idle: bool = True,
         gil: bool = False,
         seed: int | None = None,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
         adapt: bool = True,
         max_queue: int = 1_000_000,
-        reader_factory: ReaderFactory = StackReader,
-        process: subprocess.Popen | None = None,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be positive, got {rate}")
         if duration is not None and not duration > 0:
             raise ValueError(f"duration must be positive, got {duration}")
-        self.pid = pid
         self.asked_rate = float(rate)
         self.duration = duration
-        self.subprocesses = subprocesses
         self.idle = idle
         self.gil = gil
         self.seed = seed
-        self.start_timeout = start_timeout
         self.adapt = adapt
-        self.reader_factory = reader_factory
-        self.process = process  # set when the sampler launched the target itself
         self.rate_changes: list[RateChange] = []
         self.samples_taken = 0
         self.dropped_stale = 0
         self.dropped_queue = 0
         self.error: BaseException | None = None  # why sampling could not start
-        self.version: tuple[int, int, int] | None = None
+        self.timer: PoissonTimer | None = None
+        self.started_at: float | None = None  # wall-clock time.time() at start
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._collectors: list[Collector] = []
         self._stop = threading.Event()
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
-        self._watcher: ChildWatcher | None = None
         self._pending_errors: list[SampleError] = []
         self._errors_lock = threading.Lock()
-        self.timer: PoissonTimer | None = None
-        self.started_at: float | None = None  # wall-clock time.time() at start
-
-    # -- construction helpers ----------------------------------------------------------------
-    @classmethod
-    def launch(cls, argv: Sequence[str], **options) -> Sampler:
-        """Start `argv` as a child process and sample it from its first moments."""
-        process = subprocess.Popen(list(argv))
-        return cls(process.pid, process=process, **options)
 
     # -- control -----------------------------------------------------------------------------
     def add_collector(self, collector: Collector) -> None:
@@ -106,7 +90,7 @@ class Sampler:
             raise RuntimeError("add collectors before starting the sampler")
         self._collectors.append(collector)
 
-    def start(self) -> Sampler:
+    def start(self) -> BaseSampler:
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._run, name="spy_magic-sampler", daemon=True)
@@ -117,6 +101,10 @@ class Sampler:
             )
             self._dispatcher.start()
         return self
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Block until sampling began (or failed to: see `error`)."""
+        return self._started.wait(timeout)
 
     def stop(self) -> None:
         """Stop sampling; samples already taken are still delivered."""
@@ -136,7 +124,7 @@ class Sampler:
         """The effective rate now (lower than asked when adaptation stepped in)."""
         return self.timer.rate if self.timer is not None else self.asked_rate
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> BaseSampler:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -156,126 +144,92 @@ class Sampler:
     def metadata(self) -> dict:
         """What a profile should record about how it was sampled."""
         return {
-            "pid": self.pid,
+            "mode": self.mode,
             "rate": self.asked_rate,
             "effective_rate": self.rate,
             "duration_limit": self.duration,
-            "subprocesses": self.subprocesses,
             "idle": self.idle,
             "gil": self.gil,
-            "python_version": ".".join(map(str, self.version)) if self.version else None,
             "samples_taken": self.samples_taken,
             "dropped_stale": self.dropped_stale,
             "dropped_queue": self.dropped_queue,
             "started_at": self.started_at,
-            "mode": "external",
         }
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        """Get ready to sample; raise ReaderError when the target cannot be sampled."""
+
+    def _take(self, traces: list[Trace], errors: list[SampleError]) -> None:
+        raise NotImplementedError
+
+    def _finished(self) -> bool:
+        """True once the target is gone and sampling should end."""
+        return False
+
+    def _close(self) -> None:
+        """Release what `_open` acquired (runs even when `_open` failed)."""
 
     # -- the sampling thread -----------------------------------------------------------------
     def _note_error(self, error: SampleError) -> None:
         with self._errors_lock:
             self._pending_errors.append(error)
 
-    def _open_root(self) -> ProcessSpy | None:
-        """The root process's spy; None when it is not Python but children will be sampled."""
-        try:
-            reader = attach(
-                self.pid,
-                timeout=self.start_timeout,
-                reader_factory=self.reader_factory,
-                stop=self._stop.is_set,
-            )
-        except ReaderError as exc:
-            if self.subprocesses and type(exc).__name__ in ("NotPython", "NotReady"):
-                return None
-            raise
-        self.version = reader.version
-        return ProcessSpy(reader, idle=self.idle, gil=self.gil)
-
     def _run(self) -> None:
-        root: ProcessSpy | None = None
         try:
             try:
-                root = self._open_root()
+                self._open()
             except ReaderError as exc:
                 self.error = exc
                 return
             self.started_at = time.time()
-            chain = (root.label,) if root else (ProcessLabel(self.pid, f"pid {self.pid}"),)
-            if self.subprocesses:
-                self._watcher = ChildWatcher(
-                    self.pid,
-                    chain,
-                    lambda reader, parents: ProcessSpy(
-                        reader, chain=parents, idle=self.idle, gil=self.gil
-                    ),
-                    reader_factory=self.reader_factory,
-                    start_timeout=self.start_timeout,
-                    on_error=self._note_error,
-                )
-                try:
-                    self._watcher.start()
-                except Exception as exc:  # psutil: the root vanished already
-                    self._note_error(SampleError(self.pid, None, type(exc).__name__, str(exc)))
             self._started.set()
-            self._loop(root)
+            self._loop()
         finally:
-            if self._watcher is not None:
-                self._watcher.stop()
-            if root is not None:
-                root.close()
+            self._close()
             self._started.set()
             self._queue.put(_END)
 
-    def _loop(self, root: ProcessSpy | None) -> None:
+    def _loop(self) -> None:
         timer = self.timer = PoissonTimer(self.asked_rate, seed=self.seed, stop_event=self._stop)
         costs: deque[float] = deque(maxlen=ADAPT_WINDOW)
         lates: deque[float] = deque(maxlen=ADAPT_WINDOW)
         calm_windows = 0
         while True:
-            if self.duration is not None:
-                remaining = self.duration - timer.elapsed()
-                if remaining <= 0:
-                    return
-            tick = timer.wait()
-            if tick is None:
+            if self.duration is not None and timer.elapsed() >= self.duration:
                 return
-            if self.duration is not None and tick.deadline > self.duration:
-                # The next deadline lies past the end: stop at the end, not at the deadline.
+            tick = timer.wait(end=self.duration)
+            if tick is None:
                 return
             self.dropped_stale += tick.skipped
             began = timer.elapsed()
             traces: list[Trace] = []
             errors: list[SampleError] = []
-            if root is not None:
-                root.sample(traces, errors)
-            if self._watcher is not None:
-                for spy in self._watcher.spies():
-                    spy.sample(traces, errors)
-                    if spy.exited:
-                        self._watcher.forget(spy)
+            self._take(traces, errors)
             if self._pending_errors:
                 with self._errors_lock:
                     errors.extend(self._pending_errors)
                     self._pending_errors.clear()
-            sample = Sample(began, traces, tick.late, errors)
             self.samples_taken += 1
             try:
-                self._queue.put_nowait(sample)
+                self._queue.put_nowait(Sample(began, traces, tick.late, errors))
             except queue.Full:
                 self.dropped_queue += 1
-            if root is not None and root.exited:
-                return
-            if root is None and self._watcher is not None and not _alive(self.pid):
+            if self._finished():
                 return
             if self.adapt:
                 costs.append(timer.elapsed() - began)
                 lates.append(tick.late or 0.0)
                 if len(costs) == ADAPT_WINDOW:
                     calm_windows = self._adapt(timer, costs, lates, calm_windows)
+                    costs.clear()
+                    lates.clear()
 
     def _adapt(self, timer: PoissonTimer, costs: deque, lates: deque, calm_windows: int) -> int:
-        """Lower the rate when samples cost too much or lateness piles up; recover slowly."""
+        """Lower the rate when samples cost too much or lateness piles up; recover slowly.
+
+        Returns the number of calm windows in a row (the recovery counter).
+        """
         period = 1.0 / timer.rate
         mean_cost = sum(costs) / len(costs)
         late_share = sum(1 for x in lates if x > period) / len(lates)
@@ -294,29 +248,16 @@ class Sampler:
         if new_rate is not None and new_rate < timer.rate * 0.95:
             self.rate_changes.append(RateChange(now, timer.rate, new_rate, reason))
             timer.set_rate(new_rate)
-            costs.clear()
-            lates.clear()
             return 0
-        if (
-            timer.rate < self.asked_rate
-            and late_share == 0
-            and (mean_cost < 0.25 * MAX_SAMPLER_CPU * period)
-        ):
-            calm_windows += 1
-            if calm_windows >= 5:
-                new_rate = min(self.asked_rate, timer.rate * 1.5)
-                self.rate_changes.append(
-                    RateChange(now, timer.rate, new_rate, "sampling keeps up again")
-                )
-                timer.set_rate(new_rate)
-                costs.clear()
-                lates.clear()
-                return 0
-        else:
-            calm_windows = 0
-        costs.clear()
-        lates.clear()
-        return calm_windows
+        calm = late_share == 0 and mean_cost < 0.25 * MAX_SAMPLER_CPU * period
+        if timer.rate >= self.asked_rate or not calm:
+            return 0
+        if calm_windows + 1 < 5:
+            return calm_windows + 1
+        new_rate = min(self.asked_rate, timer.rate * 1.5)
+        self.rate_changes.append(RateChange(now, timer.rate, new_rate, "sampling keeps up again"))
+        timer.set_rate(new_rate)
+        return 0
 
     # -- the processing thread ---------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -328,7 +269,100 @@ class Sampler:
                 try:
                     collector(item)
                 except Exception as exc:  # a broken consumer must not stall the others
-                    self._note_error(SampleError(self.pid, None, "CollectorError", repr(exc)))
+                    self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
+
+
+class Sampler(BaseSampler):
+    """Samples a process (and optionally its Python children) from outside until stopped."""
+
+    mode = "external"
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        subprocesses: bool = False,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        reader_factory: ReaderFactory = StackReader,
+        process: subprocess.Popen | None = None,
+        **options,
+    ) -> None:
+        super().__init__(**options)
+        self.pid = pid
+        self.subprocesses = subprocesses
+        self.start_timeout = start_timeout
+        self.reader_factory = reader_factory
+        self.process = process  # set when the sampler launched the target itself
+        self.version: tuple[int, int, int] | None = None
+        self._root: ProcessSpy | None = None
+        self._watcher: ChildWatcher | None = None
+
+    @classmethod
+    def launch(cls, argv: Sequence[str], **options) -> Sampler:
+        """Start `argv` as a child process and sample it from its first moments."""
+        process = subprocess.Popen(list(argv))
+        return cls(process.pid, process=process, **options)
+
+    def metadata(self) -> dict:
+        meta = super().metadata()
+        meta.update(pid=self.pid, subprocesses=self.subprocesses)
+        meta["python_version"] = ".".join(map(str, self.version)) if self.version else None
+        return meta
+
+    def _open(self) -> None:
+        try:
+            reader = attach(
+                self.pid,
+                timeout=self.start_timeout,
+                reader_factory=self.reader_factory,
+                stop=self._stop.is_set,
+            )
+        except ReaderError as exc:
+            # With children sampled, the root may be a launcher (a shell, a non-Python
+            # supervisor): sample what runs below it.
+            if not (self.subprocesses and type(exc).__name__ in ("NotPython", "NotReady")):
+                raise
+        else:
+            self.version = reader.version
+            self._root = ProcessSpy(reader, idle=self.idle, gil=self.gil)
+        if self.subprocesses:
+            root_label = (
+                self._root.label if self._root else ProcessLabel(self.pid, command_label(self.pid))
+            )
+            self._watcher = ChildWatcher(
+                self.pid,
+                (root_label,),
+                lambda reader, parents: ProcessSpy(
+                    reader, chain=parents, idle=self.idle, gil=self.gil
+                ),
+                reader_factory=self.reader_factory,
+                start_timeout=self.start_timeout,
+                on_error=self._note_error,
+            )
+            try:
+                self._watcher.start()
+            except Exception as exc:  # psutil: the root vanished already
+                self._note_error(SampleError(self.pid, None, type(exc).__name__, str(exc)))
+
+    def _take(self, traces: list[Trace], errors: list[SampleError]) -> None:
+        if self._root is not None:
+            self._root.sample(traces, errors)
+        if self._watcher is not None:
+            for spy in self._watcher.spies():
+                spy.sample(traces, errors)
+                if spy.exited:
+                    self._watcher.forget(spy)
+
+    def _finished(self) -> bool:
+        if self._root is not None:
+            return self._root.exited
+        return not _alive(self.pid)
+
+    def _close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._root is not None:
+            self._root.close()
 
 
 def _alive(pid: int) -> bool:

@@ -63,9 +63,18 @@ class PoissonTimer:
     def next_gap(self) -> float:
         return self._rng.expovariate(self.rate)
 
-    def wait(self) -> Tick | None:
-        """Sleep until the next deadline; None when the stop event was set meanwhile."""
+    def wait(self, end: float | None = None) -> Tick | None:
+        """Sleep until the next deadline; None when stopped, or when it lies past `end`.
+
+        With `end` (seconds since start) the wait never runs past it: a schedule that ends at
+        10 s ends at 10 s, not at the first deadline after it.
+        """
         self._deadline += self.next_gap()
+        if end is not None and self._deadline > end:
+            remaining = end - self.elapsed()
+            if remaining > 0:
+                self._stop.wait(remaining)
+            return None
         now = self.elapsed()
         skipped = 0
         stale = self._stale_periods / self.rate

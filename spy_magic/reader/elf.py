@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ DT_NEEDED = 1
 DT_STRTAB = 5
 
 _MAX_SYMBOLS = 2_000_000
+_SYMBOL = struct.Struct("<IBBHQQ")
 
 
 class ElfError(ValueError):
@@ -68,11 +70,17 @@ def _cstr(blob: bytes, offset: int) -> str:
     return blob[offset:end].decode("utf-8", "replace")
 
 
-def parse_elf(path: str, data: bytes | None = None) -> ElfFile:
-    """Parse `path` (or the given bytes of it)."""
+def parse_elf(
+    path: str, data: bytes | None = None, wanted: frozenset[str] | None = None
+) -> ElfFile:
+    """Parse `path` (or the given bytes of it); only the `wanted` symbols, if given."""
     if data is None:
+        # Map rather than read: only the headers and symbol tables are touched.
         with open(path, "rb") as fh:
-            data = fh.read()
+            try:
+                data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file
+                data = b""
     if len(data) < 64 or data[:4] != b"\x7fELF":
         raise ElfError(f"{path}: not an ELF file")
     if data[4] != 2 or data[5] != 1:
@@ -142,21 +150,32 @@ def parse_elf(path: str, data: bytes | None = None) -> ElfFile:
 
     symbols: dict[str, int] = {}
     for sec in sorted(sections.values(), key=lambda s: s.type != SHT_DYNSYM):
-        if sec.type not in (SHT_DYNSYM, SHT_SYMTAB) or sec.entsize < 24:
+        if sec.type not in (SHT_DYNSYM, SHT_SYMTAB) or sec.entsize != _SYMBOL.size:
             continue
         if sec.link >= len(raw_sections):
             continue
         strsec = raw_sections[sec.link]
         strtab = data[strsec[4] : strsec[4] + strsec[5]]
         count = min(sec.size // sec.entsize, _MAX_SYMBOLS)
-        for j in range(count):
-            st_name, _info, _other, shndx, st_value, _size = struct.unpack_from(
-                "<IBBHQQ", data, sec.offset + j * sec.entsize
-            )
+        table = data[sec.offset : sec.offset + count * sec.entsize]
+        if wanted is not None:
+            # Find the wanted names in the string table first, then only match offsets.
+            offsets: dict[int, str] = {}
+            for name in wanted:
+                needle = b"\0" + name.encode() + b"\0"
+                at = strtab.find(needle)
+                while at >= 0:
+                    offsets[at + 1] = name
+                    at = strtab.find(needle, at + 1)
+            for st_name, _info, _other, shndx, st_value, _size in _SYMBOL.iter_unpack(table):
+                name = offsets.get(st_name)
+                if name is not None and shndx and st_value:
+                    symbols.setdefault(name, st_value)
+            continue
+        for st_name, _info, _other, shndx, st_value, _size in _SYMBOL.iter_unpack(table):
             if st_name == 0 or shndx == 0 or st_value == 0:
                 continue
-            name = _cstr(strtab, st_name)
-            symbols.setdefault(name, st_value)
+            symbols.setdefault(_cstr(strtab, st_name), st_value)
 
     needed: list[str] = []
     if dynamic is not None:

@@ -10,8 +10,24 @@ from dataclasses import dataclass
 from .elf import ET_EXEC, ElfError, ElfFile, parse_elf
 from .errors import AccessDenied, NoSuchProcess, NotPython, NotReady, ProcessExited
 
+# The only symbols the reader looks up: finding just these is far cheaper than all of them.
+WANTED_SYMBOLS = frozenset({"_PyRuntime", "Py_Version", "PyCode_Type", "Py_Main"})
+_ELF_CACHE: dict[tuple[str, int, int, int], ElfFile] = {}
+
+
+def load_elf(path: str) -> ElfFile:
+    """parse_elf, cached by file identity (many children run the same interpreter)."""
+    st = os.stat(path)
+    key = (path, st.st_dev, st.st_ino, st.st_mtime_ns)
+    elf = _ELF_CACHE.get(key)
+    if elf is None:
+        if len(_ELF_CACHE) > 32:
+            _ELF_CACHE.clear()
+        elf = _ELF_CACHE[key] = parse_elf(path, wanted=WANTED_SYMBOLS)
+    return elf
+
+
 _PY_NAME = re.compile(r"(?:^|/)(?:lib)?python(\d)\.(\d+)([a-z]*)(?:\.so|$|[-_.])")
-_PY_VERSION_STR = re.compile(rb"\x00([23])\.(\d{1,2})\.(\d{1,2})(?:(?:[abc]|rc)\d+)?\+?\x00")
 
 
 @dataclass(frozen=True)
@@ -97,9 +113,12 @@ def _version_from_name(path: str) -> tuple[int, int, str] | None:
 
 
 def _executable(pid: int) -> str | None:
+    """The process's executable; None for kernel threads (which have none)."""
     try:
         return os.readlink(f"/proc/{pid}/exe")
     except FileNotFoundError:
+        if os.path.exists(f"/proc/{pid}"):
+            return None
         raise NoSuchProcess(pid) from None
     except PermissionError:
         raise AccessDenied(pid, "cannot resolve /proc/PID/exe") from None
@@ -118,6 +137,10 @@ def find_interpreter(pid: int) -> Interpreter:
         raise NoSuchProcess(pid)
     maps = read_maps(pid)
     exe = _executable(pid)
+    if exe is None and not maps:
+        if process_is_gone(pid):
+            raise ProcessExited(pid)  # a zombie: exited, not yet reaped
+        raise NotPython(f"process {pid} is a kernel thread, not a Python process")
     paths: list[str] = []
     for m in maps:
         if m.path.startswith("/") and m.path not in paths:
@@ -138,7 +161,7 @@ def find_interpreter(pid: int) -> Interpreter:
     for path in candidates:
         named_version = named_version or _version_from_name(path)
         try:
-            elf = parse_elf(_open_path(pid, path))
+            elf = load_elf(_open_path(pid, path))
         except (OSError, ElfError):
             continue
         runtime = elf.symbol("_PyRuntime")
@@ -166,7 +189,7 @@ def find_interpreter(pid: int) -> Interpreter:
     # dynamic loader has not mapped yet is Python that is still starting.
     if exe:
         try:
-            exe_elf = parse_elf(_open_path(pid, exe))
+            exe_elf = load_elf(_open_path(pid, exe))
         except (OSError, ElfError):
             exe_elf = None
         if exe_elf is not None:
@@ -196,25 +219,6 @@ def _read_version(pid: int, elf: ElfFile, bias: int, path: str) -> tuple[int, in
         if packed >> 24:
             return packed >> 24, (packed >> 16) & 0xFF, (packed >> 8) & 0xFF
     named = _version_from_name(path)
-    found = _version_from_text(_open_path(pid, path))
-    if found is not None and (named is None or found[:2] == named[:2]):
-        return found
     if named is not None:
-        return named[0], named[1], 0
+        return named[0], named[1], 0  # the reader asks sys.hexversion for the micro version
     return None
-
-
-def _version_from_text(path: str) -> tuple[int, int, int] | None:
-    """Find the PY_VERSION string ("3.9.18 (main, ...") baked into the binary's read-only data."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    counts: dict[tuple[int, int, int], int] = {}
-    for match in _PY_VERSION_STR.finditer(data):
-        key = (int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        counts[key] = counts.get(key, 0) + 1
-    if not counts:
-        return None
-    return max(counts, key=lambda k: counts[k])

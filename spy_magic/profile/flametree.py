@@ -1,0 +1,269 @@
+"""The flame-graph tree: folded stacks per thread turned into the compact JSON the JS reads.
+
+`build_tree(stack_counts_by_thread)` takes, for each sampled thread, the counts of its
+root-first stacks of frame labels (the labels `Profile.stack_counts` makes:
+`name (filename:line)`, or `name (filename)` when aggregated by function) and returns one
+JSON-able dict. The flame graph (`js/flamegraph.js`) merges the per-thread trees itself, so
+filtering by process or thread needs no round trip to Python.
+
+Format (version 1)::
+
+    {
+      "format": "spy_magic.flametree",
+      "version": 1,
+      "total": 12345,              # samples over all threads (one per thread stack)
+      "min_fraction": 0.0005,      # the pruning threshold used (fraction of "total")
+      "pruned": 17,                # samples lumped into "(other)" nodes, all threads
+      "strings": ["", "main", "/app/run.py", ...],   # names and files; 0 is ""
+      "processes": {"4242": "python train.py"},      # optional: pid (str) -> label
+      "threads": [
+        {
+          "pid": 4242, "tid": 139871, "name": "MainThread", "total": 12000,
+          "nodes": {                 # flat arrays, one entry per node, same length
+            "parent": [-1, 0, 1, ...],   # index of the parent node; -1 for node 0
+            "name":   [0, 1, 5, ...],    # index into "strings"
+            "file":   [0, 2, 2, ...],    # index into "strings" ("" = none)
+            "line":   [0, 10, 42, ...],  # 0 = unknown / aggregated by function
+            "self":   [0, 3, 7, ...],    # samples with this node as the innermost frame
+            "total":  [12000, 9000, ...] # samples in this node's subtree (self + children)
+          }
+        }, ...
+      ]
+    }
+
+Node 0 of each thread is the thread's root: name and file "", total = the thread's samples,
+self = samples with an empty stack. Nodes are in depth-first pre-order (a parent always
+comes before its children; siblings by decreasing total, then name), so one forward pass
+rebuilds the tree. Within a thread, two nodes with the same parent never share (name, file,
+line).
+
+Pruning: a node whose total is below `min_fraction * total` (the grand total, all threads)
+is folded, with its subtree, into one `(other)` child of its parent (name "(other)", file
+"", line 0, self = total = the folded samples), so an embedded tree keeps at most about
+`depth / min_fraction` nodes whatever the profile's length. `min_fraction=0` keeps all.
+
+Label parsing (`parse_label`): the file part is the last parenthesised group that closes
+the label, matched by balancing parentheses from the end, so names holding spaces,
+parentheses or colons (`<lambda>`, `f (x)`, `ns::op`) and files holding parentheses
+(`/data (old)/a.py`) both survive; `:N` at the end of that group is the line. A label with
+no such group (`pid 42`, a bare name) is all name. Frames may also be given directly as
+`(name, filename, line)` tuples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Union
+
+FORMAT = "spy_magic.flametree"
+VERSION = 1
+OTHER = "(other)"
+DEFAULT_MIN_FRACTION = 0.0005
+
+FrameSpec = Union[str, Sequence[Any]]
+ThreadKey = tuple  # (pid, thread_id, thread_name)
+
+_LINE = re.compile(r":(-?\d+)\Z")
+# Parenthesised tails that are part of a synthetic root's name, not a file: "(123)",
+# "(pid 123)" as in `thread "name" (123)` and `python x.py (pid 123)`.
+_NOT_A_FILE = re.compile(r"\A(?:pid )?\d+\Z")
+
+
+def parse_label(label: str) -> tuple[str, str, int]:
+    """`name (filename:line)` → (name, filename, line); line 0 when absent.
+
+    >>> parse_label("f (x) (/a (1).py:12)")
+    ('f (x)', '/a (1).py', 12)
+    """
+    if not label.endswith(")"):
+        return label, "", 0
+    depth = 0
+    start = -1
+    for i in range(len(label) - 1, -1, -1):
+        ch = label[i]
+        if ch == ")":
+            depth += 1
+        elif ch == "(":
+            depth -= 1
+            if depth == 0:
+                start = i
+                break
+    if start <= 0 or label[start - 1] != " ":
+        # Unbalanced (a file or name with a lone parenthesis): the last " (" is the split.
+        start = label.rfind(" (") + 1
+        if start <= 0:
+            return label, "", 0
+    name = label[: start - 1]
+    inner = label[start + 1 : -1]
+    if not name or _NOT_A_FILE.match(inner):
+        return label, "", 0
+    match = _LINE.search(inner)
+    if match:
+        return name, inner[: match.start()], int(match.group(1))
+    return name, inner, 0
+
+
+def _frame_of(spec: FrameSpec) -> tuple[str, str, int]:
+    if isinstance(spec, str):
+        return parse_label(spec)
+    name, filename, *rest = spec
+    line = rest[0] if rest else 0
+    return str(name), str(filename or ""), int(line or 0)
+
+
+class _Node:
+    __slots__ = ("children", "self", "total")
+
+    def __init__(self) -> None:
+        self.children: dict[tuple[str, str, int], _Node] = {}
+        self.self = 0
+        self.total = 0
+
+
+class _Strings:
+    def __init__(self) -> None:
+        self.table: list[str] = [""]
+        self.index: dict[str, int] = {"": 0}
+
+    def __call__(self, value: str) -> int:
+        i = self.index.get(value)
+        if i is None:
+            i = self.index[value] = len(self.table)
+            self.table.append(value)
+        return i
+
+
+def _thread_key(key: Hashable) -> tuple[int, int, str]:
+    if isinstance(key, (tuple, list)):
+        pid, tid, *rest = key
+        name = rest[0] if rest else None
+    else:
+        pid, tid, name = 0, key, None
+    return int(pid), int(tid), "" if name is None else str(name)
+
+
+def build_tree(
+    stack_counts_by_thread: Mapping[ThreadKey, Mapping[Sequence[FrameSpec], int]],
+    *,
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    process_names: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """Per-thread flame trees in the module's JSON format (see the module docstring).
+
+    `stack_counts_by_thread` maps `(pid, thread_id, thread_name)` to `{stack: count}`, each
+    stack a root-first tuple of frame labels (or `(name, filename, line)` tuples).
+    `process_names` optionally labels pids. Threads with no samples are left out.
+    """
+    if min_fraction < 0:
+        raise ValueError(f"min_fraction must be >= 0, got {min_fraction!r}")
+    parsed: dict[Any, tuple[str, str, int]] = {}
+    roots: list[tuple[tuple[int, int, str], _Node]] = []
+    grand_total = 0
+    for key, counts in stack_counts_by_thread.items():
+        root = _Node()
+        for stack, count in counts.items():
+            if count <= 0:
+                continue
+            count = int(count)
+            node = root
+            node.total += count
+            for spec in stack:
+                frame = parsed.get(spec)
+                if frame is None:
+                    frame = parsed[spec] = _frame_of(spec)
+                child = node.children.get(frame)
+                if child is None:
+                    child = node.children[frame] = _Node()
+                child.total += count
+                node = child
+            node.self += count
+        if root.total:
+            roots.append((_thread_key(key), root))
+            grand_total += root.total
+
+    threshold = min_fraction * grand_total
+    strings = _Strings()
+    other_id = None
+    pruned = 0
+    threads = []
+    for (pid, tid, tname), root in sorted(roots, key=lambda r: (r[0][0], -r[1].total, r[0][1])):
+        parent: list[int] = []
+        names: list[int] = []
+        files: list[int] = []
+        lines: list[int] = []
+        selfs: list[int] = []
+        totals: list[int] = []
+
+        def emit(p: int, n: int, f: int, ln: int, s: int, t: int) -> int:
+            parent.append(p)
+            names.append(n)
+            files.append(f)
+            lines.append(ln)
+            selfs.append(s)
+            totals.append(t)
+            return len(parent) - 1
+
+        # Iterative pre-order walk: deep recursive stacks must not hit Python's limit.
+        work: list[tuple[int, tuple[str, str, int] | None, _Node]] = [(-1, None, root)]
+        while work:
+            p, frame, node = work.pop()
+            if frame is None:
+                index = emit(p, 0, 0, 0, node.self, node.total)
+            else:
+                name, filename, line = frame
+                index = emit(p, strings(name), strings(filename), line, node.self, node.total)
+            kept = []
+            folded = 0
+            for child_frame, child in node.children.items():
+                if child.total < threshold:
+                    folded += child.total
+                else:
+                    kept.append((child_frame, child))
+            kept.sort(key=lambda item: (-item[1].total, item[0]))
+            if folded:
+                if other_id is None:
+                    other_id = strings(OTHER)
+                pruned += folded
+            # Pushed in reverse so that they pop (and are numbered) heaviest first; the
+            # "(other)" node goes last, after every kept sibling.
+            if folded:
+                leaf = _Node()
+                leaf.self = leaf.total = folded
+                work.append((index, (OTHER, "", 0), leaf))
+            for child_frame, child in reversed(kept):
+                work.append((index, child_frame, child))
+        threads.append(
+            {
+                "pid": pid,
+                "tid": tid,
+                "name": tname,
+                "total": root.total,
+                "nodes": {
+                    "parent": parent,
+                    "name": names,
+                    "file": files,
+                    "line": lines,
+                    "self": selfs,
+                    "total": totals,
+                },
+            }
+        )
+
+    tree: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "total": grand_total,
+        "min_fraction": min_fraction,
+        "pruned": pruned,
+        "strings": strings.table,
+        "threads": threads,
+    }
+    if process_names:
+        tree["processes"] = {str(pid): str(label) for pid, label in process_names.items()}
+    return tree
+
+
+def node_count(tree: Mapping[str, Any]) -> int:
+    """How many nodes the tree holds over all threads (thread roots included)."""
+    return sum(len(t["nodes"]["parent"]) for t in tree["threads"])
