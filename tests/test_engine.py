@@ -1,0 +1,316 @@
+"""The sampling engine against real processes: schedule, accuracy, children, faults."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import reap, require_interpreter
+
+from spy_magic.demos import demo_path
+from spy_magic.engine import PoissonTimer, Sampler
+from spy_magic.reader import NoSuchProcess, NotPython, StackReader
+
+PYTHON = sys.executable
+
+
+def ks_exponential(gaps: list[float], rate: float) -> float:
+    """Kolmogorov–Smirnov distance between the gaps and Exp(rate)."""
+    xs = sorted(gaps)
+    n = len(xs)
+    d = 0.0
+    for i, x in enumerate(xs):
+        cdf = 1 - math.exp(-rate * x)
+        d = max(d, cdf - i / n, (i + 1) / n - cdf)
+    return d
+
+
+def ks_critical(n: int, alpha: float = 0.001) -> float:
+    """Asymptotic critical value of the one-sample KS statistic."""
+    return math.sqrt(-0.5 * math.log(alpha / 2)) / math.sqrt(n)
+
+
+def self_shares(samples, names) -> tuple[dict[str, float], int]:
+    counts: Counter[str] = Counter()
+    for sample in samples:
+        for trace in sample.traces:
+            if trace.frames and trace.frames[0].name in names:
+                counts[trace.frames[0].name] += 1
+    total = sum(counts.values())
+    return {n: counts[n] / total for n in names} if total else {}, total
+
+
+def within_binomial(share: float, expected: float, n: int, sigmas: float = 3.0) -> bool:
+    return abs(share - expected) <= sigmas * math.sqrt(expected * (1 - expected) / n) + 0.01
+
+
+# --- the timer ---------------------------------------------------------------------------------
+
+
+def test_timer_gaps_are_exponential():
+    timer = PoissonTimer(100, seed=7)
+    gaps = [timer.next_gap() for _ in range(20_000)]
+    assert ks_exponential(gaps, 100) < ks_critical(len(gaps))
+    assert abs(sum(gaps) / len(gaps) - 0.01) < 0.0005
+
+
+def test_timer_rejects_nonsense_rates():
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(ValueError):
+            PoissonTimer(bad)
+
+
+def test_timer_is_seedable():
+    a = PoissonTimer(100, seed=3)
+    b = PoissonTimer(100, seed=3)
+    assert [a.next_gap() for _ in range(10)] == [b.next_gap() for _ in range(10)]
+
+
+def test_timer_reports_lateness_and_skips_stale_deadlines():
+    now = [0.0]
+    timer = PoissonTimer(1000, seed=1, clock=lambda: now[0])
+    now[0] = 0.0005
+    # Pretend a sample took 1 s: every deadline in that second is stale.
+    now[0] = 1.0
+    tick = timer.wait()
+    assert tick is not None and tick.late is not None and 0 <= tick.late <= 10 / 1000
+    assert tick.skipped > 900  # ~1000 deadlines fell in that second
+
+
+def test_sampled_gaps_follow_the_exponential(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    rate = 200
+    with Sampler(proc.pid, rate=rate, duration=3.0, seed=11) as sampler:
+        stamps = [s.timestamp for s in sampler]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(gaps) > 300
+    # Real sleeps overshoot by tens of µs: compare against the schedule's own rate.
+    assert ks_exponential(gaps, rate) < ks_critical(len(gaps)), "gaps are not exponential"
+
+
+# --- lateness, adaptation and duration with a deliberately slow reader ----------------------
+
+
+class SlowReader:
+    """A real reader whose every read takes `delay` seconds longer."""
+
+    def __init__(self, pid: int, delay: float) -> None:
+        self.inner = StackReader(pid)
+        self.pid = pid
+        self.version = self.inner.version
+        self.delay = delay
+
+    def read(self):
+        time.sleep(self.delay)
+        return self.inner.read()
+
+    def close(self):
+        self.inner.close()
+
+
+def test_slow_reader_makes_late_samples_and_lowers_the_rate(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    sampler = Sampler(
+        proc.pid, rate=200, duration=4.0, seed=5,
+        reader_factory=lambda pid: SlowReader(pid, 0.02),
+    )  # fmt: skip
+    started = time.monotonic()
+    samples = list(sampler)
+    elapsed = time.monotonic() - started
+    late = [s.late for s in samples if s.late is not None]
+    assert len(late) > len(samples) // 2, "a 20 ms read at 200 Hz must make most samples late"
+    assert all(x >= 0 for x in late)
+    assert sampler.rate_changes, "the sampler did not adapt its rate"
+    first = sampler.rate_changes[0]
+    assert first.new_rate < first.old_rate == 200 and first.reason
+    assert sampler.rate < 50  # 20 ms per read: at most ~25 Hz at half a core
+    # Wall-clock duration: 4 s, not "N samples".
+    assert 3.5 < elapsed < 6.0, elapsed
+
+
+def test_duration_is_wall_clock_even_when_reads_are_slow(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    sampler = Sampler(
+        proc.pid, rate=100, duration=1.0, adapt=False,
+        reader_factory=lambda pid: SlowReader(pid, 0.3),
+    )  # fmt: skip
+    started = time.monotonic()
+    samples = list(sampler)
+    elapsed = time.monotonic() - started
+    assert 1 <= len(samples) <= 5
+    assert elapsed < 1.8, f"duration overran: {elapsed:.2f} s"
+
+
+# --- accuracy ----------------------------------------------------------------------------------
+
+
+def test_spec_example_self_time_shares(spawn):
+    """function_a/b/c sleep 0.1/0.05/0.01 s: 62.5/31.25/6.25 % of self time, wall clock."""
+    sampler = Sampler.launch([PYTHON, str(demo_path("slow_script"))])
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    assert sampler.error is None
+    names = ("function_a", "function_b", "function_c")
+    shares, n = self_shares(samples, names)
+    assert n > 100
+    for name, expected in zip(names, (0.625, 0.3125, 0.0625)):
+        assert within_binomial(shares[name], expected, n), (name, shares, n)
+
+
+def test_cpu_bound_split_three_two_one(spawn):
+    sampler = Sampler.launch([PYTHON, str(demo_path("cpu_split")), "--repeat", "25"], rate=200)
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    names = ("function_x", "function_y", "function_z")
+    shares, n = self_shares(samples, names)
+    assert n > 200
+    for name, expected in zip(names, (3 / 6, 2 / 6, 1 / 6)):
+        assert within_binomial(shares[name], expected, n), (name, shares, n)
+    # CPU-bound: the target is running (not idle) and holds the GIL in nearly every trace.
+    main = [t for s in samples for t in s.traces if t.frames and t.frames[0].name in names]
+    assert sum(t.gil for t in main) > 0.8 * len(main)
+    assert sum(t.idle is False for t in main) > 0.8 * len(main)
+
+
+def test_idle_false_drops_sleeping_threads(spawn):
+    sampler = Sampler.launch([PYTHON, str(demo_path("slow_script")), "--repeat", "3"], idle=False)
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    traces = [t for s in samples for t in s.traces]
+    # The example only sleeps: with idle threads dropped almost nothing remains.
+    assert len(traces) < 0.2 * len(samples)
+
+
+# --- child processes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn):
+    sampler = Sampler.launch(
+        [PYTHON, str(demo_path("pool_work")), "--seconds", "2", "--start-method", method],
+        subprocesses=True, rate=100,
+    )  # fmt: skip
+    sampler.process.stdout = None
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    working = Counter(
+        t.pid for s in samples for t in s.traces if t.frames and t.frames[0].name == "worker_task"
+    )
+    assert len(working) == 3, f"workers seen: {working}"
+    assert sampler.pid not in working
+    for pid, count in working.items():
+        assert count > 50, (pid, count)
+    chains = {t.processes for s in samples for t in s.traces if t.pid in working}
+    for chain in chains:
+        assert chain[0].pid == sampler.pid and chain[-1].pid in working
+    kinds = Counter(e.kind for s in samples for e in s.errors)
+    assert kinds["ProcessExited"] <= 3 + 2, kinds  # each worker's exit, at most once or so
+
+
+def test_non_python_children_are_ignored_quietly(spawn):
+    script = "import subprocess, time\np = subprocess.Popen(['sleep', '5'])\ntime.sleep(2)\n"
+    sampler = Sampler.launch([PYTHON, "-c", script], subprocesses=True, rate=100)
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    pids = {t.pid for s in samples for t in s.traces}
+    assert pids == {sampler.pid}
+    errors = [e for s in samples for e in s.errors]
+    assert len(errors) <= 2, errors
+    assert sampler._watcher is None or sampler._watcher.probes < 10
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def test_target_killed_mid_recording_keeps_the_samples(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    sampler = Sampler(proc.pid, rate=200)
+    samples = []
+    for sample in sampler:
+        samples.append(sample)
+        if len(samples) == 100:
+            proc.kill()
+    assert len(samples) >= 100
+    assert any(t.frames for t in samples[50].traces)
+    assert samples[-1].errors and samples[-1].errors[-1].kind == "ProcessExited"
+    assert not sampler.running
+
+
+def test_slow_starting_target_is_retried(spawn):
+    # The pid is a shell for half a second before it becomes Python.
+    cmd = f"sleep 0.5; exec {PYTHON} {demo_path('slow_script')} --repeat 2"
+    sampler = Sampler.launch(["sh", "-c", cmd], rate=100, start_timeout=5)
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    assert sampler.error is None
+    assert any(t.frames[0].name == "function_a" for s in samples for t in s.traces)
+
+
+def test_target_that_never_becomes_python_fails_clearly(spawn):
+    proc = spawn(["sleep", "30"])
+    sampler = Sampler(proc.pid, start_timeout=0.3)
+    assert list(sampler) == []
+    assert isinstance(sampler.error, NotPython)
+
+
+def test_no_such_pid_fails_clearly():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    sampler = Sampler(proc.pid)
+    assert list(sampler) == []
+    assert isinstance(sampler.error, NoSuchProcess)
+    assert str(proc.pid) in str(sampler.error)
+
+
+def test_stop_early_delivers_what_was_taken(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    sampler = Sampler(proc.pid, rate=100)
+    got = []
+    sampler.add_collector(got.append)
+    sampler.start()
+    time.sleep(0.5)
+    sampler.stop()
+    sampler.join(5)
+    assert not sampler.running
+    assert 10 <= len(got) == sampler.samples_taken
+    assert proc.poll() is None  # stopping the sampler leaves the target alone
+
+
+def test_collectors_run_off_the_sampling_thread(spawn):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    threads = set()
+    sampler = Sampler(proc.pid, rate=100, duration=0.5)
+    sampler.add_collector(lambda s: threads.add(__import__("threading").current_thread().name))
+    sampler.start()
+    sampler.join(5)
+    assert threads == {"spy_magic-processing"}
+
+
+def test_every_interpreter_can_be_sampled(interpreter, spawn):
+    interp = require_interpreter(interpreter.id)
+    sampler = Sampler.launch(
+        [interp.path, str(demo_path("slow_script")), "--repeat", "4"], rate=500
+    )
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    assert sampler.error is None, sampler.error
+    seen = {t.frames[0].name for s in samples for t in s.traces if t.frames}
+    assert {"function_a", "function_b", "function_c"} <= seen
