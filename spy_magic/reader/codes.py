@@ -1,14 +1,15 @@
 """Code objects read out of the target, decoded once and kept by address.
 
-A code object's address can be reused after it dies, so every cached entry keeps a small
-fingerprint (type, name/filename/line-table pointers, first line) that the reader re-checks in
-batches; a mismatch evicts the entry.
+A code object's address can be reused after it dies, so every cached entry keeps what must
+still hold for it to be right: the code's type, first line and pointers, and the characters
+of its name, file name and line table. Whenever a code comes back into use after a snapshot
+without it, the reader re-checks those (in the same scatter read that verifies the
+snapshot); a mismatch evicts the entry and the snapshot is taken again.
 """
 
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass, field
 
 from .errors import AccessDenied, ProcessExited, ReaderError, TornStack
@@ -22,7 +23,10 @@ _q = struct.Struct("<q")
 _i = struct.Struct("<i")
 MAX_NAME_CHARS = 1 << 16
 MAX_TABLE_BYTES = 1 << 24
-REVALIDATE_AFTER_S = 0.5  # how stale a reused code address may go unnoticed
+CHECK_BYTES = 128  # how much of a name or line table a re-check compares
+
+# A region to re-read and the (offset, bytes) spots in it that must be unchanged.
+Check = tuple[int, int, tuple[tuple[int, bytes], ...]]
 
 
 @dataclass
@@ -34,11 +38,12 @@ class CodeInfo:
     filename: str
     firstlineno: int
     table: LineTable
-    fingerprint: bytes
+    checks: tuple[Check, ...]  # what must still hold for this entry to be trusted
     code_start: int = 0  # address of the first code unit (3.11+)
     code_units: int = 0  # number of code units (3.11+)
     first_traceable: int = 0  # index of the first instruction tracebacks show (3.11+)
     frames: dict[int, Frame] = field(default_factory=dict)
+    loaded_in: int = 0  # the snapshot (CodeCache.generation) that loaded this entry
 
     def frame_at(self, byte_offset: int) -> Frame:
         """The frame at this instruction, memoised per offset."""
@@ -73,17 +78,36 @@ class CodeCache:
         name_key = "code.qualname" if self.modern else "code.name"
         self._fields = (layout[name_key], layout["code.filename"], layout[table_key])
         self._firstlineno = layout["code.firstlineno"]
-        # The fingerprint spans ob_type through the last pointer we rely on.
+        # The header check spans ob_type through the last pointer we rely on.
         self._fp_lo = layout["object.ob_type"]
         self._fp_hi = max(*self._fields, self._firstlineno) + 8
         self._entries: dict[int, CodeInfo] = {}
-        self._swept_at = time.monotonic()
+        self.generation = 0
         self.misses = 0
 
-    def _fingerprint(self, raw: bytes) -> bytes:
-        parts = [raw[self._fp_lo : self._fp_lo + 8], raw[self._firstlineno : self._firstlineno + 4]]
-        parts.extend(raw[off : off + 8] for off in self._fields)
-        return b"".join(parts)
+    def _header_check(self, address: int, raw: bytes) -> Check:
+        """The code object's type, first line and the pointers to its name, file, table."""
+        spots = [(self._fp_lo, 8), (self._firstlineno, 4), *((off, 8) for off in self._fields)]
+        return (address, self._fp_hi, tuple((off, raw[off : off + n]) for off, n in spots))
+
+    def _str_check(self, address: int, text: str) -> Check:
+        """A str's length and (the start of) its characters, where CPython keeps them."""
+        widest = max(map(ord, text), default=0)
+        kind = 1 if widest < 256 else 2 if widest < 65536 else 4
+        start = self.layout["unicode.ascii_data" if widest < 128 else "unicode.compact_data"]
+        codec = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind]
+        data = text.encode(codec, "surrogatepass")[:CHECK_BYTES]
+        length = self.layout["unicode.length"]
+        return (
+            address,
+            start + len(data),
+            ((length, _q.pack(len(text))), (start, data)),
+        )
+
+    def _bytes_check(self, address: int, data: bytes) -> Check:
+        size_at, start = self.layout["bytes.ob_size"], self.layout["bytes.ob_sval"]
+        head = data[:CHECK_BYTES]
+        return (address, start + len(head), ((size_at, _q.pack(len(data))), (start, head)))
 
     def get(self, address: int) -> CodeInfo:
         entry = self._entries.get(address)
@@ -104,14 +128,20 @@ class CodeCache:
             name, filename = self.objects.read_strs(
                 [name_ptr, file_ptr], max_chars=MAX_NAME_CHARS, strict=True
             )
-            table = LineTable(
-                self.table_kind, self.objects.read_bytes(table_ptr, MAX_TABLE_BYTES), firstlineno
+            table_bytes = self.objects.read_bytes(table_ptr, MAX_TABLE_BYTES)
+            table = LineTable(self.table_kind, table_bytes, firstlineno)
+            checks = (
+                self._header_check(address, raw),
+                self._str_check(name_ptr, name),
+                self._str_check(file_ptr, filename),
+                self._bytes_check(table_ptr, table_bytes),
             )
         except (ProcessExited, AccessDenied):
             raise
         except (ReaderError, ValueError, struct.error) as exc:
             raise TornStack(f"unreadable code object at {address:#x}: {exc}") from None
-        info = CodeInfo(address, name, filename, firstlineno, table, self._fingerprint(raw))
+        info = CodeInfo(address, name, filename, firstlineno, table, checks)
+        info.loaded_in = self.generation
         if self.modern:
             info.code_start = address + layout["code.code_adaptive"]
             info.code_units = _q.unpack_from(raw, layout["varobject.ob_size"])[0]
@@ -121,23 +151,49 @@ class CodeCache:
         self._entries[address] = info
         return info
 
-    def sweep(self, now: float) -> bool:
-        """Every REVALIDATE_AFTER_S, re-check all fingerprints in one scatter read.
+    def begin_snapshot(self) -> None:
+        self.generation += 1
 
-        Returns True when an entry was evicted (its address now holds something else), so
-        callers can drop what they derived from it.
+    def due(self, used: set[int]) -> list[int]:
+        """The cached codes among `used` that must be re-checked: all not loaded just now.
+
+        A freed code object's address, and those of its name, file name and line table, are
+        often all reused at once by the next code object (exec'd code, notebook cells), so
+        neither "it was in use a moment ago" nor equal pointers prove an entry still right.
+        The walkers only report codes of frames they walked afresh (an unchanged stack tail
+        is reused as a whole), which keeps this list short.
         """
-        if now - self._swept_at < REVALIDATE_AFTER_S or not self._entries:
-            return False
-        self._swept_at = now
-        addresses = list(self._entries)
-        blobs = self.mem.read_many([(a, self._fp_hi) for a in addresses])
-        evicted = False
-        for address, raw in zip(addresses, blobs):
+        generation = self.generation
+        entries = self._entries
+        out = []
+        for address in used:
+            entry = entries.get(address)
+            if entry is not None and entry.loaded_in != generation:
+                out.append(address)
+        return out
+
+    def check_regions(self, addresses: list[int]) -> list[tuple[int, int]]:
+        """The memory to re-read to confirm these entries (see `confirm`), in order."""
+        return [(a, size) for address in addresses for a, size, _ in self._entries[address].checks]
+
+    def confirm(self, addresses: list[int], blobs: list[bytes | None]) -> list[int]:
+        """Evict the entries whose objects changed; return their addresses.
+
+        `blobs` are the reads of `check_regions(addresses)`. Comparing the characters, not
+        just the pointers, matters: a freed code object, its name and its file name are often
+        all reallocated at the very same addresses for the next code object.
+        """
+        evicted = []
+        blob_iter = iter(blobs)
+        for address in addresses:
             entry = self._entries[address]
-            if raw is None or self._fingerprint(raw) != entry.fingerprint:
+            intact = True
+            for (_a, _size, spots), blob in zip(entry.checks, blob_iter):
+                if blob is None or any(blob[o : o + len(v)] != v for o, v in spots):
+                    intact = False
+            if not intact:
                 del self._entries[address]
-                evicted = True
+                evicted.append(address)
         return evicted
 
     def __len__(self) -> int:

@@ -86,7 +86,9 @@ class LegacyWalker:
     def forget_frames(self) -> None:
         self._frames.clear()
 
-    def walk(self, fetch: Fetch, frame_address: int) -> tuple[list[Frame], list[tuple[int, bytes]]]:
+    def walk(
+        self, fetch: Fetch, frame_address: int, used: set[int]
+    ) -> tuple[list[Frame], list[tuple[int, bytes]]]:
         """The frames, and (address, bytes) of the innermost frame for the caller to re-check."""
         frames: list[Frame] = []
         innermost: list[tuple[int, bytes]] = []
@@ -116,6 +118,7 @@ class LegacyWalker:
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.
                 raise TornStack("frame chain leads to a dead frame")
+            used.add(code)
             frame = cache.get((code, lasti))
             if frame is None:
                 info = self.codes.get(code)
@@ -197,6 +200,7 @@ class ChunkWalker:
         chunk: int,
         stack_top: int,
         memo: WalkMemo | None,
+        used: set[int],
     ) -> tuple[list[Frame], WalkMemo]:
         frames: list[Frame] = []
         new_memo = WalkMemo(chunk=chunk, frames=frames)
@@ -286,6 +290,7 @@ class ChunkWalker:
                 continue
             if owner > 3:
                 raise TornStack(f"frame with impossible owner {owner}")
+            used.add(code)
             entry = at_instr.get(instr)
             if entry is None or entry[0] != code:
                 entry = self._resolve(code, instr)

@@ -206,9 +206,7 @@ class StackReader:
         """One pass over every thread, and the thread ids whose stack moved meanwhile."""
         layout = self.layout
         now = time.monotonic()
-        if self.codes.sweep(now):
-            self.walker.forget_frames()
-            self._memos.clear()
+        self.codes.begin_snapshot()
         fetch = Fetch(self.mem, self._plan)
         try:
             head = _Q.unpack_from(
@@ -245,6 +243,7 @@ class StackReader:
         # What the walks relied on, to re-check after: (address, bytes as the walk saw them).
         checks: list[tuple[int, bytes]] = []
         owners: list[int] = []  # the thread id each check belongs to
+        used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
             running = self._states.running(native) if native else None
@@ -257,7 +256,7 @@ class StackReader:
                 idle=None if running is None else not running,
             )
             try:
-                stack.frames = tuple(self._walk(fetch, tstate, values, memos, checks, owners))
+                stack.frames = tuple(self._walk(fetch, tstate, values, memos, checks, owners, used))
             except TornStack as exc:
                 stack.error = exc
             except MemoryReadError as exc:
@@ -265,11 +264,20 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
             threads.append(stack)
-        changed = self._changed_since(raw_threads, checks, owners)
+        changed, stale_codes = self._changed_since(
+            raw_threads, checks, owners, self.codes.due(used)
+        )
         self._states.forget_except({n for n in natives if n})
         if self._native_ids is not None:
             self._native_ids.forget_except(set(thread_ids))
-        self._memos = memos
+        if stale_codes:
+            # A cached code's address now holds another object: every frame derived from
+            # it is wrong, and so is this snapshot. Forget them; the caller reads again.
+            self.walker.forget_frames()
+            self._memos = {}
+            changed = set(thread_ids)
+        else:
+            self._memos = memos
         self._plan = fetch.plan(self._plan)
         return threads, changed
 
@@ -278,7 +286,8 @@ class StackReader:
         raw_threads: list[tuple[int, tuple[int, ...]]],
         checks: list[tuple[int, bytes]],
         owners: list[int],
-    ) -> set[int]:
+        codes_due: list[int],
+    ) -> tuple[set[int], bool]:
         """Thread ids whose stack differs now from the copy the walk used.
 
         The thread states lead the scatter read, so they were copied before any frame. After
@@ -286,12 +295,17 @@ class StackReader:
         relied on: on 3.11+ the used part of every data-stack chunk and every frame outside
         them (cheap: a few regions); before 3.11, the innermost frame. If all of it is as it
         was, nothing was pushed or popped while we copied, and the stack is consistent.
+        The same read re-checks cached code objects that came back into use; the second
+        value says whether one of them turned out to be a different object now.
         """
         if not raw_threads:
-            return set()
+            return set(), False
         regions = [(tstate, self._tstate_size) for tstate, _ in raw_threads]
         regions += [(address, len(blob)) for address, blob in checks]
-        blobs = self.mem.read_many(regions)
+        code_regions = self.codes.check_regions(codes_due)
+        blobs = self.mem.read_many(regions + code_regions)
+        if codes_due and self.codes.confirm(codes_due, blobs[len(regions) :]):
+            return set(), True
         changed: set[int] = set()
         located_by = self._locating_slots
         for (_tstate, before), blob in zip(raw_threads, blobs):
@@ -300,10 +314,11 @@ class StackReader:
             after = self._tstate_unpack(blob)
             if any(after[i] != before[i] for i in located_by):
                 changed.add(before[1])
-        for (_address, seen), now, owner in zip(checks, blobs[len(raw_threads) :], owners):
+        check_blobs = blobs[len(raw_threads) : len(raw_threads) + len(checks)]
+        for (_address, seen), now, owner in zip(checks, check_blobs, owners):
             if now != seen:
                 changed.add(owner)
-        return changed
+        return changed, False
 
     def _walk(
         self,
@@ -313,11 +328,12 @@ class StackReader:
         memos: dict,
         checks: list[tuple[int, bytes]],
         owners: list[int],
+        used: set[int],
     ):
         frame_slot = values[self._frame_slot]
         thread_id = values[1]
         if not self._modern:
-            frames, innermost = self.walker.walk(fetch, frame_slot)
+            frames, innermost = self.walker.walk(fetch, frame_slot, used)
             checks.extend(innermost)
             owners.extend([thread_id] * len(innermost))
             return frames
@@ -337,6 +353,7 @@ class StackReader:
             values[self._chunk_slot],
             values[self._chunk_slot + 1],
             self._memos.get(tstate),
+            used,
         )
         memos[tstate] = memo
         if memo.chunk:
