@@ -6,6 +6,7 @@
 - `chrometrace`: Trace Event Format JSON (chrome://tracing, Perfetto): per thread, runs of
   samples sharing a stack become nested B/E events at the real sample times.
 - `jsonl`: every sample as taken, one JSON object per line; `read_jsonl` restores it.
+- `html`: one offline page with the interactive flame graph (`html.py`, `flametree.py`).
 
 JSON outputs are ASCII-escaped: names read from a target may hold lone surrogates, which a
 UTF-8 encoder would reject but a `\\uXXXX` escape carries through.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Callable, Union
 
@@ -26,6 +28,7 @@ from .model import (
     TraceFilter,
     check_by,
     frame_key,
+    frame_label,
     process_labels,
     thread_label,
 )
@@ -322,7 +325,16 @@ def _trace_to_json(trace: Trace) -> dict[str, Any]:
     }
 
 
-def _trace_from_json(d: dict[str, Any]) -> Trace:
+def _trace_from_json(d: dict[str, Any], frames: dict[tuple, Frame]) -> Trace:
+    """A Trace from its JSON form; `frames` interns equal frames (saves time and memory:
+    a profile repeats the same few frames millions of times)."""
+    stack = []
+    for f in d["frames"]:
+        key = tuple(f)
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = Frame(*f)
+        stack.append(frame)
     return Trace(
         pid=d["pid"],
         thread_id=d["thread_id"],
@@ -330,7 +342,7 @@ def _trace_from_json(d: dict[str, Any]) -> Trace:
         thread_name=d["thread_name"],
         gil=d["gil"],
         idle=d["idle"],
-        frames=tuple(Frame(*f) for f in d["frames"]),
+        frames=tuple(stack),
         processes=tuple(ProcessLabel(*p) for p in d.get("processes", ())),
     )
 
@@ -391,6 +403,7 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
     Metadata comes back as JSON gives it (tuples as lists, non-JSON values as strings).
     """
     profile: Profile | None = None
+    frames: dict[tuple, Frame] = {}
     for number, raw in enumerate(_read_lines(source), 1):
         if not raw.strip():
             continue
@@ -416,7 +429,7 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
         profile.add(
             Sample(
                 timestamp=record["timestamp"],
-                traces=[_trace_from_json(t) for t in record["traces"]],
+                traces=[_trace_from_json(t, frames) for t in record["traces"]],
                 late=record["late"],
                 errors=[SampleError(**e) for e in record["errors"]],
             )
@@ -427,11 +440,82 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
 
 
 # -- writing --------------------------------------------------------------------------------
+def thread_stack_counts(
+    profile: Profile, *, by: str = "line", **filters: Any
+) -> dict[tuple[int, int, str | None], Counter]:
+    """{(pid, thread_id, thread_name): {root-first label stack: count}}: the flame tree input.
+
+    A thread is one entry even if its name was learnt midway (threads get their names once
+    `threading` has run): the last name seen labels it.
+    """
+    check_by(by)
+    labels: dict[Frame, str] = {}
+    by_thread: dict[tuple[int, int], Counter] = {}
+    names: dict[tuple[int, int], str | None] = {}
+    for _, _sample, trace in profile.iter_traces(**filters):
+        if not trace.frames:
+            continue
+        stack = []
+        for frame in reversed(trace.frames):
+            label = labels.get(frame)
+            if label is None:
+                label = labels[frame] = frame_label(frame, by)
+            stack.append(label)
+        key = (trace.pid, trace.thread_id)
+        if trace.thread_name is not None or key not in names:
+            names[key] = trace.thread_name
+        counts = by_thread.get(key)
+        if counts is None:
+            counts = by_thread[key] = Counter()
+        counts[tuple(stack)] += 1
+    return {(pid, tid, names[(pid, tid)]): counts for (pid, tid), counts in by_thread.items()}
+
+
+def to_html(
+    profile: Profile,
+    *,
+    by: str = "line",
+    pids: Iterable[int] | None = None,
+    thread_ids: Iterable[int] | None = None,
+    idle: bool = True,
+    gil_only: bool = False,
+    title: str | None = None,
+) -> str:
+    """One offline page with the interactive flame graph (threads and processes filterable)."""
+    from .flametree import build_tree
+    from .html import render_html
+
+    counts = thread_stack_counts(
+        profile, by=by, pids=pids, thread_ids=thread_ids, idle=idle, gil_only=gil_only
+    )
+    names: dict[int, str] = {}
+    for _, _sample, trace in profile.iter_traces(pids=pids):
+        if trace.pid not in names and trace.processes:
+            names[trace.pid] = str(trace.processes[-1])
+    tree = build_tree(counts, process_names=names)
+    meta = profile.metadata
+    lateness = profile.lateness()
+    errors = profile.error_counts()
+    header = {
+        "samples": profile.sample_count,
+        "duration": profile.duration,
+        "rate": profile.effective_rate or meta.get("rate"),
+        "target": meta.get("target"),
+        "python": meta.get("python_version"),
+        "mode": meta.get("mode"),
+        "asked rate": f"{meta['rate']:g} Hz" if meta.get("rate") else None,
+        "late p99": f"{lateness['p99'] * 1e3:.2f} ms" if lateness["count"] else None,
+        "errors": ", ".join(f"{k} {n}" for k, n in errors.most_common()) or None,
+    }
+    return render_html(tree, title=title or _profile_name(profile), metadata=header)
+
+
 FORMATS: dict[str, Callable[..., str]] = {
     "collapsed": to_collapsed,
     "speedscope": to_speedscope,
     "chrometrace": to_chrometrace,
     "jsonl": to_jsonl,
+    "html": to_html,
 }
 
 

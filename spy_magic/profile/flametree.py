@@ -39,8 +39,10 @@ line).
 
 Pruning: a node whose total is below `min_fraction * total` (the grand total, all threads)
 is folded, with its subtree, into one `(other)` child of its parent (name "(other)", file
-"", line 0, self = total = the folded samples), so an embedded tree keeps at most about
-`depth / min_fraction` nodes whatever the profile's length. `min_fraction=0` keeps all.
+"", line 0, self = total = the folded samples; the last of its siblings), so an embedded
+tree keeps at most about `depth / min_fraction` nodes whatever the profile's length. The
+default, 0.05%, is about half a pixel of a 1000-px-wide graph, which the JS would not draw
+at full zoom-out anyway. `min_fraction=0` keeps every node.
 
 Label parsing (`parse_label`): the file part is the last parenthesised group that closes
 the label, matched by balancing parentheses from the end, so names holding spaces,
@@ -184,7 +186,6 @@ def build_tree(
 
     threshold = min_fraction * grand_total
     strings = _Strings()
-    other_id = None
     pruned = 0
     threads = []
     for (pid, tid, tname), root in sorted(roots, key=lambda r: (r[0][0], -r[1].total, r[0][1])):
@@ -194,25 +195,20 @@ def build_tree(
         lines: list[int] = []
         selfs: list[int] = []
         totals: list[int] = []
-
-        def emit(p: int, n: int, f: int, ln: int, s: int, t: int) -> int:
-            parent.append(p)
-            names.append(n)
-            files.append(f)
-            lines.append(ln)
-            selfs.append(s)
-            totals.append(t)
-            return len(parent) - 1
+        columns = (parent, names, files, lines, selfs, totals)
 
         # Iterative pre-order walk: deep recursive stacks must not hit Python's limit.
         work: list[tuple[int, tuple[str, str, int] | None, _Node]] = [(-1, None, root)]
         while work:
             p, frame, node = work.pop()
+            index = len(parent)
             if frame is None:
-                index = emit(p, 0, 0, 0, node.self, node.total)
+                row: tuple[int, ...] = (p, 0, 0, 0, node.self, node.total)
             else:
                 name, filename, line = frame
-                index = emit(p, strings(name), strings(filename), line, node.self, node.total)
+                row = (p, strings(name), strings(filename), line, node.self, node.total)
+            for column, value in zip(columns, row):
+                column.append(value)
             kept = []
             folded = 0
             for child_frame, child in node.children.items():
@@ -221,13 +217,10 @@ def build_tree(
                 else:
                     kept.append((child_frame, child))
             kept.sort(key=lambda item: (-item[1].total, item[0]))
-            if folded:
-                if other_id is None:
-                    other_id = strings(OTHER)
-                pruned += folded
             # Pushed in reverse so that they pop (and are numbered) heaviest first; the
             # "(other)" node goes last, after every kept sibling.
             if folded:
+                pruned += folded
                 leaf = _Node()
                 leaf.self = leaf.total = folded
                 work.append((index, (OTHER, "", 0), leaf))

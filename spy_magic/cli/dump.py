@@ -1,0 +1,58 @@
+"""`dump`: every thread's Python stack, once, like `py-spy dump`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from ..engine.spy import command_label
+from ..reader import StackReader, ThreadStack
+
+
+def _thread_header(thread: ThreadStack) -> str:
+    states = []
+    if thread.idle is not None:
+        states.append("idle" if thread.idle else "active")
+    if thread.gil:
+        states.append("gil")
+    state = f" ({', '.join(states)})" if states else ""
+    name = f': "{thread.name}"' if thread.name else ""
+    native = thread.native_id if thread.native_id is not None else "?"
+    return f"Thread {native} [{thread.thread_id:#x}]{state}{name}"
+
+
+def format_dump(
+    pid: int, version: tuple[int, int, int], binary: str, threads: Sequence[ThreadStack]
+) -> str:
+    """The stacks as text, innermost frame first."""
+    lines = [
+        f"Process {pid}: {command_label(pid, limit=200)}",
+        f"Python v{'.'.join(map(str, version))} ({binary})",
+        "",
+    ]
+    for thread in threads:
+        lines.append(_thread_header(thread))
+        if thread.error is not None:
+            lines.append(f"    <error: {thread.error}>")
+        for frame in thread.frames:
+            lines.append(f"    {frame.name} ({frame.filename}:{frame.line})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("dump", help="print the Python stack of every thread of a process")
+    parser.add_argument("--pid", "-p", type=int, required=True, help="process id to read")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with StackReader(args.pid) as reader:
+        threads = reader.read()
+        if args.json:
+            print(json.dumps([t.to_dict() for t in threads], indent=2, ensure_ascii=False))
+        else:
+            print(format_dump(args.pid, reader.version, reader.interpreter.binary, threads))
+    return 0

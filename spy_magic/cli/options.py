@@ -1,0 +1,54 @@
+"""Options shared by the sampling commands (record, top, demo) and the notebook magics."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine import DEFAULT_RATE
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate", "-r", type=positive_float, default=DEFAULT_RATE,
+        help=f"samples per second (default {DEFAULT_RATE:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--duration", "-d", type=positive_float, default=None,
+        help="stop after this many seconds of wall-clock time (default: until the target exits)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--subprocesses", "-s", action="store_true",
+        help="also sample Python child processes (discovered every 100 ms)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--idle", action=argparse.BooleanOptionalAction, default=True,
+        help="keep threads the OS reports idle (default: yes, wall-clock profile)",
+    )  # fmt: skip
+    parser.add_argument("--gil", action="store_true", help="keep only the thread holding the GIL")
+    parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
+    parser.add_argument(
+        "--start-timeout", type=positive_float, default=5.0,
+        help="seconds to wait for a target's interpreter to start (default 5)",
+    )  # fmt: skip
+
+
+def sampler_options(args: argparse.Namespace) -> dict:
+    return {
+        "rate": args.rate,
+        "duration": args.duration,
+        "subprocesses": args.subprocesses,
+        "idle": args.idle,
+        "gil": args.gil,
+        "seed": args.seed,
+        "start_timeout": args.start_timeout,
+    }

@@ -1,0 +1,131 @@
+"""`python -m spy_magic record` and `top`, run as a user would, against real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import read_line, reaped_pid
+
+from spy_magic.demos import demo_path
+from spy_magic.profile.exports import read_jsonl
+
+PYTHON = sys.executable
+SPY = [PYTHON, "-m", "spy_magic"]
+COLLAPSED_LINE = re.compile(r"^(?:[^;\n]+;)*[^;\n]+ \d+$")
+
+
+def run(args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SPY, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+def test_record_a_command_to_collapsed(tmp_path):
+    out = tmp_path / "profile.txt"
+    result = run(["record", "-f", "collapsed", "-o", out, "--", PYTHON,
+                  demo_path("slow_script"), "--repeat", "3"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines and all(COLLAPSED_LINE.match(line) for line in lines), lines[:3]
+    assert any("function_c (" in line for line in lines)
+    assert "samples in" in result.stderr and "lateness:" in result.stderr
+    assert "p99" in result.stderr and str(out) in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["speedscope", "chrometrace", "jsonl", "html"])
+def test_every_format_is_written(fmt, tmp_path):
+    out = tmp_path / f"profile.{fmt}"
+    result = run(["record", "-f", fmt, "-o", out, "--threads", "--", PYTHON,
+                  demo_path("slow_script"), "--repeat", "2"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    if fmt in ("speedscope", "chrometrace"):
+        json.loads(text)
+    elif fmt == "jsonl":
+        profile = read_jsonl(out)
+        assert profile.sample_count > 10
+        assert profile.metadata["rate"] == 100
+    else:
+        assert text.startswith("<!DOCTYPE html>") and "function_a" in text
+        # Offline: nothing is loaded from anywhere (the SVG namespace URI is not a load).
+        assert not re.search(r"""(src|href)\s*=\s*["']?https?:|url\(\s*["']?https?:""", text)
+
+
+def test_record_by_pid_for_a_wall_clock_duration(spawn, tmp_path):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    out = tmp_path / "p.jsonl"
+    started = time.monotonic()
+    result = run(["record", "--pid", proc.pid, "--duration", "1", "-f", "jsonl", "-o", out])
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 8
+    profile = read_jsonl(out)
+    assert 0.7 < profile.duration < 1.2
+    assert proc.poll() is None  # recording leaves the target running
+
+
+def test_interrupt_writes_what_was_recorded(spawn, tmp_path):
+    proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
+    out = tmp_path / "p.txt"
+    rec = subprocess.Popen(
+        [*SPY, "record", "--pid", str(proc.pid), "-f", "collapsed", "-o", str(out)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    rec.send_signal(signal.SIGINT)
+    _, err = rec.communicate(timeout=30)
+    assert rec.returncode == 0, err
+    assert out.exists() and "function_a" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["record"], 2, "give either --pid PID or -- COMMAND"),
+        (["record", "--pid", "1", "--", "python"], 2, "give either"),
+        (["record", "--rate", "-3", "--", "python"], 2, "must be a positive number"),
+        (["record", "--duration", "abc", "--", "python"], 2, "not a number"),
+        (["record", "--format", "svg", "--", "python"], 2, "invalid choice"),
+        (["record", "--", "/no/such/program"], 1, "cannot run /no/such/program"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(args, code, message):
+    result = run(args, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_record_a_pid_that_is_not_python(spawn):
+    proc = spawn(["sleep", "30"])
+    result = run(["record", "--pid", proc.pid, "--start-timeout", "0.3", "-f", "collapsed",
+                  "-o", "/dev/null"])  # fmt: skip
+    assert result.returncode == 1
+    assert "not running CPython" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_record_a_dead_pid():
+    pid = reaped_pid()
+    result = run(["record", "--pid", pid, "-f", "collapsed", "-o", "/dev/null"])
+    assert result.returncode == 1
+    assert f"no process with pid {pid}" in result.stderr
+
+
+def test_top_shows_a_live_table(spawn):
+    proc = spawn([PYTHON, demo_path("cpu_split"), "--repeat", "1000"])
+    top = subprocess.Popen([*SPY, "top", "--pid", str(proc.pid)], stdout=subprocess.PIPE, text=True)
+    first = read_line(top, timeout=30)
+    assert first.startswith("spy_magic top")
+    time.sleep(2.5)
+    top.send_signal(signal.SIGINT)
+    out, _ = top.communicate(timeout=30)
+    out = top._line_buffer.decode() + out  # what read_line had buffered past the first line
+    assert top.returncode == 0
+    assert "%Own" in out and "function_x" in out
+    assert out.count("spy_magic top") >= 1  # it refreshed after the first table

@@ -1,0 +1,443 @@
+"""The flame graph in a real browser: Debian's chromium driven by playwright.
+
+Writes an HTML page (`render_html`) from a synthetic tree (3 processes, 6 threads, ~20k
+nodes), opens it from file:// and drives it like a person: hover, click to zoom, Escape,
+search, icicle toggle, thread/process filters; then times a 50k-node build + first draw.
+Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from spy_magic.profile.flametree import build_tree, node_count
+from spy_magic.profile.html import asset, render_html
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+# CI sets SPY_MAGIC_REQUIRE_BROWSER=1 once it installed both, so that a broken install
+# fails instead of silently skipping.
+_REQUIRED = os.environ.get("SPY_MAGIC_REQUIRE_BROWSER") == "1"
+
+
+def _missing(reason: str) -> None:
+    if _REQUIRED:
+        pytest.fail(f"{reason}, but SPY_MAGIC_REQUIRE_BROWSER=1", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+if not CHROMIUM.exists():
+    _missing("no /usr/bin/chromium (apt-get install chromium) for the browser tests")
+try:
+    from playwright import sync_api
+except ImportError:
+    _missing("playwright is not installed (pip install playwright; no `playwright install`)")
+
+APP = "/home/dev/proj/app.py"
+TRAIN = "/home/dev/proj/train.py"
+NEEDLE = "needle_fn"
+HOVER = "train_epoch"
+
+_STDLIB = [
+    ("loads", "/usr/lib/python3.11/json/__init__.py"),
+    ("decode", "/usr/lib/python3.11/json/decoder.py"),
+    ("raw_decode", "/usr/lib/python3.11/json/decoder.py"),
+    ("_run_once", "/usr/lib/python3.11/asyncio/base_events.py"),
+    ("select", "/usr/lib/python3.11/selectors.py"),
+    ("run", "/usr/lib/python3.11/threading.py"),
+    ("wait", "/usr/lib/python3.11/threading.py"),
+    ("_bootstrap_inner", "/usr/lib/python3.11/threading.py"),
+    ("_find_and_load", "<frozen importlib._bootstrap>"),
+    ("sub", "/usr/lib/python3.11/re/__init__.py"),
+]
+_LIB = [
+    ("array_function_dispatch", "/venv/lib/python3.11/site-packages/numpy/core/overrides.py"),
+    ("matmul", "/venv/lib/python3.11/site-packages/numpy/core/numeric.py"),
+    ("read_csv", "/venv/lib/python3.11/site-packages/pandas/io/parsers/readers.py"),
+    ("_read", "/venv/lib/python3.11/site-packages/pandas/io/parsers/readers.py"),
+    ("get", "/venv/lib/python3.11/site-packages/requests/api.py"),
+    ("send", "/venv/lib/python3.11/site-packages/requests/sessions.py"),
+]
+_USER = [
+    ("load_batch", "/home/dev/proj/data.py"),
+    ("augment", "/home/dev/proj/data.py"),
+    ("forward", "/home/dev/proj/model.py"),
+    ("backward", "/home/dev/proj/model.py"),
+    ("Layer.__call__", "/home/dev/proj/model.py"),
+    ("<lambda>", "/home/dev/proj/util.py"),
+    ("f (x)", "/home/dev/proj/odd (copy).py"),
+    ("ns::op", "/home/dev/proj/util.py"),
+    ("compute_loss", "/home/dev/proj/losses.py"),
+    ("<genexpr>", "/home/dev/proj/util.py"),
+]
+_POOL = _STDLIB + _LIB + _USER
+
+THREADS = [
+    (101, 1001, "MainThread"),
+    (101, 1002, "worker-1"),
+    (101, 1003, "worker-2"),
+    (202, 2001, "MainThread"),
+    (202, 2002, "io"),
+    (303, 3001, "MainThread"),
+]
+
+
+def _label(name: str, filename: str, line: int) -> str:
+    return f"{name} ({filename}:{line})"
+
+
+def synthetic_counts(scale: float = 1.0, *, seed: int = 7, min_weight: int = 12) -> dict:
+    """A deterministic pseudo-random "program" per thread in THREADS: a call tree whose
+    weights split unevenly at each level (so there are towers and plateaus, like real
+    profiles), user code calling into libraries further down, a known hot frame
+    (`train_epoch`, a third of pid 101's main thread) and a rare needle that sometimes
+    recurses. `scale` multiplies the samples, hence (roughly) the node count."""
+    rng = random.Random(seed)
+    counts: dict = {}
+    for pid, tid, tname in THREADS:
+        per: dict[tuple[str, ...], int] = {}
+        weight = int((9000 if tname == "MainThread" else 4000) * scale)
+
+        def grow(path: tuple[str, ...], weight: int, depth: int, per: dict = per) -> None:
+            if weight < min_weight or depth > 40:
+                per[path] = per.get(path, 0) + weight
+                return
+            own = int(weight * rng.random() ** 3 * 0.4)
+            if own:
+                per[path] = per.get(path, 0) + own
+            rest = weight - own
+            fan = 1 + int(rng.random() ** 1.5 * (7 if depth < 6 else 4))
+            shares = sorted((rng.random() ** 2.5 for _ in range(fan)), reverse=True)
+            total_share = sum(shares)
+            pool = _USER if depth < 5 else _USER + _STDLIB + _LIB if depth < 9 else _POOL
+            picks = rng.sample(pool, min(fan, len(pool)))
+            for (name, filename), share in zip(picks, shares):
+                w = int(rest * share / total_share)
+                if not w:
+                    continue
+                label = _label(name, filename, 10 + 7 * rng.randrange(4))
+                if rng.random() < 0.02:  # the needle, sometimes under another needle
+                    label = _label(NEEDLE, TRAIN, 120)
+                    if rng.random() < 0.5:
+                        path = (*path, label, _label("helper", TRAIN, 130))
+                grow((*path, label), w, depth + 1)
+
+        base = (_label("<module>", APP, 1), _label("main", APP, 40))
+        if tid == 1001:
+            grow((*base, _label(HOVER, TRAIN, 88)), weight // 3, 3)
+            weight -= weight // 3
+        grow(base, weight, 2)
+        counts[(pid, tid, tname)] = per
+    return counts
+
+
+def expected_share(counts: dict, term: str) -> tuple[int, int]:
+    """(samples whose stack has a frame matching `term`, all samples), brute force."""
+    hit = total = 0
+    for per in counts.values():
+        for stack, n in per.items():
+            total += n
+            if any(term in label.split(" (", 1)[0].lower() for label in stack):
+                hit += n
+    return hit, total
+
+
+def fmt_pct(fraction: float) -> str:
+    p = fraction * 100
+    if p >= 1:
+        return f"{p:.1f}%"
+    return "<0.01%" if p < 0.01 else f"{p:.2f}%"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    counts = synthetic_counts(6)
+    tree = build_tree(counts, min_fraction=0)
+    return counts, tree
+
+
+@pytest.fixture
+def page(browser, tmp_path, synthetic):
+    _, tree = synthetic
+    doc = render_html(
+        tree,
+        title="train.py — synthetic profile",
+        metadata={"duration": 12.5, "rate": 100, "command": "python train.py --epochs 3"},
+    )
+    path = tmp_path / "flame.html"
+    path.write_text(doc, encoding="utf-8")
+    pg = browser.new_page(viewport={"width": 1400, "height": 820})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    requests: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.goto(path.as_uri())
+    pg.wait_for_function("window.__spyFlame !== undefined")
+    yield pg
+    assert not errors, errors
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    pg.close()
+
+
+def state(pg) -> dict:
+    return pg.evaluate("window.__spyFlame.state()")
+
+
+def frames(pg, name: str) -> list[dict]:
+    return pg.evaluate("name => window.__spyFlame.findFrames(name)", name)
+
+
+def canvas_ink(pg) -> int:
+    """How many pixels of the canvas are not blank."""
+    return pg.evaluate(
+        """() => {
+        const c = document.querySelector('.sfg-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    }"""
+    )
+
+
+def test_tree_size(synthetic):
+    _, tree = synthetic
+    assert 15_000 <= node_count(tree) <= 30_000
+    assert len({t["pid"] for t in tree["threads"]}) == 3
+
+
+def test_interactions(page, synthetic):
+    counts, tree = synthetic
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # Header and first render.
+    header = page.inner_text(".spy-header")
+    assert "synthetic profile" in header
+    assert f"{tree['total']:,}" in header
+    assert "12.50 s" in header and "100 Hz" in header and "python train.py" in header
+    s = state(page)
+    assert s["total"] == tree["total"] and s["zoom"]["id"] == 0
+    assert s["visibleCount"] > 200
+    assert s["aggregatedCount"] > 0  # sub-pixel children drawn as one block per parent
+    assert s["visibleCount"] < s["nodes"] / 2  # the rest is not drawn at all
+    assert s["size"]["width"] > 1000 and s["size"]["height"] > 400
+    assert canvas_ink(page) > 100_000
+
+    # Hover a known frame: the tooltip names it and gives its share.
+    target = frames(page, HOVER)[0]
+    hover_total = target["total"]
+    page.mouse.move(target["clientX"], target["clientY"])
+    tip = page.locator(".sfg-tooltip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert HOVER in text
+    assert f"{TRAIN}:88" in text
+    assert fmt_pct(hover_total / tree["total"]) in text
+    assert f"{round(hover_total):,}" in text
+    assert state(page)["hover"]["name"] == HOVER
+    page.screenshot(path=str(ARTIFACTS / "flamegraph-hover.png"))
+
+    # Click: it becomes the zoom root and spans the width.
+    page.mouse.click(target["clientX"], target["clientY"])
+    s = state(page)
+    assert s["zoom"]["name"] == HOVER and s["history"] == 1
+    zoomed = frames(page, HOVER)[0]
+    assert zoomed["x"] <= 0.5 and zoomed["w"] >= s["size"]["width"] - 1
+    assert "sfg-crumb-current" in page.inner_html(".sfg-crumbs")
+    assert HOVER in page.inner_text(".sfg-crumbs")
+    # The tooltip over a child now also gives the share of the zoom.
+    child = next(f for f in s["visibleNames"] if f not in (HOVER, "main", "<module>", "all"))
+    c = frames(page, child)[0]
+    page.mouse.move(c["clientX"], c["clientY"])
+    assert "Of zoom" in tip.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "flamegraph-zoomed.png"))
+
+    # Escape resets; Back returns to the zoom.
+    page.keyboard.press("Escape")
+    s = state(page)
+    assert s["zoom"]["id"] == 0
+    page.click(".sfg-back")
+    assert state(page)["zoom"]["name"] == HOVER
+    page.click(".sfg-reset")
+    assert state(page)["zoom"]["id"] == 0
+
+    # Search: highlights matches and shows the share, each sample counted once.
+    hit, total = expected_share(counts, NEEDLE)
+    assert 0 < hit < total
+    ink_before = canvas_ink(page)
+    page.fill(".sfg-search", NEEDLE.upper())
+    s = state(page)
+    assert s["search"]["matched"] == hit
+    assert s["search"]["fraction"] == pytest.approx(hit / total)
+    info = page.inner_text(".sfg-match")
+    assert fmt_pct(hit / total) in info and f"{hit:,}" in info
+    assert canvas_ink(page) > ink_before * 0.5
+    page.screenshot(path=str(ARTIFACTS / "flamegraph-search.png"))
+    # A regex, and a bad one.
+    page.fill(".sfg-search", "/^needle_f.$/")
+    assert state(page)["search"]["matched"] == hit
+    page.fill(".sfg-search", "/([/")
+    assert state(page)["search"]["error"]
+    assert "bad regex" in page.inner_text(".sfg-match")
+    page.fill(".sfg-search", "")
+    assert state(page)["search"]["matched"] == 0
+
+    # Orientation: the root row goes from the bottom to the top.
+    root_flame = frames(page, "all")[0]
+    assert root_flame["y"] > s["size"]["height"] - 40
+    page.click("text=Icicle")
+    s = state(page)
+    assert s["orientation"] == "icicle"
+    root_icicle = frames(page, "all")[0]
+    assert root_icicle["y"] < 10
+    page.click("text=Flame")
+    assert state(page)["orientation"] == "flame"
+
+    # Thread filter: the totals become the thread's.
+    index, worker = next((i, t) for i, t in enumerate(tree["threads"]) if t["name"] == "worker-1")
+    label = page.eval_on_selector(f".sfg-thread option[value='{index}']", "o => o.text")
+    assert re.match(r"pid 101 › worker-1 \(1002\) · \d+\.\d%$", label), label
+    page.select_option(".sfg-thread", str(index))
+    s = state(page)
+    assert s["total"] == worker["total"] < tree["total"]
+    assert s["filter"]["thread"] is not None
+    assert f"{worker['total']:,} samples" in page.inner_text(".sfg-zoominfo")
+    # Process filter: the threads of pid 202 only, and the thread list follows.
+    page.select_option(".sfg-pid", "202")
+    s = state(page)
+    pid_total = sum(t["total"] for t in tree["threads"] if t["pid"] == 202)
+    assert s["total"] == pid_total and s["filter"] == {"pid": 202, "thread": None}
+    options = page.eval_on_selector_all(".sfg-thread option", "os => os.map(o => o.text)")
+    assert len(options) == 3 and any("io" in o for o in options)
+    page.select_option(".sfg-pid", "")
+    assert state(page)["total"] == tree["total"]
+
+    # Grouping by thread adds a level per process and thread.
+    page.select_option(".sfg-group", "thread")
+    s = state(page)
+    assert s["groupBy"] == "thread" and "thread worker-1 (1002)" in s["visibleNames"]
+    page.select_option(".sfg-group", "none")
+
+    # Keyboard: focus, arrows select frames, Enter zooms, Escape resets.
+    page.focus(".sfg-scroller")
+    page.keyboard.press("ArrowUp")  # selects the root
+    page.keyboard.press("ArrowUp")  # its heaviest child
+    sel = state(page)["selected"]
+    assert sel and sel["name"] == "<module>"
+    page.keyboard.press("Enter")
+    assert state(page)["zoom"]["name"] == "<module>"
+    page.keyboard.press("Escape")
+    assert state(page)["zoom"]["id"] == 0
+
+    # The final picture: the whole graph, a frame hovered.
+    page.evaluate("document.activeElement.blur()")
+    assert state(page)["selected"] is None  # leaving the graph drops the keyboard selection
+    page.mouse.move(target["clientX"], target["clientY"])
+    tip.wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "flamegraph.png"))
+    assert (ARTIFACTS / "flamegraph.png").stat().st_size > 10_000
+
+
+def test_resize_redraws(page):
+    before = state(page)["size"]["width"]
+    page.set_viewport_size({"width": 900, "height": 700})
+    page.wait_for_function(f"window.__spyFlame.state().size.width < {before}")
+    s = state(page)
+    assert s["size"]["width"] < 900
+    root = frames(page, "all")[0]
+    assert root["w"] == pytest.approx(s["size"]["width"], abs=1)
+
+
+def test_es_module_form(browser):
+    """The file also works as an ES module (how a notebook widget would load it)."""
+    pg = browser.new_page()
+    pg.set_content("<div id=c style='width:800px'></div>")
+    encoded = base64.b64encode(asset("flamegraph.js").encode()).decode()
+    result = pg.evaluate(
+        """async (src) => {
+        const mod = await import('data:text/javascript;base64,' + src);
+        const tree = {format: 'spy_magic.flametree', version: 1, total: 3, min_fraction: 0,
+          pruned: 0, strings: ['', 'f', '/a.py'],
+          threads: [{pid: 1, tid: 2, name: 'T', total: 3, nodes: {parent: [-1, 0],
+            name: [0, 1], file: [0, 2], line: [0, 3], self: [0, 3], total: [3, 3]}}]};
+        const fg = mod.render(document.getElementById('c'), tree);
+        return [typeof mod.default.render, fg.state().nodes, fg.state().zoom.name];
+    }""",
+        encoded,
+    )
+    assert result == ["function", 2, "all"]
+    pg.close()
+
+
+def test_big_tree_is_fast(browser):
+    """Build + first render of a ~50k-node tree (1e6 samples) in well under a second."""
+    counts = synthetic_counts(8, seed=11, min_weight=4)
+    scale = 1_000_000 / sum(sum(per.values()) for per in counts.values())
+    counts = {k: {s: max(1, round(n * scale)) for s, n in per.items()} for k, per in counts.items()}
+    tree = build_tree(counts, min_fraction=0)
+    nodes = node_count(tree)
+    assert 45_000 <= nodes <= 80_000, nodes
+    assert tree["total"] == pytest.approx(1_000_000, rel=0.01)
+
+    pg = browser.new_page(viewport={"width": 1400, "height": 900})
+    pg.set_content("<div id=c style='width:1300px'></div>")
+    pg.add_style_tag(content=asset("flamegraph.css"))
+    pg.add_script_tag(content=render_js_classic())
+    timings = pg.evaluate(
+        """(tree) => {
+        const t0 = performance.now();
+        const fg = SpyFlameGraph.render(document.getElementById('c'), tree, {height: 700});
+        const first = performance.now() - t0;
+        const t1 = performance.now();
+        fg.setSearch('needle');
+        const search = performance.now() - t1;
+        const t2 = performance.now();
+        fg.setFilter({pid: 101, thread: null});
+        fg.state();
+        const filter = performance.now() - t2;
+        return {first, search, filter, s: fg.state()};
+    }""",
+        tree,
+    )
+    pg.close()
+    print(
+        f"\n50k-node tree: {nodes} nodes, first render {timings['first']:.0f} ms, "
+        f"search {timings['search']:.0f} ms, filter {timings['filter']:.0f} ms"
+    )
+    assert timings["s"]["nodes"] >= 0.4 * nodes
+    assert timings["first"] < 3000
+    assert timings["search"] < 1000
+    assert timings["filter"] < 3000
+
+
+def render_js_classic() -> str:
+    from spy_magic.profile.html import classic_script
+
+    return classic_script()

@@ -1,0 +1,354 @@
+"""The flame tree format (flametree.py) and the offline page (html.py), in pure Python."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from spy_magic.profile import flametree
+from spy_magic.profile import html as fhtml
+from spy_magic.profile.flametree import OTHER, build_tree, node_count, parse_label
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("main (/app/run.py:12)", ("main", "/app/run.py", 12)),
+        ("main (/app/run.py)", ("main", "/app/run.py", 0)),
+        ("<module> (<string>:1)", ("<module>", "<string>", 1)),
+        ("<lambda> (/a.py:3)", ("<lambda>", "/a.py", 3)),
+        ("Foo.bar.<locals>.baz (/a.py:7)", ("Foo.bar.<locals>.baz", "/a.py", 7)),
+        # names with spaces, parentheses, colons
+        ("f (x) (/a.py:3)", ("f (x)", "/a.py", 3)),
+        ("do thing (fast) now (/a.py:9)", ("do thing (fast) now", "/a.py", 9)),
+        ("ns::op (/a.py:4)", ("ns::op", "/a.py", 4)),
+        ("a:b: (c) (/x.py)", ("a:b: (c)", "/x.py", 0)),
+        ("weird)(name (/a.py:2)", ("weird)(name", "/a.py", 2)),
+        # files with parentheses, spaces, colons
+        ("f (/data (old)/a.py:5)", ("f", "/data (old)/a.py", 5)),
+        ("f (x) (/my files/b (2).py:6)", ("f (x)", "/my files/b (2).py", 6)),
+        ("f (C:\\proj\\a.py:8)", ("f", "C:\\proj\\a.py", 8)),
+        ("f (<frozen importlib._bootstrap>:1007)", ("f", "<frozen importlib._bootstrap>", 1007)),
+        ("f (/a(.py:3)", ("f", "/a(.py", 3)),
+        ("f (/a.py:-1)", ("f", "/a.py", -1)),
+        ("f (/a.py:x1)", ("f", "/a.py:x1", 0)),
+        # no file part at all
+        ("bare", ("bare", "", 0)),
+        ("idle", ("idle", "", 0)),
+        ("pid 4242", ("pid 4242", "", 0)),
+        ("python x.py (pid 42)", ("python x.py (pid 42)", "", 0)),
+        ('thread "Main Thread" (1234)', ('thread "Main Thread" (1234)', "", 0)),
+        ("(x)", ("(x)", "", 0)),
+        ("", ("", "", 0)),
+    ],
+)
+def test_parse_label(label, expected):
+    assert parse_label(label) == expected
+
+
+def test_parse_label_round_trips_model_labels():
+    names = ["f", "f (x)", "a::b", "<lambda>", "x: y", "(paren)", "k (1) (2)"]
+    files = ["/a.py", "/d (1)/e.py", "<string>", "/x:y/z.py", "/sp ace/f.py"]
+    for name in names:
+        for filename in files:
+            for line in (0, 1, 123):
+                label = f"{name} ({filename}:{line})" if line else f"{name} ({filename})"
+                assert parse_label(label) == (name, filename, line), label
+
+
+# -- trees -----------------------------------------------------------------------------------
+
+MAIN = (1, 10, "MainThread")
+WORKER = (1, 11, "worker")
+OTHER_PROC = (2, 20, "MainThread")
+
+
+def _sample_input() -> dict:
+    return {
+        MAIN: {
+            ("main (/a.py:1)", "work (/a.py:5)", "leaf (/b.py:9)"): 50,
+            ("main (/a.py:1)", "work (/a.py:5)"): 10,
+            ("main (/a.py:1)", "work (/a.py:6)", "leaf (/b.py:9)"): 20,
+            ("main (/a.py:1)", "f (x) (/a.py:30)"): 15,
+            ("main (/a.py:1)",): 4,
+            (): 1,
+        },
+        WORKER: {
+            ("run (/usr/lib/python3.11/threading.py:1)", "loop (/w.py:2)"): 30,
+            ("run (/usr/lib/python3.11/threading.py:1)", "tiny (/w.py:3)"): 1,
+        },
+        OTHER_PROC: {("main (/a.py:1)", "leaf (/b.py:9)"): 7},
+    }
+
+
+def _nodes(thread: dict, tree: dict) -> list[dict]:
+    n = thread["nodes"]
+    s = tree["strings"]
+    return [
+        {
+            "parent": n["parent"][i],
+            "name": s[n["name"][i]],
+            "file": s[n["file"][i]],
+            "line": n["line"][i],
+            "self": n["self"][i],
+            "total": n["total"][i],
+        }
+        for i in range(len(n["parent"]))
+    ]
+
+
+def _paths(thread: dict, tree: dict) -> dict[tuple, dict]:
+    """Every node by its path of (name, file, line) from the thread root."""
+    nodes = _nodes(thread, tree)
+    paths: list[tuple] = []
+    out = {}
+    for i, node in enumerate(nodes):
+        key = (node["name"], node["file"], node["line"])
+        here = () if i == 0 else (*paths[node["parent"]], key)
+        paths.append(here)
+        out[here] = node
+    return out
+
+
+def _check_invariants(tree: dict) -> None:
+    assert tree["format"] == "spy_magic.flametree" and tree["version"] == 1
+    assert tree["strings"][0] == ""
+    assert len(set(tree["strings"])) == len(tree["strings"])
+    assert tree["total"] == sum(t["total"] for t in tree["threads"])
+    for thread in tree["threads"]:
+        arrays = thread["nodes"]
+        lengths = {len(a) for a in arrays.values()}
+        assert len(lengths) == 1
+        nodes = _nodes(thread, tree)
+        assert nodes[0]["parent"] == -1 and nodes[0]["name"] == "" and nodes[0]["file"] == ""
+        assert nodes[0]["total"] == thread["total"]
+        child_sum = Counter()
+        siblings: dict[int, list] = {}
+        for i, node in enumerate(nodes[1:], 1):
+            assert 0 <= node["parent"] < i  # pre-order: parents first
+            child_sum[node["parent"]] += node["total"]
+            siblings.setdefault(node["parent"], []).append(i)
+            assert node["total"] > 0
+        for i, node in enumerate(nodes):
+            assert node["total"] == node["self"] + child_sum[i]
+        for kids in siblings.values():
+            keys = [(nodes[k]["name"], nodes[k]["file"], nodes[k]["line"]) for k in kids]
+            assert len(set(keys)) == len(keys)
+            real = [nodes[k]["total"] for k in kids if nodes[k]["name"] != OTHER]
+            assert real == sorted(real, reverse=True)
+        # Depth-first: a node's subtree is contiguous right after it.
+        end = list(range(1, len(nodes) + 1))
+        for i in range(len(nodes) - 1, 0, -1):
+            p = nodes[i]["parent"]
+            end[p] = max(end[p], end[i])
+        for i, node in enumerate(nodes[1:], 1):
+            p = node["parent"]
+            assert p < i < end[p]
+    json.loads(json.dumps(tree))
+
+
+def test_totals_and_structure():
+    tree = build_tree(_sample_input(), min_fraction=0)
+    _check_invariants(tree)
+    assert tree["total"] == 100 + 31 + 7
+    assert tree["pruned"] == 0
+    assert OTHER not in tree["strings"]
+    main, worker, other = tree["threads"]
+    assert (main["pid"], main["tid"], main["name"], main["total"]) == (1, 10, "MainThread", 100)
+    assert (worker["pid"], worker["tid"], worker["name"], worker["total"]) == (1, 11, "worker", 31)
+    assert (other["pid"], other["tid"], other["total"]) == (2, 20, 7)
+
+    p = _paths(main, tree)
+    m = ("main", "/a.py", 1)
+    assert p[()]["self"] == 1 and p[()]["total"] == 100
+    assert p[(m,)]["total"] == 99 and p[(m,)]["self"] == 4
+    w5 = (*(m,), ("work", "/a.py", 5))
+    assert p[w5]["total"] == 60 and p[w5]["self"] == 10
+    assert p[(*w5, ("leaf", "/b.py", 9))]["total"] == 50
+    w6 = (m, ("work", "/a.py", 6))  # another line of the same function: its own node
+    assert p[w6]["total"] == 20
+    assert p[(m, ("f (x)", "/a.py", 30))]["total"] == 15
+    assert len(p) == 7
+    # Heaviest child first.
+    nodes = _nodes(main, tree)
+    assert [n["name"] for n in nodes[:4]] == ["", "main", "work", "leaf"]
+
+
+def test_per_thread_trees_are_separate():
+    tree = build_tree(_sample_input(), min_fraction=0)
+    _, worker, other = tree["threads"]
+    assert {n["name"] for n in _nodes(worker, tree)} == {"", "run", "loop", "tiny"}
+    assert set(_paths(other, tree)) == {
+        (),
+        (("main", "/a.py", 1),),
+        (("main", "/a.py", 1), ("leaf", "/b.py", 9)),
+    }
+    # Strings are shared between threads.
+    assert tree["strings"].count("main") == 1
+
+
+def test_thread_order_and_empty_threads():
+    data = _sample_input()
+    data[(1, 12, "idle")] = {("x (/a.py:1)",): 0}
+    data[(0, 5, None)] = {("x (/a.py:1)",): 2}
+    tree = build_tree(data, min_fraction=0)
+    keys = [(t["pid"], t["tid"], t["name"]) for t in tree["threads"]]
+    # By pid, then heaviest thread first; the empty thread is left out; None name -> "".
+    assert keys == [(0, 5, ""), (1, 10, "MainThread"), (1, 11, "worker"), (2, 20, "MainThread")]
+
+
+def test_pruning_folds_small_subtrees_into_other():
+    tree = build_tree(_sample_input(), min_fraction=0.05)  # threshold 6.9 samples
+    _check_invariants(tree)
+    assert tree["total"] == 138
+    assert tree["min_fraction"] == 0.05
+    worker = _paths(tree["threads"][1], tree)
+    run = ("run", "/usr/lib/python3.11/threading.py", 1)
+    assert worker[(run, ("loop", "/w.py", 2))]["total"] == 30
+    assert (run, ("tiny", "/w.py", 3)) not in worker
+    other = worker[(run, (OTHER, "", 0))]
+    assert other["self"] == other["total"] == 1
+    # The (other) node comes after its kept siblings.
+    nodes = _nodes(tree["threads"][1], tree)
+    assert [n["name"] for n in nodes] == ["", "run", "loop", OTHER]
+    assert tree["pruned"] == 1
+    # Totals are untouched by pruning.
+    unpruned = build_tree(_sample_input(), min_fraction=0)
+    assert [t["total"] for t in tree["threads"]] == [t["total"] for t in unpruned["threads"]]
+
+
+def test_pruning_whole_subtrees_and_sizes():
+    data = {MAIN: {}}
+    for i in range(2000):
+        data[MAIN][("root (/a.py:1)", f"f{i} (/a.py:{i + 2})", "g (/b.py:1)")] = 1
+    data[MAIN][("root (/a.py:1)", "hot (/a.py:1)", "g (/b.py:1)")] = 8000
+    full = build_tree(data, min_fraction=0)
+    assert node_count(full) == 1 + 1 + 2 * 2001
+    pruned = build_tree(data, min_fraction=0.001)
+    _check_invariants(pruned)
+    assert node_count(pruned) == 5  # thread root, root, hot, g, (other)
+    p = _paths(pruned["threads"][0], pruned)
+    assert p[(("root", "/a.py", 1), (OTHER, "", 0))]["total"] == 2000
+    assert pruned["pruned"] == 2000
+    assert len(json.dumps(pruned)) < len(json.dumps(full)) / 20
+
+
+def test_default_min_fraction_and_bad_values():
+    tree = build_tree(_sample_input())
+    assert tree["min_fraction"] == flametree.DEFAULT_MIN_FRACTION
+    with pytest.raises(ValueError):
+        build_tree(_sample_input(), min_fraction=-0.1)
+
+
+def test_function_labels_and_tuple_frames():
+    data = {
+        MAIN: {
+            ("main (/a.py)", "f (x) (/a.py)"): 3,
+            (("main", "/a.py", 0), ("f (x)", "/a.py", None)): 2,
+        }
+    }
+    tree = build_tree(data, min_fraction=0)
+    p = _paths(tree["threads"][0], tree)
+    assert p[(("main", "/a.py", 0), ("f (x)", "/a.py", 0))]["total"] == 5
+    assert len(p) == 3
+
+
+def test_deep_stacks_do_not_recurse():
+    stack = tuple(f"f{i % 7} (/deep.py:{i})" for i in range(5000))
+    tree = build_tree({MAIN: {stack: 3}}, min_fraction=0)
+    assert node_count(tree) == 5001
+    assert tree["threads"][0]["nodes"]["total"][-1] == 3
+
+
+def test_processes_names():
+    tree = build_tree(_sample_input(), process_names={1: "python a.py", 2: "worker"})
+    assert tree["processes"] == {"1": "python a.py", "2": "worker"}
+    assert "processes" not in build_tree(_sample_input())
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def test_static_copies_match_js_sources():
+    if fhtml.SOURCE_DIR is None:
+        pytest.skip("not a source checkout")
+    for name in fhtml.ASSETS:
+        source = (fhtml.SOURCE_DIR / name).read_bytes()
+        shipped = (fhtml.STATIC_DIR / name).read_bytes()
+        assert source == shipped, (
+            f"spy_magic/profile/static/{name} differs from js/{name}: "
+            "run `python -m spy_magic.profile.html --sync`"
+        )
+
+
+def test_classic_script_drops_the_exports():
+    js = fhtml.asset("flamegraph.js")
+    assert re.search(r"^export ", js, re.M)
+    classic = fhtml.classic_script(js)
+    assert not re.search(r"^\s*(export|import)\b", classic, re.M)
+    assert "window.SpyFlameGraph = api" in classic
+    with pytest.raises(ValueError):
+        fhtml.classic_script("var x = 1;\nexport default x;\n")
+
+
+def test_render_html_is_self_contained_and_escaped():
+    data = {
+        MAIN: {
+            ("main (/a.py:1)", "evil</script><script>alert(1)</script> (/x.py:1)"): 5,
+            ("main (/a.py:1)", "uni \u2028 \U0001f525 (/x.py:2)"): 1,
+        }
+    }
+    tree = build_tree(data, min_fraction=0)
+    page = fhtml.render_html(
+        tree,
+        title="<b>My</b> & run",
+        metadata={"duration": 2.5, "rate": 100, "command": ["python", "a.py"], "note": None},
+    )
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>&lt;b&gt;My&lt;/b&gt; &amp; run</title>" in page
+    # Nothing is loaded from anywhere.
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", page, re.I)
+    assert "@import" not in page and "url(http" not in page
+    # Exactly the three script elements we wrote; the data cannot close one early.
+    assert page.count("<script") == 3
+    assert page.lower().count("</script") == 3
+    blob = re.search(
+        r'<script type="application/json" id="spy-flame-data">(.*?)</script>', page, re.S
+    ).group(1)
+    assert json.loads(blob) == json.loads(json.dumps(tree))
+    assert "\u2028" not in page
+    # The header.
+    assert "Samples" in page and ">6<" in page
+    assert "2.50 s" in page and "100 Hz" in page and "python a.py" in page
+    assert "Note" not in page
+    # The JS and CSS are inlined.
+    assert "SpyFlameGraph.render(" in page and ".sfg-toolbar" in page
+
+
+def test_header_items():
+    tree = {"total": 1000, "threads": [{"pid": 1}, {"pid": 2}, {"pid": 2}]}
+    items = dict(fhtml.header_items(tree, {"rate": 200}))
+    assert items == {
+        "Samples": "1,000",
+        "Duration": "5.00 s",
+        "Rate": "200 Hz",
+        "Threads": "3",
+        "Processes": "2",
+    }
+    items = dict(fhtml.header_items(tree, {"samples": 50, "duration": 90, "target_pid": 7}))
+    assert items["Samples"] == "50" and items["Duration"] == "1 min 30 s"
+    assert items["Rate"] == "0.56 Hz" and items["Target pid"] == "7"
+    items = dict(fhtml.header_items({"total": 3, "threads": []}, {}))
+    assert items["Duration"] == "—" and items["Rate"] == "—"
+    assert dict(fhtml.header_items(tree, {"duration": 0.25}))["Duration"] == "250 ms"
+    assert dict(fhtml.header_items(tree, {"duration": 7322}))["Duration"] == "2 h 2 min"
+
+
+def test_asset_names_are_checked():
+    with pytest.raises(ValueError):
+        fhtml.asset("../pyproject.toml")
