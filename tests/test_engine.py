@@ -231,8 +231,9 @@ def test_non_python_children_are_ignored_quietly(spawn):
         reap(sampler.process)
     pids = {t.pid for s in samples for t in s.traces}
     assert pids == {sampler.pid}
-    errors = [e for s in samples for e in s.errors]
-    assert len(errors) <= 2, errors
+    # The `sleep` child is probed once, found not to be Python, and never again.
+    errors = [e for s in samples for e in s.errors if e.pid != sampler.pid]
+    assert errors == [], errors
     assert sampler._watcher is None or sampler._watcher.probes < 10
 
 
