@@ -17,9 +17,11 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_sampling_options(parser: argparse.ArgumentParser) -> None:
+def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = True) -> None:
+    """The sampling options; `short_rate=False` leaves -r free (the magics' --return)."""
     parser.add_argument(
-        "--rate", "-r", type=positive_float, default=DEFAULT_RATE,
+        *(("--rate", "-r") if short_rate else ("--rate",)), type=positive_float,
+        default=DEFAULT_RATE,
         help=f"samples per second (default {DEFAULT_RATE:g})",
     )  # fmt: skip
     parser.add_argument(

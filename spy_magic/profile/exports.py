@@ -360,6 +360,43 @@ def _rate_change_to_json(c: RateChange) -> dict[str, Any]:
     }
 
 
+def encode_sample(sample: Sample) -> str:
+    """One sample as a compact JSON record (no newline): jsonl files and sample streams."""
+    return _dumps(
+        {
+            "type": "sample",
+            "timestamp": sample.timestamp,
+            "late": sample.late,
+            "traces": [_trace_to_json(t) for t in sample.traces],
+            "errors": [_error_to_json(e) for e in sample.errors],
+        }
+    )
+
+
+def encode_rate_change(change: RateChange) -> str:
+    return _dumps({"type": "rate_change", **_rate_change_to_json(change)})
+
+
+def decode_rate_change(record: dict[str, Any]) -> RateChange:
+    return RateChange(record["timestamp"], record["old_rate"], record["new_rate"], record["reason"])
+
+
+class SampleDecoder:
+    """Turns sample records back into Samples, sharing equal Frames between them (a profile
+    repeats the same few frames millions of times)."""
+
+    def __init__(self) -> None:
+        self._frames: dict[tuple, Frame] = {}
+
+    def decode(self, record: dict[str, Any]) -> Sample:
+        return Sample(
+            timestamp=record["timestamp"],
+            traces=[_trace_from_json(t, self._frames) for t in record["traces"]],
+            late=record["late"],
+            errors=[SampleError(**e) for e in record["errors"]],
+        )
+
+
 def jsonl_lines(profile: Profile) -> Iterator[str]:
     """The jsonl records without newlines: a header, then one line per sample."""
     yield _dumps(
@@ -371,16 +408,8 @@ def jsonl_lines(profile: Profile) -> Iterator[str]:
             "rate_changes": [_rate_change_to_json(c) for c in profile.rate_changes],
         }
     )
-    for s in profile.samples:
-        yield _dumps(
-            {
-                "type": "sample",
-                "timestamp": s.timestamp,
-                "late": s.late,
-                "traces": [_trace_to_json(t) for t in s.traces],
-                "errors": [_error_to_json(e) for e in s.errors],
-            }
-        )
+    for sample in profile.samples:
+        yield encode_sample(sample)
 
 
 def to_jsonl(profile: Profile) -> str:
@@ -403,7 +432,7 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
     Metadata comes back as JSON gives it (tuples as lists, non-JSON values as strings).
     """
     profile: Profile | None = None
-    frames: dict[tuple, Frame] = {}
+    decoder = SampleDecoder()
     for number, raw in enumerate(_read_lines(source), 1):
         if not raw.strip():
             continue
@@ -420,20 +449,11 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
                 )
             profile = Profile(record.get("metadata") or {})
             for c in record.get("rate_changes", ()):
-                profile.add_rate_change(
-                    RateChange(c["timestamp"], c["old_rate"], c["new_rate"], c["reason"])
-                )
+                profile.add_rate_change(decode_rate_change(c))
             continue
         if record.get("type") != "sample":
             raise ValueError(f"line {number}: unknown record type {record.get('type')!r}")
-        profile.add(
-            Sample(
-                timestamp=record["timestamp"],
-                traces=[_trace_from_json(t, frames) for t in record["traces"]],
-                late=record["late"],
-                errors=[SampleError(**e) for e in record["errors"]],
-            )
-        )
+        profile.add(decoder.decode(record))
     if profile is None:
         raise ValueError("empty jsonl: no header")
     return profile

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ASSETS = ("flamegraph.js", "flamegraph.css")
+ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js")
 EXPORTS_MARKER = "// @@spy-flamegraph-exports@@"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ _KNOWN = ("samples", "duration", "rate")
 
 
 def asset(name: str) -> str:
-    """The text of a shipped asset (`flamegraph.js` or `flamegraph.css`)."""
+    """The text of a shipped asset (a name in ASSETS)."""
     if name not in ASSETS:
         raise ValueError(f"unknown asset {name!r}; one of {ASSETS}")
     source = SOURCE_DIR / name if SOURCE_DIR else None

@@ -1,0 +1,461 @@
+"""The IPython magics: %%spy, %spy_attach, %spy_stop, %spy_dump."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import contextlib
+import inspect
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
+
+from ..cli.dump import format_dump
+from ..cli.options import add_sampling_options, positive_float
+from ..cli.record import EXTENSIONS
+from ..engine import InProcessSampler, Sampler
+from ..profile import Profile
+from ..profile.exports import write
+from ..reader import ReaderError, StackReader
+from .cells import trim_profile
+from .session import RemoteSession, SessionError
+from .views import flame_tree, profile_bundle, top_text
+from .widgets import FlameGraphWidget, TopWidget
+
+LIVE_REFRESH_S = 1.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad line as a one-line UsageError instead of exiting."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog}? for the options)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:
+        if message:
+            raise UsageError(message.strip())
+        raise UsageError(self.format_help())
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", action="store_true", help="a root frame per thread (-o)")
+    parser.add_argument("--function", action="store_true", help="aggregate by function")
+    parser.add_argument("-o", "--output", help="also write the profile to this file")
+    parser.add_argument(
+        "--format", "-f", choices=sorted(EXTENSIONS), default="html", help="format for -o"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="display nothing")
+    parser.add_argument("--lag", action="store_true", help="also show the sampling-lag plot")
+
+
+def _spy_parser() -> _Parser:
+    parser = _Parser(prog="%%spy", add_help=False, description="Profile the cell as it runs.")
+    add_sampling_options(parser, short_rate=False)
+    _output_options(parser)
+    parser.add_argument(
+        "-r", "--return", dest="return_profile", action="store_true",
+        help="return the Profile instead of the cell's value (like %%prun -r)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--subprocess", action="store_true",
+        help="run the cell in a fresh Python process (isolated: no shared variables)",
+    )  # fmt: skip
+    parser.add_argument("--python", help="the interpreter for --subprocess (default: this one)")
+    return parser
+
+
+def _attach_parser() -> _Parser:
+    parser = _Parser(prog="%spy_attach", add_help=False, description="Sample another process.")
+    parser.add_argument("pid", type=int, help="the process to sample")
+    add_sampling_options(parser, short_rate=False)
+    _output_options(parser)
+    return parser
+
+
+SPY_PARSER = _spy_parser()
+ATTACH_PARSER = _attach_parser()
+
+
+def _parse(parser: _Parser, line: str) -> argparse.Namespace:
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{parser.prog}: {exc}") from None
+    return parser.parse_args(words)
+
+
+def _sampling_options(args: argparse.Namespace) -> dict:
+    return {
+        "rate": args.rate,
+        "duration": args.duration,
+        "subprocesses": args.subprocesses,
+        "idle": args.idle,
+        "gil": args.gil,
+        "seed": args.seed,
+        "start_timeout": args.start_timeout,
+    }
+
+
+class _LiveTop:
+    """Refreshes a TopWidget from a profile that is still filling, until stopped."""
+
+    def __init__(self, profile_of, widget: TopWidget, label: str) -> None:
+        self.profile_of = profile_of
+        self.widget = widget
+        self.label = label
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spy_magic-live", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(LIVE_REFRESH_S):
+            self.refresh()
+
+    def refresh(self, final: bool = False) -> None:
+        profile = self.profile_of()
+        elapsed = time.monotonic() - self.started
+        state = "done" if final else "sampling"
+        status = f"{self.label}: {state}, {elapsed:.1f} s, {profile.sample_count} samples"
+        with contextlib.suppress(Exception):  # a view must never break the profiled code
+            self.widget.show(profile, status)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def finish(self, profile: Profile) -> None:
+        """Show the final table, and give the live output a static fallback too."""
+        self.stop()
+        self.profile_of = lambda: profile
+        self.refresh(final=True)
+        handle = getattr(self, "handle", None)
+        if handle is not None:
+            bundle = {"text/plain": top_text(profile)}
+            view = self.widget._repr_mimebundle_()
+            bundle.update(view[0] if isinstance(view, tuple) else view)
+            bundle["text/plain"] = top_text(profile)
+            with contextlib.suppress(Exception):
+                handle.update(bundle, raw=True)
+
+
+class _InProcessSession:
+    """The fallback when the kernel cannot be read from outside: sample from a thread."""
+
+    def __init__(self, options: dict) -> None:
+        self.profile = Profile()
+        options = {k: v for k, v in options.items() if k not in ("subprocesses", "start_timeout")}
+        self.sampler = InProcessSampler(**options)
+        self.sampler.add_collector(self.profile.add)
+        self.sampler.start()
+
+    def stop(self) -> Profile:
+        self.sampler.stop()
+        self.sampler.join(10)
+        self.profile.metadata.update(self.sampler.metadata())
+        return self.profile
+
+
+@magics_class
+class SpyMagics(Magics):
+    """Sampling profiler magics (see `%%spy?`)."""
+
+    def __init__(self, shell) -> None:
+        super().__init__(shell)
+        self.attachments: dict[int, dict] = {}
+        self.finished_attachments: dict[int, Profile] = {}
+        self._next_attachment = 1
+
+    # -- %%spy ---------------------------------------------------------------------------------
+    @cell_magic
+    def spy(self, line: str, cell: str):
+        args = _parse(SPY_PARSER, line)
+        if args.subprocess:
+            return self._spy_subprocess(args, cell)
+        if args.python:
+            raise UsageError("%%spy: --python goes with --subprocess")
+        number = self.shell.execution_count
+        source = self.shell.transform_cell(cell)
+        filename = self.shell.compile.cache(source, number, raw_code=cell)
+        body, last = self._compile(source, filename)
+
+        options = _sampling_options(args)
+        session, fallback_note = self._start_session(options)
+        live = None
+        if not args.quiet:
+            top = TopWidget()
+            live = _LiveTop(lambda: session.profile, top, f"In [{number}]")
+            live.handle = display(top, display_id=True)
+        value = None
+        failure: BaseException | None = None
+        try:
+            value = self._execute(body, last)
+        except BaseException as exc:
+            failure = exc
+        finally:
+            raw = session.stop()
+            if live is not None:
+                live.stop()
+        profile = trim_profile(raw, self._cell_files(), cell_file=filename,
+                               main_thread=threading.get_ident())  # fmt: skip
+        profile.metadata.update(cell=number, target=f"In [{number}]")
+        if fallback_note:
+            profile.metadata["note"] = fallback_note
+        if live is not None:
+            live.finish(profile)
+        self._finish(profile, args, f"In [{number}]")
+        if failure is not None:
+            raise failure
+        if args.return_profile:
+            return profile
+        return value
+
+    def _compile(self, source: str, filename: str):
+        """The cell as code: its body, and its last expression apart (to return its value)."""
+        try:
+            tree = ast.parse(source, filename)
+        except SyntaxError:
+            self.shell.showsyntaxerror()
+            raise UsageError("%%spy: the cell has a syntax error; nothing was run") from None
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        flags = self.shell.compile.flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+        expr = compile(last, filename, "eval", flags=flags, dont_inherit=True) if last else None
+        return body, expr
+
+    def _execute(self, body, last):
+        namespace = self.shell.user_ns
+        result = eval(body, namespace)
+        if inspect.iscoroutine(result):
+            self._run_coroutine(result)
+        if last is None:
+            return None
+        value = eval(last, namespace)
+        if inspect.iscoroutine(value) and last.co_flags & inspect.CO_COROUTINE:
+            value = self._run_coroutine(value)
+        return value
+
+    @staticmethod
+    def _run_coroutine(coro):
+        """Top-level await: the kernel's own loop is busy running this cell, so the cell's
+        coroutine runs to completion on a fresh loop in a worker thread."""
+        outcome: dict = {}
+        loop = asyncio.new_event_loop()
+        task_box: list = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            task = loop.create_task(coro)
+            task_box.append(task)
+            try:
+                outcome["value"] = loop.run_until_complete(task)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                loop.close()
+
+        worker = threading.Thread(target=run, name="spy_magic-await", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.05)
+        except KeyboardInterrupt:
+            if task_box:
+                loop.call_soon_threadsafe(task_box[0].cancel)
+            worker.join(10)
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    def _start_session(self, options: dict):
+        try:
+            return RemoteSession(os.getpid(), options).start(), None
+        except (SessionError, ReaderError, OSError) as exc:
+            note = (
+                f"could not read the kernel from outside ({exc}); sampled from inside with "
+                "sys._current_frames(), which is biased by the GIL"
+            )
+            print(f"spy_magic: {note}", file=sys.stderr)
+            return _InProcessSession(options), note
+
+    def _cell_files(self) -> dict[str, int]:
+        return dict(getattr(self.shell.compile, "_filename_map", {}))
+
+    def _finish(self, profile: Profile, args: argparse.Namespace, title: str) -> None:
+        if args.output:
+            options = {} if args.format == "jsonl" else {
+                "by": "function" if args.function else "line"
+            }  # fmt: skip
+            if args.format == "collapsed":
+                options["threads"] = args.threads
+            write(profile, args.output, args.format, **options)
+        if args.quiet:
+            return
+        widget = FlameGraphWidget(data=flame_tree(profile))
+        display(profile_bundle(profile, title, widget), raw=True)
+        if args.lag:
+            from .lagplot import lag_png
+
+            display({"image/png": lag_png(profile)}, raw=True)
+
+    def _spy_subprocess(self, args: argparse.Namespace, cell: str):
+        """Run the cell's code in a fresh interpreter, sampled from the kernel."""
+        python = args.python or sys.executable
+        with tempfile.NamedTemporaryFile(
+            "w", suffix=".py", prefix="spy_cell_", delete=False, encoding="utf-8"
+        ) as fh:
+            fh.write(cell)
+            script = fh.name
+        try:
+            profile = Profile()
+            options = _sampling_options(args)
+            try:
+                process = subprocess.Popen(
+                    [python, script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            except OSError as exc:
+                raise UsageError(f"%%spy: cannot run {python}: {exc.strerror}") from None
+            sampler = Sampler(process.pid, process=process, **options)
+            sampler.add_collector(profile.add)
+            sampler.start()
+            try:
+                for out_line in process.stdout:
+                    print(out_line, end="")
+                process.wait()
+            except KeyboardInterrupt:
+                process.kill()
+                process.wait()
+                sampler.stop()
+                sampler.join(10)
+                raise
+            finally:
+                sampler.join(10)
+            profile.metadata.update(sampler.metadata())
+            for change in sampler.rate_changes:
+                profile.add_rate_change(change)
+            profile = trim_profile(profile, {script: self.shell.execution_count})
+            profile.metadata["target"] = f"In [{self.shell.execution_count}] in {python}"
+            if sampler.error is not None and profile.sample_count == 0:
+                raise UsageError(f"%%spy --subprocess: {sampler.error}")
+            self._finish(profile, args, f"In [{self.shell.execution_count}] (subprocess)")
+            if process.returncode:
+                print(f"spy_magic: the subprocess exited with code {process.returncode}",
+                      file=sys.stderr)  # fmt: skip
+            return profile if args.return_profile else None
+        finally:
+            os.unlink(script)
+
+    # -- %spy_attach / %spy_stop -----------------------------------------------------------
+    @line_magic
+    def spy_attach(self, line: str):
+        args = _parse(ATTACH_PARSER, line)
+        options = _sampling_options(args)
+        try:
+            session = RemoteSession(args.pid, options).start()
+        except (SessionError, ReaderError) as exc:
+            raise UsageError(f"%spy_attach: {exc}") from None
+        ident = self._next_attachment
+        self._next_attachment += 1
+        label = f"attachment {ident} (pid {args.pid})"
+        entry = {"session": session, "args": args, "label": label}
+        self.attachments[ident] = entry
+        if not args.quiet:
+            import ipywidgets
+
+            top = TopWidget()
+            button = ipywidgets.Button(description="Stop", icon="stop", button_style="warning")
+            button.on_click(lambda _: self._stop_attachment(ident))
+            handle = display(ipywidgets.VBox([button, top]), display_id=True)
+            entry.update(top=top, button=button, handle=handle)
+            entry["live"] = _LiveTop(lambda: session.profile, top, label)
+        threading.Thread(
+            target=self._await_end, args=(ident,), name="spy_magic-attach", daemon=True
+        ).start()
+        print(f"spy_magic: sampling pid {args.pid} as {label}; %spy_stop {ident} to stop")
+
+    def _await_end(self, ident: int) -> None:
+        entry = self.attachments.get(ident)
+        if entry is not None:
+            entry["session"].ended.wait()
+            self._stop_attachment(ident)
+
+    def _stop_attachment(self, ident: int) -> Profile | None:
+        entry = self.attachments.pop(ident, None)
+        if entry is None:
+            return None
+        profile = entry["session"].stop()
+        args = entry["args"]
+        profile.metadata["target"] = f"pid {args.pid}"
+        if "live" in entry:
+            entry["live"].stop()
+            entry["live"].profile_of = lambda: profile
+            entry["live"].refresh(final=True)
+        if "button" in entry:
+            entry["button"].disabled = True
+            entry["button"].description = "Stopped"
+        if args.output:
+            write(profile, args.output, args.format)
+        if "handle" in entry:
+            widget = FlameGraphWidget(data=flame_tree(profile))
+            entry["handle"].update(profile_bundle(profile, entry["label"], widget), raw=True)
+        entry["profile"] = profile
+        self.finished_attachments[ident] = profile
+        return profile
+
+    @line_magic
+    def spy_stop(self, line: str):
+        """%spy_stop [ID ...|all]: stop attachments (all by default); returns the profile(s)."""
+        words = line.split()
+        if not words or words == ["all"]:
+            idents = list(self.attachments)
+        else:
+            try:
+                idents = [int(w) for w in words]
+            except ValueError:
+                raise UsageError(f"%spy_stop: expected attachment numbers, got {line!r}") from None
+        unknown = [i for i in idents if i not in self.attachments]
+        if unknown:
+            raise UsageError(f"%spy_stop: no running attachment {unknown[0]}")
+        if not idents:
+            print("spy_magic: no attachment is running")
+            return None
+        profiles = [self._stop_attachment(i) for i in idents]
+        return profiles[0] if len(profiles) == 1 else profiles
+
+    # -- %spy_dump ---------------------------------------------------------------------------
+    @line_magic
+    def spy_dump(self, line: str):
+        """%spy_dump PID: print every thread's Python stack in that process."""
+        words = line.split()
+        if len(words) != 1 or not words[0].isdigit():
+            raise UsageError("usage: %spy_dump PID")
+        pid = int(words[0])
+        try:
+            with StackReader(pid) as reader:
+                print(format_dump(pid, reader.version, reader.interpreter.binary, reader.read()))
+        except ReaderError as exc:
+            raise UsageError(f"%spy_dump: {exc}") from None
+
+
+def _help(parser: _Parser) -> str:
+    return parser.format_help()
+
+
+SpyMagics.spy.__doc__ = "Profile the cell as it runs (a sampling profiler).\n\n" + _help(SPY_PARSER)
+SpyMagics.spy_attach.__doc__ = (
+    "Sample another process in the background; a live table updates while the kernel stays\n"
+    "usable. Stop it with the Stop button or %spy_stop.\n\n" + _help(ATTACH_PARSER)
+)
+__all__ = ["SpyMagics", "positive_float"]

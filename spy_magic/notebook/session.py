@@ -1,0 +1,155 @@
+"""Kernel side of a profiling session: start the helper, collect what it streams.
+
+session = RemoteSession(pid=os.getpid(), options={"rate": 100}).start()
+...                      # the cell runs; session.profile fills up meanwhile
+profile = session.stop()
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+from ..profile import Profile
+from ..profile.exports import SampleDecoder, decode_rate_change
+from ..reader import ReaderError
+
+PR_SET_PTRACER = 0x59616D61  # Yama: let this pid ptrace us
+START_TIMEOUT = 30.0
+
+
+class SessionError(ReaderError):
+    """The helper could not sample the target; the message says why."""
+
+
+def allow_ptrace_by(pid: int) -> bool:
+    """Under Yama ptrace_scope=1 a child may not read its parent unless the parent says so.
+
+    Returns False where the call is unavailable or refused (no Yama: nothing to allow).
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PTRACER, ctypes.c_ulong(pid), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _option_args(options: dict) -> list[str]:
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or (value is False and key != "idle"):
+            continue
+        if key == "idle":
+            args.append("--idle" if value else "--no-idle")
+        elif value is True:
+            args.append(flag)
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+class RemoteSession:
+    """Samples `pid` from a helper process; samples land in `profile` as they arrive."""
+
+    def __init__(
+        self,
+        pid: int,
+        options: dict | None = None,
+        *,
+        python: str = sys.executable,
+        on_sample: Callable | None = None,
+    ) -> None:
+        self.pid = pid
+        self.options = dict(options or {})
+        self.python = python
+        self.on_sample = on_sample
+        self.profile = Profile()
+        self.error: str | None = None
+        self.ended = threading.Event()
+        self._started = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = START_TIMEOUT) -> RemoteSession:
+        cmd = [self.python, "-m", "spy_magic.notebook.helper", "--pid", str(self.pid)]
+        cmd += _option_args(self.options)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.dirname(__file__)))]
+            + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
+        self._process = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", env=env, start_new_session=True,
+        )  # fmt: skip
+        if self.pid == os.getpid():
+            allow_ptrace_by(self._process.pid)
+        self._thread = threading.Thread(target=self._collect, name="spy_magic-collect", daemon=True)
+        self._thread.start()
+        self._send("go")
+        self._started.wait(timeout)
+        if self.error is not None:
+            raise SessionError(self.error)
+        if not self._started.is_set():
+            self.stop()
+            raise SessionError(f"the sampling helper did not start within {timeout:g} s")
+        return self
+
+    def _send(self, line: str) -> None:
+        try:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def _collect(self) -> None:
+        decoder = SampleDecoder()
+        stream = self._process.stdout
+        try:
+            for line in stream:
+                record = json.loads(line)
+                kind = record.get("type")
+                if kind == "sample":
+                    sample = decoder.decode(record)
+                    self.profile.add(sample)
+                    if self.on_sample is not None:
+                        self.on_sample(sample)
+                elif kind == "rate_change":
+                    self.profile.add_rate_change(decode_rate_change(record))
+                elif kind == "started":
+                    record.pop("type")
+                    self.profile.metadata.update(record)
+                    self._started.set()
+                elif kind == "end":
+                    self.profile.metadata.update(record.get("metadata") or {})
+                    self.error = record.get("error")
+        except (ValueError, OSError) as exc:
+            self.error = self.error or f"the sampling helper's output broke off: {exc}"
+        finally:
+            code = self._process.wait()
+            if self.error is None and not self._started.is_set():
+                stderr = self._process.stderr.read().strip().splitlines()
+                self.error = stderr[-1] if stderr else f"the sampling helper exited ({code})"
+            self._started.set()
+            self.ended.set()
+
+    @property
+    def running(self) -> bool:
+        return not self.ended.is_set()
+
+    def stop(self, timeout: float = 10.0) -> Profile:
+        """Stop sampling; everything collected so far is in the returned profile."""
+        if self._process is not None:
+            self._send("stop")
+            self.ended.wait(timeout)
+            if not self.ended.is_set():
+                self._process.kill()
+                self.ended.wait(timeout)
+        return self.profile
