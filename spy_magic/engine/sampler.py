@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Callable
 
 from ..reader import ReaderError, StackReader
+from ..reader.process import process_is_gone
 from .children import ChildWatcher
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach, command_label
@@ -356,19 +357,10 @@ class Sampler(BaseSampler):
     def _finished(self) -> bool:
         if self._root is not None:
             return self._root.exited
-        return not _alive(self.pid)
+        return process_is_gone(self.pid)
 
     def _close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
         if self._root is not None:
             self._root.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")

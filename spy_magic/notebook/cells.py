@@ -9,6 +9,7 @@ temporary file name.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import sysconfig
@@ -89,17 +90,7 @@ def trim_trace(
         frames = frames[: cut + 1]
     elif not any(not is_library(f.filename) or namer.is_cell(f.filename) for f in frames):
         return None  # a kernel thread (heartbeat, iopub, history, our collector, ...)
-    renamed = tuple(namer.frame(f) for f in frames)
-    return Trace(
-        pid=trace.pid,
-        thread_id=trace.thread_id,
-        native_id=trace.native_id,
-        thread_name=trace.thread_name,
-        gil=trace.gil,
-        idle=trace.idle,
-        frames=renamed,
-        processes=trace.processes,
-    )
+    return dataclasses.replace(trace, frames=tuple(namer.frame(f) for f in frames))
 
 
 def trim_profile(

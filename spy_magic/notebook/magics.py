@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from ..cli.dump import format_dump
-from ..cli.options import add_sampling_options, positive_float
+from ..cli.options import add_sampling_options, positive_float, sampler_options
 from ..cli.record import EXTENSIONS
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
@@ -91,18 +91,6 @@ def _parse(parser: _Parser, line: str) -> argparse.Namespace:
     except ValueError as exc:
         raise UsageError(f"{parser.prog}: {exc}") from None
     return parser.parse_args(words)
-
-
-def _sampling_options(args: argparse.Namespace) -> dict:
-    return {
-        "rate": args.rate,
-        "duration": args.duration,
-        "subprocesses": args.subprocesses,
-        "idle": args.idle,
-        "gil": args.gil,
-        "seed": args.seed,
-        "start_timeout": args.start_timeout,
-    }
 
 
 class _LiveTop:
@@ -188,7 +176,7 @@ class SpyMagics(Magics):
         filename = self.shell.compile.cache(source, number, raw_code=cell)
         body, last = self._compile(source, filename)
 
-        options = _sampling_options(args)
+        options = sampler_options(args)
         session, fallback_note = self._start_session(options)
         live = None
         if not args.quiet:
@@ -320,7 +308,7 @@ class SpyMagics(Magics):
             script = fh.name
         try:
             profile = Profile()
-            options = _sampling_options(args)
+            options = sampler_options(args)
             try:
                 process = subprocess.Popen(
                     [python, script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -361,7 +349,7 @@ class SpyMagics(Magics):
     @line_magic
     def spy_attach(self, line: str):
         args = _parse(ATTACH_PARSER, line)
-        options = _sampling_options(args)
+        options = sampler_options(args)
         try:
             session = RemoteSession(args.pid, options).start()
         except (SessionError, ReaderError) as exc:

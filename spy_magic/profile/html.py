@@ -4,13 +4,11 @@
 duration, rate, the other metadata) above the interactive flame graph. The page inlines
 everything it needs (the JS, the CSS, the tree as JSON) and loads nothing from anywhere.
 
-How the JS and CSS ship: the canonical sources are `js/flamegraph.js` and
-`js/flamegraph.css` at the repository root. Identical copies live in
-`spy_magic/profile/static/`, which `pyproject.toml` ships as package data
-(`[tool.setuptools.package-data]`), so an installed package has them. `asset()` reads the
-`js/` copy when running from a source checkout (so edits show at once) and the packaged
-copy otherwise; `tests/test_flametree.py` fails while the two differ. After editing a file
-in `js/`, run `python -m spy_magic.profile.html --sync` to refresh the copies.
+How the JS and CSS ship: the sources live in `js/` at the repository root;
+`spy_magic/profile/static/` holds symbolic links to them, which `pyproject.toml` ships as
+package data (`[tool.setuptools.package-data]`; building a wheel copies the files the links
+point at). `asset()` always reads through `static/`, so a checkout and an installed package
+behave the same, and there is only ever one copy to edit.
 
 The JS file is an ES module whose export block follows a marker line; `classic_script()`
 cuts that block off so the same code runs from a plain `<script>` (it sets
@@ -23,17 +21,12 @@ import html
 import json
 import math
 import re
-import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js")
 EXPORTS_MARKER = "// @@spy-flamegraph-exports@@"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-_CHECKOUT = Path(__file__).resolve().parents[2]
-# The repository's js/ folder, when this module runs from a source checkout.
-SOURCE_DIR = _CHECKOUT / "js" if (_CHECKOUT / "pyproject.toml").is_file() else None
+STATIC_DIR = Path(__file__).parent / "static"
 
 # Metadata keys the header shows as figures rather than as plain key: value items.
 _KNOWN = ("samples", "duration", "rate")
@@ -43,9 +36,7 @@ def asset(name: str) -> str:
     """The text of a shipped asset (a name in ASSETS)."""
     if name not in ASSETS:
         raise ValueError(f"unknown asset {name!r}; one of {ASSETS}")
-    source = SOURCE_DIR / name if SOURCE_DIR else None
-    path = source if source is not None and source.is_file() else STATIC_DIR / name
-    return path.read_text(encoding="utf-8")
+    return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
 def classic_script(js: str | None = None) -> str:
@@ -56,21 +47,6 @@ def classic_script(js: str | None = None) -> str:
     if not marker:
         raise ValueError("flamegraph.js lost its exports marker line")
     return head
-
-
-def sync_static() -> list[Path]:
-    """Copy `js/` assets over the packaged copies (source checkouts only)."""
-    if SOURCE_DIR is None:
-        raise FileNotFoundError("no js/ folder: not a source checkout")
-    written = []
-    for name in ASSETS:
-        source = SOURCE_DIR / name
-        target = STATIC_DIR / name
-        if not target.is_file() or target.read_bytes() != source.read_bytes():
-            STATIC_DIR.mkdir(exist_ok=True)
-            shutil.copyfile(source, target)
-            written.append(target)
-    return written
 
 
 def _json_for_script(value: Any) -> str:
@@ -235,20 +211,3 @@ def render_html(tree: dict, *, title: str, metadata: dict | None = None) -> str:
         f"<script>{_BOOT_JS}</script>\n"
         "</body>\n</html>\n"
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["--sync"]:
-        print("usage: python -m spy_magic.profile.html --sync", file=sys.stderr)
-        return 2
-    written = sync_static()
-    for path in written:
-        print(f"updated {path}")
-    if not written:
-        print("static copies already match js/")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
