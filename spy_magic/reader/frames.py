@@ -26,6 +26,17 @@ from .fetch import Fetch
 from .model import Frame
 
 DEFAULT_MAX_DEPTH = 16_384
+
+# A region to re-read after a walk, and the (offset, bytes) spots in it that must not have
+# changed for the walk's copy to count as consistent.
+Check = tuple[int, int, tuple[tuple[int, bytes], ...]]
+
+
+def identity(fields: tuple[tuple[int, int], ...], buf: bytes, offset: int) -> tuple:
+    """Spots holding a frame's identity fields, as they are in `buf` at `offset`."""
+    return tuple((o, buf[offset + o : offset + o + n]) for o, n in fields)
+
+
 _MAX_FRAME_CACHE = 200_000
 _REUSE_ATTEMPTS = 4
 
@@ -82,16 +93,19 @@ class LegacyWalker:
             ]
         )
         self._frames: dict[tuple[int, int], Frame] = {}
+        self.identity = ((layout["frame.f_back"], 8), (layout["frame.f_code"], 8))
 
     def forget_frames(self) -> None:
         self._frames.clear()
 
     def walk(
         self, fetch: Fetch, frame_address: int, used: set[int]
-    ) -> tuple[list[Frame], list[tuple[int, bytes]]]:
-        """The frames, and (address, bytes) of the innermost frame for the caller to re-check."""
+    ) -> tuple[list[Frame], list[Check]]:
+        """The frames, and what of them to re-check afterwards (see `Check`): the innermost
+        frame's identity (its code and caller; not its instruction, which moves as it runs).
+        """
         frames: list[Frame] = []
-        innermost: list[tuple[int, bytes]] = []
+        innermost: list[Check] = []
         seen: set[int] = set()
         address = frame_address
         cache = self._frames
@@ -113,7 +127,7 @@ class LegacyWalker:
                 except MemoryReadError as exc:
                     raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
             if not innermost:
-                innermost.append((address, buf[offset : offset + size]))
+                innermost.append((address, size, identity(self.identity, buf, offset)))
             refcount, back, code, lasti, lineno = unpack(buf, offset)
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.
@@ -176,6 +190,11 @@ class ChunkWalker:
             [(layout["chunk.previous"], 8), (layout["chunk.size"], 8), (layout["chunk.top"], 8)]
         )
         self.chunk_data = layout["chunk.data"]
+        self.identity = (
+            (layout["iframe.code"], 8),
+            (layout["iframe.previous"], 8),
+            (layout["iframe.owner"], 1),
+        )
         # instruction address -> (code address, Frame, hidden unless owned by a generator)
         self._at_instr: dict[int, tuple[int, Frame, bool]] = {}
 
@@ -299,6 +318,30 @@ class ChunkWalker:
             frames.append(entry[1])
         self._settle(positions, visits, len(outside))
         return frames, new_memo
+
+    def checks(self, memo: WalkMemo, innermost: int) -> list[Check]:
+        """What of this walk to re-check afterwards to know the copy was consistent.
+
+        Everything below the innermost frame must be byte for byte as it was (suspended
+        frames do not change); of the innermost frame only its identity (code, caller,
+        owner): its instruction pointer, locals and value stack move as it runs, and a
+        sample of a running frame is still a true sample.
+        """
+        out: list[Check] = []
+        if memo.chunk:
+            blob = memo.blob
+            if memo.chunk <= innermost < memo.chunk + len(blob):
+                prefix = innermost - memo.chunk
+                out.append((memo.chunk, prefix, ((0, blob[:prefix]),)))
+                out.append((innermost, self.size, identity(self.identity, blob, prefix)))
+            else:
+                out.append((memo.chunk, len(blob), ((0, blob),)))
+        for address, raw in memo.outside:
+            if address == innermost:
+                out.append((address, len(raw), identity(self.identity, raw, 0)))
+            else:
+                out.append((address, len(raw), ((0, raw),)))
+        return out
 
     @staticmethod
     def _settle(positions: dict, visits: list[tuple[int, int, int]], total_outside: int) -> None:

@@ -17,7 +17,14 @@ from .errors import (
     UnsupportedVersion,
 )
 from .fetch import Fetch, Plan
-from .frames import DEFAULT_MAX_DEPTH, ChunkWalker, LegacyWalker, WalkMemo, field_unpacker
+from .frames import (
+    DEFAULT_MAX_DEPTH,
+    Check,
+    ChunkWalker,
+    LegacyWalker,
+    WalkMemo,
+    field_unpacker,
+)
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
 from .model import ThreadStack
@@ -240,8 +247,7 @@ class StackReader:
             natives = [found.get(t, 0) for t in thread_ids]
         names = self._thread_names(thread_ids, now)
         memos: dict[int, WalkMemo] = {}
-        # What the walks relied on, to re-check after: (address, bytes as the walk saw them).
-        checks: list[tuple[int, bytes]] = []
+        checks: list[Check] = []  # what the walks relied on, to re-check afterwards
         owners: list[int] = []  # the thread id each check belongs to
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
@@ -284,7 +290,7 @@ class StackReader:
     def _changed_since(
         self,
         raw_threads: list[tuple[int, tuple[int, ...]]],
-        checks: list[tuple[int, bytes]],
+        checks: list[Check],
         owners: list[int],
         codes_due: list[int],
     ) -> tuple[set[int], bool]:
@@ -292,16 +298,17 @@ class StackReader:
 
         The thread states lead the scatter read, so they were copied before any frame. After
         the walk, one more scatter read fetches the thread states again, plus what each walk
-        relied on: on 3.11+ the used part of every data-stack chunk and every frame outside
-        them (cheap: a few regions); before 3.11, the innermost frame. If all of it is as it
-        was, nothing was pushed or popped while we copied, and the stack is consistent.
+        relied on (see ChunkWalker.checks / LegacyWalker.walk): everything below each
+        innermost frame byte for byte, and the innermost frame's identity (code and caller,
+        not its moving instruction pointer). If all of it is as it was, nothing was pushed
+        or popped while we copied, and the stack is consistent.
         The same read re-checks cached code objects that came back into use; the second
         value says whether one of them turned out to be a different object now.
         """
         if not raw_threads:
             return set(), False
         regions = [(tstate, self._tstate_size) for tstate, _ in raw_threads]
-        regions += [(address, len(blob)) for address, blob in checks]
+        regions += [(address, size) for address, size, _ in checks if size]
         code_regions = self.codes.check_regions(codes_due)
         blobs = self.mem.read_many(regions + code_regions)
         if codes_due and self.codes.confirm(codes_due, blobs[len(regions) :]):
@@ -314,9 +321,12 @@ class StackReader:
             after = self._tstate_unpack(blob)
             if any(after[i] != before[i] for i in located_by):
                 changed.add(before[1])
-        check_blobs = blobs[len(raw_threads) : len(raw_threads) + len(checks)]
-        for (_address, seen), now, owner in zip(checks, check_blobs, owners):
-            if now != seen:
+        check_blobs = iter(blobs[len(raw_threads) :])
+        for (_address, size, spots), owner in zip(checks, owners):
+            if not size:
+                continue
+            now = next(check_blobs)
+            if now is None or any(now[o : o + len(v)] != v for o, v in spots):
                 changed.add(owner)
         return changed, False
 
@@ -326,7 +336,7 @@ class StackReader:
         tstate: int,
         values: tuple[int, ...],
         memos: dict,
-        checks: list[tuple[int, bytes]],
+        checks: list[Check],
         owners: list[int],
         used: set[int],
     ):
@@ -343,7 +353,7 @@ class StackReader:
                 address = frame_slot + self._cframe_offset
                 buf, offset = fetch.get_lead(address, 8)
                 frame = _Q.unpack_from(buf, offset)[0]
-                checks.append((address, buf[offset : offset + 8]))
+                checks.append((address, 8, ((0, buf[offset : offset + 8]),)))
                 owners.append(thread_id)
         else:
             frame = frame_slot
@@ -356,11 +366,9 @@ class StackReader:
             used,
         )
         memos[tstate] = memo
-        if memo.chunk:
-            checks.append((memo.chunk, memo.blob))
-            owners.append(thread_id)
-        checks.extend(memo.outside)
-        owners.extend([thread_id] * len(memo.outside))
+        walk_checks = self.walker.checks(memo, frame)
+        checks.extend(walk_checks)
+        owners.extend([thread_id] * len(walk_checks))
         return frames
 
     def _gil_holder(self, fetch: Fetch) -> int:
