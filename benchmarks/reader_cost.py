@@ -1,0 +1,1023 @@
+"""What one stack snapshot costs spy_magic's StackReader, and how that compares with py-spy.
+
+    python benchmarks/reader_cost.py            # full run, about 9 minutes on 2 cores
+    python benchmarks/reader_cost.py --quick    # about 1 minute
+
+Prints Markdown tables on stdout (see benchmarks/README.md for what every column means):
+
+1. Reader cost per snapshot, per target interpreter, stack depth and target kind: wall-clock
+   µs per `read()` (median, p90) and syscalls per snapshot, (a) hot: back-to-back reads,
+   (b) paced: one read every 1 ms with sleeps in between (caches cold; the realistic case).
+2. CPU per sample against py-spy (default pausing mode and --nonblocking) at 1000 Hz, the
+   tools interleaved A B C A B C ... over several rounds against the same target process.
+3. Where paced `read()` calls on a deep stack spend their time: each step timed on its own,
+   then a cProfile.
+
+Targets are benchmarks/workloads/deep_stack.py run by each interpreter found (pyenv's 3.8 to
+3.13 and /usr/bin/python3.X), pinned to another CPU than the samplers (--no-pin: not). The
+reader measured is the checkout this file lives in. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime
+import json
+import os
+import platform
+import pstats
+import re
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKLOAD = HERE / "workloads" / "deep_stack.py"
+PACER = HERE / "pace_reader.py"
+MINORS = range(8, 14)
+NPROC = len(os.sched_getaffinity(0))  # before pin() narrows it
+
+# Measure the checkout this file lives in, whether or not it is the one pip installed.
+sys.path.insert(0, str(ROOT))
+import spy_magic  # noqa: E402
+from spy_magic.reader import StackReader  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Settings:
+    depths: tuple[int, ...]
+    hot_seconds: float
+    paced_reads: int
+    rate: int
+    duration: int
+    rounds: int
+    # py-spy comparison: (depth, kind, minors of the pyenv interpreters to run it on)
+    compare: tuple[tuple[int, str, tuple[int, ...]], ...]
+    profile_reads: int
+
+
+QUICK = Settings(
+    depths=(5, 200),
+    hot_seconds=0.15,
+    paced_reads=250,
+    rate=1000,
+    duration=2,
+    rounds=2,
+    compare=((85, "cpu", (11, 12)),),
+    profile_reads=500,
+)
+FULL = Settings(
+    depths=(5, 50, 200),
+    hot_seconds=0.3,
+    paced_reads=700,
+    rate=1000,
+    duration=5,
+    rounds=3,
+    # 3.10 stands for 3.8-3.10 (same frame walker); --compare-all runs everything everywhere.
+    compare=((85, "cpu", (10, 11, 12, 13)), (5, "cpu", (11, 12)), (85, "sleep", (11, 12))),
+    profile_reads=2000,
+)
+COMPARE_ALL = tuple((d, k, tuple(MINORS)) for d in (85, 5) for k in ("cpu", "sleep"))
+
+
+# -- small helpers --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), interpolated between closest ranks."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+_STARTED = time.monotonic()
+
+
+def progress(text: str) -> None:
+    """A line on stderr, so a long run shows it is alive without mixing into the tables."""
+    print(f"[{time.monotonic() - _STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
+
+
+def fmt(x: float, digits: int = 0) -> str:
+    if x != x:  # NaN
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """median (min–max)"""
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    return f"{fmt(med, digits)} ({fmt(min(values), digits)}–{fmt(max(values), digits)})"
+
+
+def share(part: int, whole: int) -> str:
+    """'n (p %)'"""
+    return f"{part} ({100 * part / whole:.1f} %)" if whole else str(part)
+
+
+def syscall_count(reader: StackReader) -> int:
+    return getattr(reader, "syscalls", reader.mem.syscalls)
+
+
+def run_text(cmd: list[str], timeout: float = 30) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"? ({exc})"
+    return (done.stdout or done.stderr).strip()
+
+
+def cpu_rusage(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- the machine and the interpreters -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: tuple[int, int, int]
+    origin: str  # "pyenv" or e.g. "/usr/bin, non-PIE"
+
+    @property
+    def minor(self) -> int:
+        return self.version[1]
+
+    @property
+    def label(self) -> str:
+        v = ".".join(map(str, self.version))
+        return v if self.origin == "pyenv" else f"{v} ({self.origin})"
+
+
+def interpreter_version(path: str) -> tuple[int, int, int] | None:
+    text = run_text([path, "-c", "import sys; print('%d %d %d' % sys.version_info[:3])"])
+    parts = text.split()
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    return None
+
+
+def elf_kind(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(18)
+    except OSError:
+        return "?"
+    if head[:4] != b"\x7fELF" or len(head) < 18:
+        return "not ELF"
+    return {2: "non-PIE", 3: "PIE"}.get(int.from_bytes(head[16:18], "little"), "?")
+
+
+def find_interpreters() -> tuple[list[Interpreter], list[str]]:
+    """pyenv's newest 3.X.Y for X in 8..13, then /usr/bin/python3.X; and what is absent."""
+    found: list[Interpreter] = []
+    absent: list[str] = []
+    versions_dir = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for minor in MINORS:
+        best: tuple[tuple[int, ...], Path] | None = None
+        if versions_dir.is_dir():
+            for d in versions_dir.iterdir():
+                m = re.fullmatch(rf"3\.{minor}\.(\d+)", d.name)  # skips 3.13.0t and friends
+                exe = d / "bin" / "python"
+                if m and exe.exists():
+                    key = (int(m.group(1)),)
+                    if best is None or key > best[0]:
+                        best = (key, exe)
+        version = interpreter_version(str(best[1])) if best else None
+        if best and version:
+            found.append(Interpreter(str(best[1]), version, "pyenv"))
+        else:
+            absent.append(f"3.{minor} (pyenv, {versions_dir})")
+    for minor in MINORS:
+        exe = Path(f"/usr/bin/python3.{minor}")
+        if exe.exists() and not exe.is_symlink():
+            version = interpreter_version(str(exe))
+            if version:
+                found.append(Interpreter(str(exe), version, f"/usr/bin, {elf_kind(str(exe))}"))
+    return found, absent
+
+
+def find_pyspy() -> str | None:
+    """py-spy next to this interpreter (not a pyenv shim: its bash would count as py-spy CPU)."""
+    sibling = Path(sys.executable).parent / "py-spy"
+    if sibling.exists():
+        return str(sibling)
+    found = shutil.which("py-spy")
+    if found and "/shims/" in found:
+        real = run_text(["pyenv", "which", "py-spy"])
+        if real.startswith("/") and Path(real).exists():
+            return real
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def git_state() -> str:
+    commit = run_text(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
+    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
+        return "not a git checkout"
+    return commit + (" + uncommitted changes" if dirty else "")
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def print_header(interps, absent, pyspy, pyspy_version, settings, quick, placement) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    say(f"# spy_magic reader cost ({'quick' if quick else 'full'} run, {now})")
+    say()
+    reader = StackReader.__dict__.get("syscalls")
+    counter = (
+        "StackReader.syscalls (memory reads + /proc stat reads)"
+        if reader is not None
+        else "StackReader.mem.syscalls (process_vm_readv only)"
+    )
+    rows = [
+        ["machine", f"{os.cpu_count()} CPUs (nproc {NPROC}), {cpu_model()}"],
+        ["kernel", f"{platform.system()} {platform.release()}"],
+        ["load average at start", loadavg()],
+        ["reader runs on", f"Python {platform.python_version()} ({sys.executable})"],
+        ["spy_magic", f"{Path(spy_magic.__file__).parent} @ {git_state()}"],
+        ["syscall counter", counter],
+        ["py-spy", f"{pyspy_version} ({pyspy})" if pyspy else "not found (part 2 skipped)"],
+        ["targets", ", ".join(i.label for i in interps) or "none"],
+        ["absent", ", ".join(absent) or "none"],
+        ["CPU pinning", placement],
+        [
+            "settings",
+            f"depths {settings.depths}, hot {settings.hot_seconds}s, "
+            f"paced {settings.paced_reads} reads at 1000 Hz; py-spy comparison at "
+            f"{settings.rate} Hz for {settings.duration}s x {settings.rounds} rounds",
+        ],
+    ]
+    say(md_table(["", ""], rows))
+    say()
+    say(md_table(["target Python", "executable"], [[i.label, i.path] for i in interps]))
+    say()
+
+
+# -- targets --------------------------------------------------------------------------------
+
+
+class TargetError(RuntimeError):
+    pass
+
+
+# CPU placement: (CPUs for this process and the samplers it starts, CPUs for the targets),
+# or None to let the scheduler place everything. See pin().
+PINNING: tuple[set[int], set[int]] | None = None
+
+
+def pin(enabled: bool) -> str:
+    """Put the samplers (this process, pace_reader.py, py-spy) and the targets on different
+    CPUs, as when profiling an application that has a core of its own.
+
+    Left to the scheduler on a loaded 2-core machine, a busy target and its sampler share a
+    core part of the time: then the target stands still while it is read, which changes both
+    the cost of a read and how often it sees the stack move (torn snapshots)."""
+    global PINNING
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        PINNING = None
+        return "none (the scheduler places samplers and targets)"
+    PINNING = ({cpus[0]}, {cpus[1]})
+    os.sched_setaffinity(0, PINNING[0])
+    return f"samplers (this process, pace_reader.py, py-spy) on CPU {cpus[0]}, targets on {cpus[1]}"
+
+
+def target_preexec() -> None:
+    """In the target, before exec: its CPU, and SIGKILL when this benchmark dies."""
+    if PINNING is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, PINNING[1])
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+
+
+class Target:
+    """benchmarks/workloads/deep_stack.py DEPTH KIND, started and waited for until "ready"."""
+
+    def __init__(self, interp: Interpreter, depth: int, kind: str) -> None:
+        self.interp = interp
+        self.depth = depth
+        self.kind = kind
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> Target:
+        self.proc = subprocess.Popen(
+            [self.interp.path, str(WORKLOAD), str(self.depth), self.kind],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            preexec_fn=target_preexec,
+        )
+        got = b""
+        deadline = time.monotonic() + 30
+        while b"ready\n" not in got:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.__exit__(None, None, None)
+                raise TargetError(f"target did not get ready: {got!r}")
+            readable, _, _ = select.select([self.proc.stdout], [], [], left)
+            if readable:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    continue
+                got += chunk
+        time.sleep(0.05)  # let the innermost frame's ready() return
+        return self
+
+    def check_depth(self, reader: StackReader) -> int:
+        """The deepest stack seen in a few reads; it must be the depth asked for."""
+        seen: set[int] = set()
+        errors: list[str] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for thread in reader.read():
+                if thread.frames:
+                    seen.add(len(thread.frames))
+                elif thread.error is not None:
+                    errors.append(str(thread.error))
+            if self.depth in seen and (self.kind == "sleep" or len(seen) > 1):
+                break
+        expected = {self.depth} if self.kind == "sleep" else {self.depth, self.depth - 1}
+        if not seen or not seen <= expected:
+            why = f"; {len(errors)} reads failed, e.g. {errors[-1]}" if errors else ""
+            raise TargetError(f"expected {sorted(expected)} frames, read {sorted(seen)}{why}")
+        return max(seen)
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+# -- part 1: µs and syscalls per snapshot ---------------------------------------------------
+
+
+@dataclass
+class Run:
+    micros: list[float] = field(default_factory=list)
+    syscalls: list[int] = field(default_factory=list)
+    errors: int = 0
+
+    def row(self) -> list[str]:
+        if not self.micros:
+            return ["–", "–", "–"]
+        return [
+            fmt(statistics.median(self.micros)),
+            fmt(percentile(self.micros, 90)),
+            fmt(statistics.mean(self.syscalls), 1),
+        ]
+
+
+def measure(reader: StackReader, *, reads: int, seconds: float, period: float | None) -> Run:
+    """Time `reads` reads (or until `seconds` pass), back to back or one per `period`."""
+    run = Run()
+    clock = time.perf_counter
+    sleep = time.sleep
+    start = tick = clock()
+    for _ in range(reads):
+        if period is not None:
+            tick += period
+            now = clock()
+            if tick > now:
+                sleep(tick - now)
+            else:
+                tick = now
+        s0 = syscall_count(reader)
+        t0 = clock()
+        stacks = reader.read()
+        t1 = clock()
+        run.syscalls.append(syscall_count(reader) - s0)
+        run.micros.append((t1 - t0) * 1e6)
+        run.errors += sum(1 for t in stacks if t.error is not None)
+        if t1 - start > seconds:
+            break
+    return run
+
+
+def part1(interps: list[Interpreter], settings: Settings) -> None:
+    say("## 1. Reader cost per snapshot (µs wall clock, syscalls per snapshot)")
+    say()
+    say("hot = back-to-back read() calls; paced = one read() every 1 ms, sleeping in between.")
+    say("frames = frames in the deepest stack read (cpu targets alternate between that and one")
+    say("fewer). µs = median and p90 over all reads; sys = mean syscalls per snapshot;")
+    say("errors = snapshots with a thread in error (torn: the stack moved while being read).")
+    say()
+    headers = [
+        "Python",
+        "target",
+        "frames",
+        "hot µs",
+        "hot p90",
+        "hot sys",
+        "paced µs",
+        "paced p90",
+        "paced sys",
+        "errors",
+    ]
+    rows = []
+    for interp in interps:
+        for kind in ("cpu", "sleep"):
+            for depth in settings.depths:
+                progress(f"part 1: {interp.label} {kind} depth {depth}")
+                cells = [interp.label, kind]
+                try:
+                    with Target(interp, depth, kind) as target:
+                        reader = StackReader(target.pid)
+                        try:
+                            frames = target.check_depth(reader)
+                            measure(reader, reads=50, seconds=1, period=None)  # warm up
+                            hot = measure(
+                                reader,
+                                reads=1_000_000,
+                                seconds=settings.hot_seconds,
+                                period=None,
+                            )
+                            paced = measure(
+                                reader, reads=settings.paced_reads, seconds=1e9, period=0.001
+                            )
+                        finally:
+                            reader.close()
+                except Exception as exc:  # report and carry on with the next target
+                    rows.append([*cells, str(depth), *["–"] * 6, f"{type(exc).__name__}: {exc}"])
+                    continue
+                errors = hot.errors + paced.errors
+                reads = len(hot.micros) + len(paced.micros)
+                rows.append([*cells, str(frames), *hot.row(), *paced.row(), share(errors, reads)])
+    say(md_table(headers, rows))
+    say()
+
+
+# -- part 2: CPU per sample against py-spy --------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One run of one tool: CPU seconds of its process, samples taken, achieved rate."""
+
+    cpu_s: float
+    sys_s: float
+    samples: int
+    rate: float
+    errors: int = 0
+    loop_cpu_s: float | None = None  # spy_magic: CPU of the sampling loop alone
+    setup_cpu_ms: dict[str, float] = field(default_factory=dict)  # spy_magic: before the loop
+    failure: str | None = None
+
+    @property
+    def us_per_sample(self) -> float:
+        return self.cpu_s / self.samples * 1e6 if self.samples else float("nan")
+
+    @property
+    def loop_us_per_sample(self) -> float:
+        if self.loop_cpu_s is None or not self.samples:
+            return float("nan")
+        return self.loop_cpu_s / self.samples * 1e6
+
+
+def wait_with_rusage(proc: subprocess.Popen, timeout: float):
+    """os.wait4 the child (its rusage is the CPU it used), killing it after `timeout`."""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage
+
+
+def run_pyspy(pyspy: str, pid: int, settings: Settings, nonblocking: bool, tmp: Path) -> Sample:
+    out = tmp / "pyspy.txt"
+    err = tmp / "pyspy.err"
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    cmd = [
+        pyspy,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(settings.rate),
+        "--duration",
+        str(settings.duration),
+        "--format",
+        "raw",
+        "--idle",
+        "-o",
+        str(out),
+    ]
+    if nonblocking:
+        cmd.append("--nonblocking")
+    with open(err, "wb") as errf:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf
+        )
+        usage = wait_with_rusage(proc, settings.duration * 10 + 60)
+        wall = time.perf_counter() - started
+    stderr = err.read_text(errors="replace")
+    # Each line of the raw output is "frame;frame;... count"; the target has one thread, so
+    # the counts add up to the samples py-spy took (--idle keeps samples of a sleeping thread).
+    samples = 0
+    if out.exists():
+        for line in out.read_text(errors="replace").splitlines():
+            parts = line.rsplit(None, 1)
+            if len(parts) == 2 and parts[1].isdigit():
+                samples += int(parts[1])
+    m = re.search(r"Samples: (\d+) Errors: (\d+)", stderr)
+    errors = int(m.group(2)) if m else 0
+    failure = None
+    if proc.returncode != 0 or samples == 0:
+        tail = [ln for ln in stderr.splitlines() if ln.strip()][-2:]
+        failure = f"rc={proc.returncode}: " + " / ".join(tail)
+    elif m and abs(int(m.group(1)) - samples) > max(2, samples // 100):
+        failure = f"output holds {samples} samples, py-spy says {m.group(1)}"
+    # py-spy takes rate * duration samples and takes longer when it cannot keep up; its
+    # start-up is a few ms, so samples / wall is close to the rate it achieved.
+    return Sample(
+        cpu_rusage(usage), usage.ru_stime, samples, samples / wall, errors, failure=failure
+    )
+
+
+def run_spy_magic(pid: int, settings: Settings, tmp: Path) -> Sample:
+    out = tmp / "pacer.json"
+    err = tmp / "pacer.err"
+    cmd = [sys.executable, str(PACER), str(pid), str(settings.rate), str(settings.duration)]
+    with open(out, "wb") as outf, open(err, "wb") as errf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=errf)
+        usage = wait_with_rusage(proc, settings.duration * 10 + 60)
+    try:
+        report = json.loads(out.read_text().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.read_text(errors="replace").strip().splitlines()[-1:]
+        return Sample(
+            cpu_rusage(usage),
+            usage.ru_stime,
+            0,
+            0.0,
+            failure=f"rc={proc.returncode}: {' '.join(tail)}",
+        )
+    return Sample(
+        cpu_rusage(usage),
+        usage.ru_stime,
+        report["samples"],
+        report["samples"] / report["loop_wall_s"],
+        report["errors"],
+        loop_cpu_s=report["loop_cpu_s"],
+        setup_cpu_ms={k: report[k + "_cpu_s"] * 1e3 for k in ("start", "import", "construct")},
+    )
+
+
+TOOLS = ("spy_magic", "py-spy", "py-spy --nonblocking")
+
+
+def compare_one(
+    interp: Interpreter, depth: int, kind: str, pyspy: str, settings: Settings, tmp: Path
+) -> dict[str, list[Sample]]:
+    results: dict[str, list[Sample]] = {t: [] for t in TOOLS}
+    with Target(interp, depth, kind) as target:
+        reader = StackReader(target.pid)
+        try:
+            target.check_depth(reader)
+        finally:
+            reader.close()
+        for round_ in range(settings.rounds):
+            for tool in TOOLS:  # interleaved: A B C A B C ...
+                progress(f"part 2: {interp.label} {kind} depth {depth}, round {round_ + 1}: {tool}")
+                if tool == "spy_magic":
+                    s = run_spy_magic(target.pid, settings, tmp)
+                else:
+                    s = run_pyspy(pyspy, target.pid, settings, tool.endswith("nonblocking"), tmp)
+                results[tool].append(s)
+    return results
+
+
+def support_check(interps: list[Interpreter], pyspy: str) -> dict[str, str]:
+    """Can py-spy read each interpreter at all? (`py-spy dump` on a depth-5 target)"""
+    out = {}
+    for interp in interps:
+        try:
+            with Target(interp, 5, "sleep") as target:
+                proc = subprocess.Popen(
+                    [pyspy, "dump", "--pid", str(target.pid)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+                text = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                usage = wait_with_rusage(proc, 60)
+                proc.stdout.close()
+        except TargetError as exc:
+            out[interp.label] = f"target failed: {exc}"
+            continue
+        if proc.returncode == 0 and "doze" in text:
+            out[interp.label] = f"ok (dump: {cpu_rusage(usage) * 1e3:.0f} ms CPU)"
+        else:
+            tail = [ln for ln in text.splitlines() if ln.strip()][-1:]
+            out[interp.label] = f"FAILS (rc={proc.returncode}): {' '.join(tail)}"
+    return out
+
+
+def part2(interps: list[Interpreter], pyspy: str, settings: Settings, compare_all: bool) -> None:
+    say(f"## 2. CPU per sample at {settings.rate} Hz: spy_magic vs py-spy")
+    say()
+    say("CPU = user+sys of the sampler process (os.wait4), start-up included, divided by the")
+    say("samples it took. spy_magic = benchmarks/pace_reader.py (StackReader.read() paced at")
+    say("the rate); loop = its sampling loop alone. py-spy = `py-spy record --format raw --idle`")
+    say("(pauses the target for every sample), --nonblocking = without pausing. Values: median")
+    say(f"(min–max) over {settings.rounds} interleaved rounds of {settings.duration} s each.")
+    say("ratio = spy_magic / py-spy, taken round by round (same target, minutes apart at most).")
+    say()
+    support = support_check(interps, pyspy)
+    say(md_table(["Python", "py-spy 0.4.x can read it?"], [[k, v] for k, v in support.items()]))
+    say()
+
+    plan: list[tuple[Interpreter, int, str]] = []
+    for depth, kind, minors in COMPARE_ALL if compare_all else settings.compare:
+        for interp in interps:
+            if compare_all or (interp.origin == "pyenv" and interp.minor in minors):
+                plan.append((interp, depth, kind))
+
+    headers = [
+        "Python",
+        "target",
+        "depth",
+        "tool",
+        "CPU µs/sample",
+        "sys %",
+        "loop µs/sample",
+        "rate Hz",
+        "samples",
+        "errors",
+    ]
+    rows = []
+    ratio_rows = []
+    setup_ms = []
+    with tempfile.TemporaryDirectory(prefix="reader_cost.") as tmpname:
+        tmp = Path(tmpname)
+        for interp, depth, kind in plan:
+            where = [interp.label, kind, str(depth)]
+            try:
+                results = compare_one(interp, depth, kind, pyspy, settings, tmp)
+            except Exception as exc:  # report and carry on with the next target
+                rows.append([*where, "–", f"{type(exc).__name__}: {exc}", *[""] * 5])
+                continue
+            for tool in TOOLS:
+                runs = results[tool]
+                good = [s for s in runs if s.failure is None]
+                failures = sorted({s.failure for s in runs if s.failure})
+                if not good:
+                    rows.append([*where, tool, "FAILED: " + "; ".join(failures)[:150], *[""] * 5])
+                    continue
+                rows.append(
+                    [
+                        *where,
+                        tool,
+                        spread([s.us_per_sample for s in good]),
+                        fmt(100 * sum(s.sys_s for s in good) / sum(s.cpu_s for s in good)),
+                        spread([s.loop_us_per_sample for s in good]) if tool == "spy_magic" else "",
+                        spread([s.rate for s in good]),
+                        str(sum(s.samples for s in good)),
+                        share(sum(s.errors for s in good), sum(s.samples for s in good))
+                        + (f"; {len(failures)} failed runs" if failures else ""),
+                    ]
+                )
+                if tool == "spy_magic":
+                    setup_ms += [s.setup_cpu_ms for s in good]
+            ratios = []
+            for other in TOOLS[1:]:
+                pairs = [
+                    (a, b)
+                    for a, b in zip(results["spy_magic"], results[other])
+                    if a.failure is None and b.failure is None
+                ]
+                ratios.append(
+                    spread([a.us_per_sample / b.us_per_sample for a, b in pairs], 2)
+                    if pairs
+                    else "–"
+                )
+                ratios.append(
+                    spread([a.loop_us_per_sample / b.us_per_sample for a, b in pairs], 2)
+                    if pairs
+                    else "–"
+                )
+            ratio_rows.append([*where, *ratios])
+    say(md_table(headers, rows))
+    say()
+    say("Ratios, spy_magic CPU per sample / py-spy CPU per sample (< 1: spy_magic is cheaper);")
+    say("'loop' uses spy_magic's sampling loop alone (its start-up left out, py-spy's kept).")
+    say()
+    say(
+        md_table(
+            [
+                "Python",
+                "target",
+                "depth",
+                "vs py-spy",
+                "loop vs py-spy",
+                "vs --nonblocking",
+                "loop vs --nonblocking",
+            ],
+            ratio_rows,
+        )
+    )
+    say()
+    if setup_ms:
+        parts = {k: [d[k] for d in setup_ms] for k in ("start", "import", "construct")}
+        whole = [sum(d.values()) for d in setup_ms]
+        say(
+            f"Fixed cost per run, included in 'CPU µs/sample': spy_magic {spread(whole)} ms CPU "
+            f"before its first sample (interpreter start-up {spread(parts['start'])}, "
+            f"import spy_magic.reader {spread(parts['import'])}, StackReader() "
+            f"{spread(parts['construct'])}); py-spy's whole `py-spy dump` is in the first table."
+        )
+        say()
+
+
+# -- part 3: where the time goes ------------------------------------------------------------
+
+
+# Steps of read() timed one by one in part 3. They are the reader's internals, so each is
+# timed only where present: (label, path from the reader to the object, method name).
+STEPS = (
+    ("prefetch scatter read (mem.read_spans)", "mem", "read_spans"),
+    ("other scatter reads (mem.read_many)", "mem", "read_many"),
+    ("single reads (mem.read)", "mem", "read"),
+    ("frame walk (walker.walk)", "walker", "walk"),
+    ("consistency re-check (_changed_since)", "", "_changed_since"),
+    ("thread run state from /proc (_states.running)", "_states", "running"),
+    ("GIL holder (_gil_holder)", "", "_gil_holder"),
+    ("thread names (_thread_names)", "", "_thread_names"),
+    ("code cache upkeep (codes.sweep)", "codes", "sweep"),
+    ("code cache upkeep (codes.revalidate)", "codes", "revalidate"),
+)
+REST = "rest of read() (its own code)"
+WHOLE = "read() as a whole"
+
+
+def instrument(reader: StackReader) -> dict[str, list[float]]:
+    """Wrap the STEPS present on this reader with timers; returns label -> [seconds, calls].
+
+    Times are exclusive: a step's time leaves out the instrumented steps it calls (a walk's
+    own prefetch misses count as single reads), so the steps and the rest add up to read().
+    """
+    totals: dict[str, list[float]] = {}
+    clock = time.perf_counter
+    stack: list[list[float]] = []
+    for label, path, name in STEPS:
+        owner = getattr(reader, path, None) if path else reader
+        method = getattr(owner, name, None) if owner is not None else None
+        if method is None or not callable(method):
+            continue
+        acc = totals.setdefault(label, [0.0, 0])
+
+        def timed(*args, _method=method, _acc=acc, **kwargs):
+            stack.append(_acc)
+            t0 = clock()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                elapsed = clock() - t0
+                stack.pop()
+                _acc[0] += elapsed
+                _acc[1] += 1
+                if stack:
+                    stack[-1][0] -= elapsed
+
+        setattr(owner, name, timed)
+    return totals
+
+
+def paced_reads(reader: StackReader, n: int, around=None) -> None:
+    tick = time.perf_counter()
+    for _ in range(n):
+        tick += 0.001
+        now = time.perf_counter()
+        if tick > now:
+            time.sleep(tick - now)
+        else:
+            tick = now
+        if around is None:
+            reader.read()
+        else:
+            around(reader.read)
+
+
+def part3(interps: list[Interpreter], settings: Settings) -> None:
+    pyenv = [i for i in interps if i.origin == "pyenv"]
+    chosen = next((i for m in (12, 11, 13) for i in pyenv if i.minor == m), None)
+    chosen = chosen or (interps[0] if interps else None)
+    if chosen is None:
+        return
+    depth = 85
+    n = settings.profile_reads
+    progress(f"part 3: {chosen.label} cpu depth {depth}")
+    say(f"## 3. Where read() spends its time: Python {chosen.label}, cpu target, depth {depth}")
+    say()
+    with Target(chosen, depth, "cpu") as target:
+        # (a) each step timed on its own, no profiler: per-read medians of inclusive times
+        reader = StackReader(target.pid)
+        try:
+            target.check_depth(reader)
+            measure(reader, reads=50, seconds=1, period=None)
+            totals = instrument(reader)
+            per_read: dict[str, list[float]] = {label: [] for label in (WHOLE, *totals, REST)}
+
+            def timed_read(read):
+                before = {label: acc[0] for label, acc in totals.items()}
+                t0 = time.perf_counter()
+                read()
+                whole = time.perf_counter() - t0
+                per_read[WHOLE].append(whole)
+                for label, acc in totals.items():
+                    per_read[label].append(acc[0] - before[label])
+                    whole -= acc[0] - before[label]
+                per_read[REST].append(whole)
+
+            paced_reads(reader, n, timed_read)
+        finally:
+            reader.close()
+        # (b) cProfile, enabled only around each read()
+        reader = StackReader(target.pid)
+        try:
+            measure(reader, reads=50, seconds=1, period=None)
+            prof = cProfile.Profile()
+            s0 = syscall_count(reader)
+
+            def profiled(read):
+                prof.enable()
+                read()
+                prof.disable()
+
+            paced_reads(reader, n, profiled)
+            syscalls = (syscall_count(reader) - s0) / n
+        finally:
+            reader.close()
+
+    whole = statistics.mean(per_read[WHOLE])
+    say(
+        f"(a) {n} reads at 1000 Hz, each step timed on its own (no profiler; a timer costs "
+        f"~0.3 µs a call). Exclusive times (a step leaves out the steps listed here that it "
+        f"calls), so they add up to read(). Mean µs per read (median in brackets):"
+    )
+    say()
+    rows = []
+    for label, values in sorted(per_read.items(), key=lambda kv: -statistics.mean(kv[1])):
+        if label not in (WHOLE, REST) and not totals[label][1]:
+            continue  # present but never called
+        mean = statistics.mean(values)
+        rows.append(
+            [
+                label,
+                f"{mean * 1e6:.1f} ({statistics.median(values) * 1e6:.1f})",
+                fmt(100 * mean / whole),
+                fmt(totals[label][1] / n, 1) if label in totals else "",
+            ]
+        )
+    say(md_table(["step", "µs/read", "% of read()", "calls/read"], rows))
+    say()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt / n * 1e6
+    say(
+        f"(b) cProfile of {n} more paced reads: {total:.0f} µs per read under the profiler (it "
+        f"inflates every call, so read shares, not µs), {syscalls:.1f} syscalls per read. "
+        f"Top 15 by own time:"
+    )
+    say()
+    entries = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:15]
+    rows = []
+    for (filename, line, func), (_cc, nc, tt, ct, _callers) in entries:
+        where = filename
+        with contextlib.suppress(ValueError):
+            where = str(Path(filename).resolve().relative_to(ROOT))
+        name = f"{func} ({where}:{line})" if line else func
+        rows.append(
+            [
+                fmt(tt / n * 1e6, 1),
+                fmt(100 * tt / stats.total_tt),
+                fmt(ct / n * 1e6, 1),
+                fmt(nc / n, 1),
+                name,
+            ]
+        )
+    say(md_table(["own µs/read", "own %", "cum µs/read", "calls/read", "function"], rows))
+    say()
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="about 1 minute instead of ~9")
+    ap.add_argument(
+        "--compare-all",
+        action="store_true",
+        help="py-spy comparison for every interpreter and target (slow)",
+    )
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3")
+    ap.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not put samplers and targets on different CPUs",
+    )
+    args = ap.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    started = time.monotonic()
+
+    interps, absent = find_interpreters()
+    pyspy = find_pyspy()
+    pyspy_version = run_text([pyspy, "--version"]) if pyspy else ""
+    placement = pin(not args.no_pin)
+    print_header(interps, absent, pyspy, pyspy_version, settings, args.quick, placement)
+    if not interps:
+        say("No target interpreter found.")
+        return 1
+    if "1" not in skip:
+        part1(interps, settings)
+    if "2" not in skip:
+        if pyspy:
+            part2(interps, pyspy, settings, args.compare_all)
+        else:
+            say("## 2. skipped: py-spy not found (pip install py-spy)")
+            say()
+    if "3" not in skip:
+        try:
+            part3(interps, settings)
+        except Exception as exc:
+            say(f"part 3 failed: {type(exc).__name__}: {exc}")
+            say()
+    say(f"Total time {time.monotonic() - started:.0f} s; load average at the end {loadavg()}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
