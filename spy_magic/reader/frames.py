@@ -94,9 +94,16 @@ class LegacyWalker:
         )
         self._frames: dict[tuple[int, int], Frame] = {}
         self.identity = ((layout["frame.f_back"], 8), (layout["frame.f_code"], 8))
+        # Frame header bytes by address: the last snapshot's, and this one's so far.
+        self._last_headers: dict[int, bytes] = {}
+        self._headers: dict[int, bytes] = {}
 
     def forget_frames(self) -> None:
         self._frames.clear()
+        self._last_headers.clear()
+
+    def end_snapshot(self) -> None:
+        self._last_headers, self._headers = self._headers, {}
 
     def walk(
         self, fetch: Fetch, frame_address: int, used: set[int]
@@ -109,6 +116,7 @@ class LegacyWalker:
         seen: set[int] = set()
         address = frame_address
         cache = self._frames
+        last_headers, headers_now = self._last_headers, self._headers
         unpack, size = self.unpack, self.size
         prefetched = fetch.where.get
         whole = fetch.raw
@@ -132,7 +140,12 @@ class LegacyWalker:
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.
                 raise TornStack("frame chain leads to a dead frame")
-            used.add(code)
+            # A frame unchanged since the last snapshot still holds its code object alive:
+            # only frames new (or changed) since then need their code re-checked.
+            header = buf[offset : offset + size]
+            if last_headers.get(address) != header:
+                used.add(code)
+            headers_now[address] = header
             frame = cache.get((code, lasti))
             if frame is None:
                 info = self.codes.get(code)
@@ -200,6 +213,9 @@ class ChunkWalker:
 
     def forget_frames(self) -> None:
         self._at_instr.clear()
+
+    def end_snapshot(self) -> None:
+        """Nothing to roll over: the tail memos live in the reader."""
 
     def _resolve(self, code: int, instr: int) -> tuple[int, Frame, bool]:
         info = self.codes.get(code)

@@ -276,6 +276,7 @@ class StackReader:
         self._states.forget_except({n for n in natives if n})
         if self._native_ids is not None:
             self._native_ids.forget_except(set(thread_ids))
+        self.walker.end_snapshot()
         if stale_codes:
             # A cached code's address now holds another object: every frame derived from
             # it is wrong, and so is this snapshot. Forget them; the caller reads again.
