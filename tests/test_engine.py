@@ -318,3 +318,62 @@ def test_every_interpreter_can_be_sampled(interpreter, spawn):
     assert sampler.error is None, sampler.error
     seen = {t.frames[0].name for s in samples for t in s.traces if t.frames}
     assert {"function_a", "function_b", "function_c"} <= seen
+
+
+# --- modes -------------------------------------------------------------------------------------
+
+
+def test_gil_mode_keeps_only_the_thread_holding_the_gil(spawn):
+    script = (
+        "import threading, time\n"
+        "def spinner():\n"
+        "    end = time.perf_counter() + 2.5\n"
+        "    while time.perf_counter() < end:\n"
+        "        pass\n"
+        "def sleeper():\n"
+        "    time.sleep(2.5)\n"
+        "threads = [threading.Thread(target=spinner, name='spinner'),\n"
+        "           threading.Thread(target=sleeper, name='sleeper')]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+    )
+    sampler = Sampler.launch([PYTHON, "-c", script], gil=True, rate=200)
+    try:
+        samples = list(sampler)
+    finally:
+        reap(sampler.process)
+    names = Counter(t.thread_name for s in samples for t in s.traces)
+    assert names["spinner"] > 100, names
+    assert names["sleeper"] == 0, names
+    assert all(t.gil for s in samples for t in s.traces)
+
+
+def test_in_process_fallback_samples_its_own_threads_and_says_it_is_biased():
+    import threading
+
+    from spy_magic.engine import InProcessSampler
+
+    stop = threading.Event()
+
+    def busy_worker():
+        while not stop.is_set():
+            sum(range(1000))
+
+    worker = threading.Thread(target=busy_worker, name="busy-worker")
+    worker.start()
+    try:
+        sampler = InProcessSampler(rate=200, duration=1.0)
+        samples = list(sampler)
+    finally:
+        stop.set()
+        worker.join()
+    seen = Counter(t.thread_name for s in samples for t in s.traces)
+    assert seen["busy-worker"] > 50
+    assert not any(t.thread_name == "spy_magic-sampler" for s in samples for t in s.traces)
+    meta = sampler.metadata()
+    assert meta["mode"] == "in-process" and "GIL" in meta["bias"]
+    assert any(
+        f.name == "test_in_process_fallback_samples_its_own_threads_and_says_it_is_biased.<locals>"
+        ".busy_worker" or f.name == "busy_worker"
+        for s in samples for t in s.traces for f in t.frames
+    )  # fmt: skip
