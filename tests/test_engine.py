@@ -219,7 +219,7 @@ def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn):
     for chain in chains:
         assert chain[0].pid == sampler.pid and chain[-1].pid in working
     kinds = Counter(e.kind for s in samples for e in s.errors)
-    assert kinds["ProcessExited"] <= 3 + 2, kinds  # each worker's exit, at most once or so
+    assert "ProcessExited" not in kinds, kinds  # workers ending is no error
 
 
 def test_non_python_children_are_ignored_quietly(spawn):
@@ -250,7 +250,8 @@ def test_target_killed_mid_recording_keeps_the_samples(spawn):
             proc.kill()
     assert len(samples) >= 100
     assert any(t.frames for t in samples[50].traces)
-    assert samples[-1].errors and samples[-1].errors[-1].kind == "ProcessExited"
+    assert sampler.end_reason == "target exited"
+    assert not any(e.kind == "ProcessExited" for s in samples for e in s.errors)
     assert not sampler.running
 
 

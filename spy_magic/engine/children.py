@@ -115,6 +115,8 @@ class ChildWatcher:
         now = time.monotonic()
         alive: set[tuple[int, float]] = set()
         for child in children:
+            if child.pid == os.getpid():
+                continue  # the sampler itself (the notebook's helper is the kernel's child)
             try:
                 key = (child.pid, child.create_time())
             except psutil.NoSuchProcess:

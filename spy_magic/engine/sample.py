@@ -40,7 +40,7 @@ class SampleError:
 
     pid: int
     thread_id: int | None
-    kind: str  # the ReaderError class name, e.g. "TornStack", "ProcessExited"
+    kind: str  # the ReaderError class name, e.g. "TornStack", "AccessDenied"
     message: str
 
 

@@ -75,6 +75,7 @@ class BaseSampler:
         self.error: BaseException | None = None  # why sampling could not start
         self.timer: PoissonTimer | None = None
         self.started_at: float | None = None  # wall-clock time.time() at start
+        self.end_reason: str | None = None  # "stopped", "duration", "target exited", ...
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._collectors: list[Collector] = []
         self._stop = threading.Event()
@@ -155,6 +156,7 @@ class BaseSampler:
             "dropped_stale": self.dropped_stale,
             "dropped_queue": self.dropped_queue,
             "started_at": self.started_at,
+            "end_reason": self.end_reason,
         }
 
     # -- hooks -------------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class BaseSampler:
                 self._open()
             except ReaderError as exc:
                 self.error = exc
+                self.end_reason = "could not start"
                 return
             self.started_at = time.time()
             self._started.set()
@@ -198,9 +201,11 @@ class BaseSampler:
         calm_windows = 0
         while True:
             if self.duration is not None and timer.elapsed() >= self.duration:
+                self.end_reason = "duration"
                 return
             tick = timer.wait(end=self.duration)
             if tick is None:
+                self.end_reason = "stopped" if self._stop.is_set() else "duration"
                 return
             self.dropped_stale += tick.skipped
             began = timer.elapsed()
@@ -217,6 +222,7 @@ class BaseSampler:
             except queue.Full:
                 self.dropped_queue += 1
             if self._finished():
+                self.end_reason = "target exited"
                 return
             if self.adapt:
                 costs.append(timer.elapsed() - began)

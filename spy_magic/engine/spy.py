@@ -90,9 +90,8 @@ class ProcessSpy:
         """Append this process's traces and errors; marks the spy exited when it is gone."""
         try:
             threads = self.reader.read()
-        except ProcessExited as exc:
-            self.exited = True
-            errors.append(SampleError(self.pid, None, "ProcessExited", str(exc)))
+        except ProcessExited:
+            self.exited = True  # a process ending is the end of its sampling, not an error
             return
         except ReaderError as exc:
             errors.append(SampleError(self.pid, None, type(exc).__name__, str(exc)))

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..engine import Sample, Trace
 from ..profile import Profile
@@ -46,7 +46,7 @@ def is_machinery(filename: str) -> bool:
 
 def is_library(filename: str) -> bool:
     """Standard library, installed packages, frozen modules: code the user did not write."""
-    if filename.startswith("<frozen") or is_machinery(filename):
+    if filename.startswith("<") or is_machinery(filename):  # <frozen ...>, <string>, ...
         return True
     return os.path.realpath(filename).startswith(_LIBRARY_DIRS)
 
@@ -74,11 +74,18 @@ class CellNamer:
 
 
 def trim_trace(
-    trace: Trace, namer: CellNamer, main_thread: int | None, cell_file: str | None
+    trace: Trace,
+    namer: CellNamer,
+    cell_threads: frozenset[tuple[int, int]],
+    cell_file: str | None,
 ) -> Trace | None:
-    """The trace as the notebook user should see it, or None when it is all machinery."""
+    """The trace as the notebook user should see it, or None when it is all machinery.
+
+    `cell_threads` are the (pid, thread id) pairs that ran the cell itself (the kernel's
+    main thread, and the thread running a top-level await): their traces are cut at it.
+    """
     frames = trace.frames
-    if trace.thread_id == main_thread and cell_file is not None:
+    if (trace.pid, trace.thread_id) in cell_threads and cell_file is not None:
         # Cut at the outermost frame of this cell: everything below it is the kernel.
         cut = None
         for index in range(len(frames) - 1, -1, -1):
@@ -97,16 +104,17 @@ def trim_profile(
     profile: Profile,
     cell_files: Mapping[str, int],
     *,
-    main_thread: int | None = None,
+    cell_threads: Iterable[tuple[int, int]] = (),
     cell_file: str | None = None,
 ) -> Profile:
     """A new profile with kernel machinery trimmed and cell frames named (see module doc)."""
     namer = CellNamer(cell_files)
+    cell_threads = frozenset(cell_threads)
     out = Profile(dict(profile.metadata))
     for sample in profile.samples:
         traces = []
         for trace in sample.traces:
-            kept = trim_trace(trace, namer, main_thread, cell_file)
+            kept = trim_trace(trace, namer, cell_threads, cell_file)
             if kept is not None:
                 traces.append(kept)
         out.add(Sample(sample.timestamp, traces, sample.late, list(sample.errors)))

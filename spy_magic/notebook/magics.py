@@ -28,7 +28,7 @@ from ..profile.exports import write
 from ..reader import ReaderError, StackReader
 from .cells import trim_profile
 from .session import RemoteSession, SessionError
-from .views import flame_tree, profile_bundle, top_text
+from .views import flame_tree, profile_bundle
 from .widgets import FlameGraphWidget, TopWidget
 
 LIVE_REFRESH_S = 1.0
@@ -121,19 +121,19 @@ class _LiveTop:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def finish(self, profile: Profile) -> None:
-        """Show the final table, and give the live output a static fallback too."""
-        self.stop()
-        self.profile_of = lambda: profile
-        self.refresh(final=True)
-        handle = getattr(self, "handle", None)
-        if handle is not None:
-            bundle = {"text/plain": top_text(profile)}
-            view = self.widget._repr_mimebundle_()
-            bundle.update(view[0] if isinstance(view, tuple) else view)
-            bundle["text/plain"] = top_text(profile)
-            with contextlib.suppress(Exception):
-                handle.update(bundle, raw=True)
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse `-o` into a folder that does not exist before anything runs, not after."""
+    if args.output:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UsageError(f"-o {args.output}: no folder {folder}")
+
+
+def _cell_number(shell) -> int:
+    """n of the running cell's In [n] (IPython 9 counts the cell before running it)."""
+    running = getattr(shell.displayhook, "exec_result", None)
+    return getattr(running, "execution_count", None) or shell.execution_count
 
 
 class _InProcessSession:
@@ -162,16 +162,19 @@ class SpyMagics(Magics):
         self.attachments: dict[int, dict] = {}
         self.finished_attachments: dict[int, Profile] = {}
         self._next_attachment = 1
+        self._await_threads: set[int] = set()
 
     # -- %%spy ---------------------------------------------------------------------------------
     @cell_magic
     def spy(self, line: str, cell: str):
         args = _parse(SPY_PARSER, line)
+        _check_output(args)
         if args.subprocess:
             return self._spy_subprocess(args, cell)
         if args.python:
             raise UsageError("%%spy: --python goes with --subprocess")
-        number = self.shell.execution_count
+        self._await_threads = set()
+        number = _cell_number(self.shell)
         source = self.shell.transform_cell(cell)
         filename = self.shell.compile.cache(source, number, raw_code=cell)
         body, last = self._compile(source, filename)
@@ -193,14 +196,17 @@ class SpyMagics(Magics):
             raw = session.stop()
             if live is not None:
                 live.stop()
-        profile = trim_profile(raw, self._cell_files(), cell_file=filename,
-                               main_thread=threading.get_ident())  # fmt: skip
+        pid = os.getpid()
+        cell_threads = [(pid, t) for t in (threading.get_ident(), *self._await_threads)]
+        profile = trim_profile(
+            raw, self._cell_files(), cell_file=filename, cell_threads=cell_threads
+        )
         profile.metadata.update(cell=number, target=f"In [{number}]")
         if fallback_note:
             profile.metadata["note"] = fallback_note
         if live is not None:
-            live.finish(profile)
-        self._finish(profile, args, f"In [{number}]")
+            live.stop()
+        self._finish(profile, args, f"In [{number}]", live)
         if failure is not None:
             raise failure
         if args.return_profile:
@@ -234,8 +240,7 @@ class SpyMagics(Magics):
             value = self._run_coroutine(value)
         return value
 
-    @staticmethod
-    def _run_coroutine(coro):
+    def _run_coroutine(self, coro):
         """Top-level await: the kernel's own loop is busy running this cell, so the cell's
         coroutine runs to completion on a fresh loop in a worker thread."""
         outcome: dict = {}
@@ -255,6 +260,7 @@ class SpyMagics(Magics):
 
         worker = threading.Thread(target=run, name="spy_magic-await", daemon=True)
         worker.start()
+        self._await_threads.add(worker.ident)
         try:
             while worker.is_alive():
                 worker.join(0.05)
@@ -281,7 +287,9 @@ class SpyMagics(Magics):
     def _cell_files(self) -> dict[str, int]:
         return dict(getattr(self.shell.compile, "_filename_map", {}))
 
-    def _finish(self, profile: Profile, args: argparse.Namespace, title: str) -> None:
+    def _finish(
+        self, profile: Profile, args: argparse.Namespace, title: str, live: _LiveTop | None = None
+    ) -> None:
         if args.output:
             options = {} if args.format == "jsonl" else {
                 "by": "function" if args.function else "line"
@@ -292,7 +300,12 @@ class SpyMagics(Magics):
         if args.quiet:
             return
         widget = FlameGraphWidget(data=flame_tree(profile))
-        display(profile_bundle(profile, title, widget), raw=True)
+        bundle = profile_bundle(profile, title, widget)
+        handle = getattr(live, "handle", None)
+        if handle is not None:
+            handle.update(bundle, raw=True)  # one output per cell: the live view becomes it
+        else:
+            display(bundle, raw=True)
         if args.lag:
             from .lagplot import lag_png
 
@@ -318,26 +331,29 @@ class SpyMagics(Magics):
             sampler = Sampler(process.pid, process=process, **options)
             sampler.add_collector(profile.add)
             sampler.start()
+            interrupted = None
             try:
                 for out_line in process.stdout:
                     print(out_line, end="")
                 process.wait()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                interrupted = exc
                 process.kill()
                 process.wait()
                 sampler.stop()
-                sampler.join(10)
-                raise
             finally:
                 sampler.join(10)
             profile.metadata.update(sampler.metadata())
             for change in sampler.rate_changes:
                 profile.add_rate_change(change)
-            profile = trim_profile(profile, {script: self.shell.execution_count})
-            profile.metadata["target"] = f"In [{self.shell.execution_count}] in {python}"
+            number = _cell_number(self.shell)
+            profile = trim_profile(profile, {script: number})
+            profile.metadata["target"] = f"In [{number}] in {python}"
             if sampler.error is not None and profile.sample_count == 0:
                 raise UsageError(f"%%spy --subprocess: {sampler.error}")
-            self._finish(profile, args, f"In [{self.shell.execution_count}] (subprocess)")
+            self._finish(profile, args, f"In [{number}] (subprocess)")
+            if interrupted is not None:
+                raise interrupted
             if process.returncode:
                 print(f"spy_magic: the subprocess exited with code {process.returncode}",
                       file=sys.stderr)  # fmt: skip
@@ -349,6 +365,7 @@ class SpyMagics(Magics):
     @line_magic
     def spy_attach(self, line: str):
         args = _parse(ATTACH_PARSER, line)
+        _check_output(args)
         options = sampler_options(args)
         try:
             session = RemoteSession(args.pid, options).start()

@@ -68,8 +68,15 @@ class Fetch:
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
         self.extra: dict[int, bytes] = {}
+        self.misses = 0  # regions read on demand (not served by the prefetch)
+        # A second copy of the same spans, taken right after the first: what the walk used
+        # is compared against it (see StackReader), so the window in which a change can
+        # slip through unnoticed is one syscall long.
+        self.raw_again = b""
         if plan is not None and plan.spans:
             self.raw, got = mem.read_spans(plan.spans)
+            self.raw_again, got_again = mem.read_spans(plan.spans)
+            got = min(got, got_again)
             if got >= len(self.raw):
                 self.where = plan.where
             else:
@@ -92,9 +99,17 @@ class Fetch:
             return self.raw, hit[0]
         blob = self.extra.get(address)
         if blob is None or len(blob) < size:
+            self.misses += 1
             blob = self.mem.read(address, size)
             self.extra[address] = blob
         return blob, 0
+
+    def second_copy(self, address: int, size: int) -> bytes | None:
+        """The region as the immediate second copy saw it; None if it was not prefetched."""
+        hit = self.where.get(address)
+        if hit is None or hit[1] < size:
+            return None
+        return self.raw_again[hit[0] : hit[0] + size]
 
     def get_lead(self, address: int, size: int) -> tuple[bytes, int]:
         """Like get, for a region the next prefetch must copy before all others.
@@ -128,8 +143,10 @@ class Fetch:
             if have >= size:
                 blob = self.raw[offset : offset + size]
             else:
+                self.misses += 1
                 blob = self.raw[offset : offset + have] + self.mem.read(address + have, size - have)
         else:
+            self.misses += 1
             blob = self.mem.read(address, size)
         planned = min(limit, (size + CHUNK_SLACK + _ALIGN - 1) // _ALIGN * _ALIGN)
         if self.next_regions.get(address, 0) < planned:

@@ -94,6 +94,7 @@ class LegacyWalker:
         )
         self._frames: dict[tuple[int, int], Frame] = {}
         self.identity = ((layout["frame.f_back"], 8), (layout["frame.f_code"], 8))
+        self.identity_and_lasti = (*self.identity, (layout["frame.f_lasti"], lasti_size))
         # Frame header bytes by address: the last snapshot's, and this one's so far.
         self._last_headers: dict[int, bytes] = {}
         self._headers: dict[int, bytes] = {}
@@ -108,8 +109,8 @@ class LegacyWalker:
     def walk(
         self, fetch: Fetch, frame_address: int, used: set[int]
     ) -> tuple[list[Frame], list[Check]]:
-        """The frames, and what of them to re-check afterwards (see `Check`): the innermost
-        frame's identity (its code and caller; not its instruction, which moves as it runs).
+        """The frames, and what of them to re-check afterwards (see `Check`): each frame's
+        identity (code and caller) and, but for the innermost, its instruction.
         """
         frames: list[Frame] = []
         innermost: list[Check] = []
@@ -134,8 +135,10 @@ class LegacyWalker:
                     buf, offset = fetch.get(address, size)
                 except MemoryReadError as exc:
                     raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
-            if not innermost:
-                innermost.append((address, size, identity(self.identity, buf, offset)))
+            # Every frame's identity must hold still; outer frames' instructions too (only the
+            # innermost frame's moves while it runs).
+            spots = self.identity if not innermost else self.identity_and_lasti
+            innermost.append((address, size, identity(spots, buf, offset)))
             refcount, back, code, lasti, lineno = unpack(buf, offset)
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.
@@ -243,6 +246,7 @@ class ChunkWalker:
         outside = new_memo.outside
         blob = b""
         older_chunk = 0
+        chunk_limit = chunk  # the end of the chunk's allocation (its used part ends at the top)
         if chunk:
             if not chunk < stack_top <= chunk + (1 << 30):
                 raise TornStack("data-stack top lies outside its chunk")
@@ -250,6 +254,11 @@ class ChunkWalker:
                 older_chunk, chunk_size, _ = self.chunk_unpack(*fetch.get(chunk, self.chunk_header))
                 if stack_top - chunk > chunk_size:
                     raise TornStack("data-stack top lies outside its chunk")
+                chunk_limit = chunk + chunk_size
+                if chunk <= frame_address < chunk_limit and frame_address + self.size > stack_top:
+                    # The current frame and the top of the stack were copied at different
+                    # moments: the stack grew in between. Not worth walking.
+                    raise TornStack("the current frame lies above the data-stack top")
                 blob = fetch.get_growing(chunk, stack_top - chunk, chunk_size)
             except MemoryReadError as exc:
                 raise TornStack(f"data-stack chunk unreadable: {exc}") from None
@@ -273,6 +282,8 @@ class ChunkWalker:
             steps += 1
             if steps > self.max_depth:
                 raise TornStack("frame chain is deeper than the limit")
+            if chunk <= address < chunk_limit and address + size > chunk_end:
+                raise TornStack("a frame lies above the data-stack top")
             if chunk <= address and address + size <= chunk_end:
                 if address >= lowest:
                     raise TornStack("frame chain loops inside its chunk")

@@ -34,6 +34,7 @@ from .threads import NativeIdResolver, ThreadStates
 SUPPORTED = ((3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
+READ_ATTEMPTS = 3  # copies of a stack that keeps moving before it is reported torn
 _Q = struct.Struct("<Q")
 _I = struct.Struct("<I")
 
@@ -146,6 +147,7 @@ class StackReader:
         self._locating_slots = [self._frame_slot]
         if self._modern:
             self._locating_slots += [self._chunk_slot, self._chunk_slot + 1]
+        self._locating_fields = [(layout[keys[i]], 8) for i in self._locating_slots]
         return field_unpacker([(layout[k], 8) for k in keys])
 
     def _check_ready(self) -> int:
@@ -200,9 +202,12 @@ class StackReader:
 
     def _read(self) -> list[ThreadStack]:
         threads, changed = self._snapshot()
-        if changed:
-            # Something moved while we copied: one more try usually gets a still moment.
+        for _ in range(READ_ATTEMPTS - 1):
+            if not changed:
+                break
+            # Something moved while we copied: another try usually gets a still moment.
             threads, changed = self._snapshot()
+        if changed:
             for stack in threads:
                 if stack.thread_id in changed:
                     stack.frames = ()
@@ -247,8 +252,11 @@ class StackReader:
             natives = [found.get(t, 0) for t in thread_ids]
         names = self._thread_names(thread_ids, now)
         memos: dict[int, WalkMemo] = {}
-        checks: list[Check] = []  # what the walks relied on, to re-check afterwards
-        owners: list[int] = []  # the thread id each check belongs to
+        # Threads whose stack differs between the prefetch's two copies; what the walks read
+        # on demand, to be read again after the walk (with its thread ids).
+        changed_early: set[int] = set()
+        checks: list[Check] = []
+        owners: list[int] = []
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
@@ -261,8 +269,22 @@ class StackReader:
                 gil=bool(holder) and tstate == holder,
                 idle=None if running is None else not running,
             )
+            walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
             try:
-                stack.frames = tuple(self._walk(fetch, tstate, values, memos, checks, owners, used))
+                stack.frames = tuple(self._walk(fetch, tstate, values, memos, walk_checks, used))
+                # Compare against the second copy where there is one; what the walk read on
+                # demand is read again after the walk.
+                for check in walk_checks:
+                    address, size, spots = check
+                    if not size:
+                        continue
+                    again = fetch.second_copy(address, size)
+                    if again is None:
+                        checks.append(check)
+                        owners.append(thread_id)
+                    elif any(again[o : o + len(v)] != v for o, v in spots):
+                        changed_early.add(thread_id)
+                        break
             except TornStack as exc:
                 stack.error = exc
             except MemoryReadError as exc:
@@ -270,9 +292,8 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
             threads.append(stack)
-        changed, stale_codes = self._changed_since(
-            raw_threads, checks, owners, self.codes.due(used)
-        )
+        changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
+        changed |= changed_early
         self._states.forget_except({n for n in natives if n})
         if self._native_ids is not None:
             self._native_ids.forget_except(set(thread_ids))
@@ -289,44 +310,22 @@ class StackReader:
         return threads, changed
 
     def _changed_since(
-        self,
-        raw_threads: list[tuple[int, tuple[int, ...]]],
-        checks: list[Check],
-        owners: list[int],
-        codes_due: list[int],
+        self, checks: list[Check], owners: list[int], codes_due: list[int]
     ) -> tuple[set[int], bool]:
-        """Thread ids whose stack differs now from the copy the walk used.
+        """Re-read what the walks read on demand, and the cached code objects they used.
 
-        The thread states lead the scatter read, so they were copied before any frame. After
-        the walk, one more scatter read fetches the thread states again, plus what each walk
-        relied on (see ChunkWalker.checks / LegacyWalker.walk): everything below each
-        innermost frame byte for byte, and the innermost frame's identity (code and caller,
-        not its moving instruction pointer). If all of it is as it was, nothing was pushed
-        or popped while we copied, and the stack is consistent.
-        The same read re-checks cached code objects that came back into use; the second
-        value says whether one of them turned out to be a different object now.
+        Returns the thread ids whose stack changed, and whether a cached code object turned
+        out to be a different object now (then every frame derived from it is suspect).
         """
-        if not raw_threads:
-            return set(), False
-        regions = [(tstate, self._tstate_size) for tstate, _ in raw_threads]
-        regions += [(address, size) for address, size, _ in checks if size]
+        regions = [(address, size) for address, size, _ in checks]
         code_regions = self.codes.check_regions(codes_due)
+        if not regions and not code_regions:
+            return set(), False
         blobs = self.mem.read_many(regions + code_regions)
         if codes_due and self.codes.confirm(codes_due, blobs[len(regions) :]):
             return set(), True
         changed: set[int] = set()
-        located_by = self._locating_slots
-        for (_tstate, before), blob in zip(raw_threads, blobs):
-            if blob is None:
-                continue  # the thread ended meanwhile; its stack was real when we read it
-            after = self._tstate_unpack(blob)
-            if any(after[i] != before[i] for i in located_by):
-                changed.add(before[1])
-        check_blobs = iter(blobs[len(raw_threads) :])
-        for (_address, size, spots), owner in zip(checks, owners):
-            if not size:
-                continue
-            now = next(check_blobs)
+        for (_address, _size, spots), now, owner in zip(checks, blobs, owners):
             if now is None or any(now[o : o + len(v)] != v for o, v in spots):
                 changed.add(owner)
         return changed, False
@@ -338,15 +337,13 @@ class StackReader:
         values: tuple[int, ...],
         memos: dict,
         checks: list[Check],
-        owners: list[int],
         used: set[int],
     ):
+        """The thread's frames; appends to `checks` what a later re-check must compare."""
         frame_slot = values[self._frame_slot]
-        thread_id = values[1]
         if not self._modern:
             frames, innermost = self.walker.walk(fetch, frame_slot, used)
             checks.extend(innermost)
-            owners.extend([thread_id] * len(innermost))
             return frames
         if self._via_cframe:
             frame = 0
@@ -355,7 +352,6 @@ class StackReader:
                 buf, offset = fetch.get_lead(address, 8)
                 frame = _Q.unpack_from(buf, offset)[0]
                 checks.append((address, 8, ((0, buf[offset : offset + 8]),)))
-                owners.append(thread_id)
         else:
             frame = frame_slot
         frames, memo = self.walker.walk(
@@ -367,10 +363,15 @@ class StackReader:
             used,
         )
         memos[tstate] = memo
-        walk_checks = self.walker.checks(memo, frame)
-        checks.extend(walk_checks)
-        owners.extend([thread_id] * len(walk_checks))
+        checks.extend(self.walker.checks(memo, frame))
         return frames
+
+    def _locating_spots(self, values: tuple[int, ...]) -> tuple[tuple[int, bytes], ...]:
+        """The thread-state fields that say where the stack is, as this snapshot read them."""
+        return tuple(
+            (offset, _Q.pack(values[slot]))
+            for slot, (offset, _) in zip(self._locating_slots, self._locating_fields)
+        )
 
     def _gil_holder(self, fetch: Fetch) -> int:
         """The thread state holding the GIL right now, or 0."""

@@ -1,0 +1,696 @@
+"""The notebook front on real kernels: %%spy, %spy_attach/%spy_stop/%spy_dump, the tour.
+
+Every test runs on an ipykernel 7 kernel and on an ipykernel 6 one (see notebook_kernels.py:
+the second lives in a venv cached under .ci/). Cells go through nbclient exactly as a
+notebook's would; tests of one kernel share it (the kernel starts once per module and
+version) and look at the kernel's objects by running a cell that prints JSON.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbclient", reason="the notebook tests need nbclient (pip install nbclient)")
+pytest.importorskip("nbformat", reason="the notebook tests need nbformat (pip install nbformat)")
+
+import notebook_kernels as nk  # tests/ is on sys.path under pytest
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+FOUR_MIMES = {WIDGET, "text/html", "image/png", "text/plain"}
+MACHINERY = ("ipykernel", "tornado", "IPython", "asyncio", "zmq", "spy_magic", "threading")
+TOUR = nk.REPO / "notebooks" / "tour.ipynb"
+
+# Defined in each kernel: a Profile's facts as JSON (the test process cannot hold the object).
+FACTS_SOURCE = r"""
+def _spy_facts(p):
+    import json as _json
+    traces = [t for _i, _s, t in p.iter_traces()]
+    n = len(traces) or 1
+    return _json.dumps({
+        "class": type(p).__module__ + "." + type(p).__qualname__,
+        "sample_count": p.sample_count,
+        "trace_count": len(traces),
+        "pids": p.pids(),
+        "functions": [[s.name, s.filename, round(100 * s.self_count / n, 2),
+                       round(100 * s.total_count / n, 2)] for s in p.functions(by="function")],
+        "roots": sorted({f"{t.frames[-1].name}@{t.frames[-1].filename}"
+                         for t in traces if t.frames}),
+        "filenames": sorted({f.filename for t in traces for f in t.frames}),
+        "errors": dict(p.error_counts()),
+        "error_pids": sorted({e.error.pid for e in p.errors}),
+        "metadata": {k: v for k, v in p.metadata.items() if isinstance(v, (str, int, float))},
+    })
+"""
+
+# The spec's example, timing each sleep as it really happened: on a loaded machine a 10 ms
+# sleep can last much longer, and a wall-clock profile must follow the real time.
+SLEEPY_SOURCE = """\
+%%spy -r --rate 200
+import time
+
+slept = {"function_a": 0.0, "function_b": 0.0, "function_c": 0.0}
+
+def function_c():
+    started = time.perf_counter()
+    time.sleep(0.01)
+    slept["function_c"] += time.perf_counter() - started
+
+def function_b():
+    started = time.perf_counter()
+    time.sleep(0.05)
+    slept["function_b"] += time.perf_counter() - started
+    function_c()
+
+def function_a():
+    started = time.perf_counter()
+    time.sleep(0.1)
+    slept["function_a"] += time.perf_counter() - started
+    function_b()
+
+for i in range(8):
+    function_a()
+"""
+NOMINAL_SHARES = {"function_a": 62.5, "function_b": 31.25, "function_c": 6.25}
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def spec_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kernelspecs")
+
+
+def _require_kernel(major: int, spec_dir: Path) -> nk.KernelInfo:
+    try:
+        info = nk.kernel_for(major)
+    except nk.KernelUnavailable as exc:
+        message = f"no ipykernel {major}.x kernel here: {exc}"
+        if os.environ.get(nk.REQUIRE_ENV):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    nk.write_kernelspec(spec_dir, info)
+    return info
+
+
+@pytest.fixture(scope="module", params=nk.MAJORS, ids=lambda m: f"ipykernel{m}")
+def kernel_info(request, spec_dir) -> nk.KernelInfo:
+    return _require_kernel(request.param, spec_dir)
+
+
+@pytest.fixture(scope="module")
+def nb(kernel_info, spec_dir, tmp_path_factory):
+    """A live kernel of that version with spy_magic loaded and _spy_facts defined."""
+    kernel = nk.NotebookKernel(kernel_info, spec_dir, tmp_path_factory.mktemp("cwd"))
+    try:
+        loaded = kernel.run("%load_ext spy_magic")
+        assert errors(loaded) == [] and nk.stderr(loaded) == "", loaded.outputs
+        kernel.run(FACTS_SOURCE)
+        where = kernel.json("import json, spy_magic\nprint(json.dumps(spy_magic.__file__))")
+        assert where.startswith(str(nk.REPO)), f"the kernel imports spy_magic from {where}"
+        yield kernel
+    finally:
+        kernel.close()
+
+
+@pytest.fixture(scope="module")
+def sleepy(nb):
+    """The spec's example profiled with `%%spy -r` (cell, facts of the returned Profile)."""
+    cell = nb.run(SLEEPY_SOURCE)
+    assert errors(cell) == [], cell.outputs
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    slept = nb.json("import json\nprint(json.dumps(slept))")
+    total = sum(slept.values())
+    facts["true_shares"] = {name: 100 * seconds / total for name, seconds in slept.items()}
+    return cell, facts
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def errors(cell) -> list:
+    return [o for o in cell.outputs if o.output_type == "error"]
+
+
+def displays(cell) -> list:
+    return [o for o in cell.outputs if o.output_type == "display_data"]
+
+
+def final_bundle(cell) -> dict:
+    shown = displays(cell)
+    assert shown, f"no display_data in the cell's outputs: {cell.outputs}"
+    return shown[-1]["data"]
+
+
+def result_text(cell) -> str | None:
+    results = [o for o in cell.outputs if o.output_type == "execute_result"]
+    return results[-1]["data"]["text/plain"] if results else None
+
+
+def shares(facts: dict) -> dict[str, float]:
+    """Own time % per function name (summed over files)."""
+    out: Counter = Counter()
+    for name, _file, own, _total in facts["functions"]:
+        out[name] += own
+    return dict(out)
+
+
+def function_files(facts: dict) -> dict[str, str]:
+    return {name: filename for name, filename, _own, _total in facts["functions"]}
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def assert_profile_then_error(cell, ename: str, shows: str) -> None:
+    """The cell ends with the `ename` error, and the profile's bundle is shown before it."""
+    kinds = [o.output_type for o in cell.outputs]
+    assert kinds and kinds[-1] == "error", kinds
+    assert cell.outputs[-1].ename == ename, cell.outputs[-1]
+    before = [o for o in cell.outputs[:-1] if o.output_type == "display_data"]
+    assert before, f"no profile shown before the {ename}: {kinds}"
+    bundle = before[-1]["data"]
+    assert set(bundle) >= FOUR_MIMES, sorted(bundle)
+    assert shows in bundle["text/plain"], bundle["text/plain"]
+
+
+# --- %%spy: the cell runs as if unprofiled -------------------------------------------------------
+
+
+def test_variables_defined_in_a_spy_cell_stay_defined(nb):
+    cell = nb.run("%%spy -q\ndef helper_fn(x):\n    return 2 * x\n\nkept_value = helper_fn(21)\n")
+    assert errors(cell) == []
+    after = nb.run("kept_value, helper_fn(1)")
+    assert result_text(after) == "(42, 2)"
+
+
+def test_last_expression_value_is_displayed(nb):
+    cell = nb.run("%%spy\nvalue_source = [1, 2, 3]\nsum(value_source) * 7\n")
+    assert errors(cell) == []
+    assert result_text(cell) == "42"
+    results = [o for o in cell.outputs if o.output_type == "execute_result"]
+    assert results[0]["execution_count"] == cell.execution_count
+
+
+def test_exception_propagates_after_the_profile_is_shown(nb):
+    cell = nb.run(
+        "%%spy\nimport time\n\ndef spin_then_fail():\n"
+        "    end = time.perf_counter() + 0.3\n"
+        "    while time.perf_counter() < end:\n        pass\n"
+        "    raise LookupError('from the cell')\n\nspin_then_fail()\n"
+    )
+    assert_profile_then_error(cell, "LookupError", shows="spin_then_fail")
+    assert cell.outputs[-1].evalue == "from the cell"
+    assert "spin_then_fail" in strip_ansi("\n".join(cell.outputs[-1].traceback))
+
+
+def test_interrupt_shows_the_partial_profile_and_stops_queued_cells(nb):
+    source = (
+        "%%spy\nimport time\n\ndef wait_for_interrupt():\n"
+        "    while True:\n        time.sleep(0.01)\n\nwait_for_interrupt()\n"
+    )
+    kc = nb.blocking_client()
+    kc.wait_for_ready(timeout=60)
+    seen: dict = {}
+
+    def interrupt_once_sampling() -> None:
+        # Queue a second cell behind the looping one, as Run All does; once the live view
+        # shows (the cell is being sampled), let it run ~1 s more, then interrupt.
+        running = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except Exception:
+                continue
+            parent = msg["parent_header"].get("msg_id")
+            if msg["msg_type"] == "execute_input" and msg["content"]["code"] == source:
+                running = parent
+                seen["queued"] = kc.execute("ran_after_interrupt = True", stop_on_error=True)
+            elif msg["msg_type"] == "display_data" and running and parent == running:
+                time.sleep(1.0)
+                break
+        seen["interrupted_at"] = time.monotonic()
+        nb.interrupt()
+
+    thread = threading.Thread(target=interrupt_once_sampling, daemon=True)
+    thread.start()
+    try:
+        cell = nb.run(source, stop_on_error=True)
+    finally:
+        thread.join(70)
+    try:
+        assert "queued" in seen, "the looping cell never started"
+        assert_profile_then_error(cell, "KeyboardInterrupt", shows="wait_for_interrupt")
+        reply = None
+        deadline = time.monotonic() + 30
+        while reply is None and time.monotonic() < deadline:
+            msg = kc.get_shell_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == seen["queued"]:
+                reply = msg
+        assert reply is not None, "no reply to the queued cell"
+        assert reply["content"]["status"] == "aborted", reply["content"]
+    finally:
+        kc.stop_channels()
+    state = nb.json("import json\nprint(json.dumps('ran_after_interrupt' in globals()))")
+    assert state is False, "the cell queued behind the interrupted one ran"
+
+
+# --- the profile ---------------------------------------------------------------------------------
+
+
+def test_return_flag_returns_a_profile_with_the_sleep_shares(sleepy):
+    cell, facts = sleepy
+    assert facts["class"] == "spy_magic.profile.model.Profile"
+    assert result_text(cell).startswith("<Profile "), result_text(cell)
+    assert facts["sample_count"] > 100, facts["sample_count"]
+    own, truth = shares(facts), facts["true_shares"]
+    top3 = sorted(own, key=own.get, reverse=True)[:3]
+    assert set(top3) == set(NOMINAL_SHARES), own
+    # Nominally 62.5 / 31.25 / 6.25 %; compared with the sleeps' measured durations.
+    for name, bound in (("function_a", 10), ("function_b", 10), ("function_c", 5)):
+        assert abs(own[name] - truth[name]) < bound, (name, own, truth, NOMINAL_SHARES)
+
+
+def test_profile_is_rooted_at_the_cell(sleepy):
+    cell, facts = sleepy
+    here = f"In [{cell.execution_count}]"
+    assert facts["roots"] == [f"<module>@{here}"], facts["roots"]
+    assert facts["filenames"] == [here], facts["filenames"]  # time.sleep has no Python frame
+    text = final_bundle(cell)["text/plain"]
+    table = "\n".join(text.splitlines()[2:])  # below the "spy_magic: N samples" header
+    for word in MACHINERY:
+        assert word not in table, (word, text)
+    listed = re.findall(r"^\s*[\d.]+\s+[\d.]+\s+(\S+) \((.*)\)$", text, re.M)
+    assert listed, text
+    assert {name for name, _file in listed} <= {*NOMINAL_SHARES, "<module>"}, text
+    assert {file for _name, file in listed} == {here}, text
+
+
+def test_cell_frames_are_named_in_n_with_the_right_n(nb, sleepy):
+    defined_in = sleepy[0].execution_count
+    cell = nb.run("%%spy -r -q\nfor i in range(2):\n    function_a()\n")
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    files = function_files(facts)
+    assert files["<module>"] == f"In [{cell.execution_count}]", files
+    assert files["function_a"] == f"In [{defined_in}]", files
+    assert facts["metadata"].get("target") == f"In [{cell.execution_count}]", facts["metadata"]
+
+
+def test_final_output_is_one_bundle_with_every_representation(nb, sleepy):
+    cell, _facts = sleepy
+    bundle = final_bundle(cell)
+    assert set(bundle) >= FOUR_MIMES, sorted(bundle)
+    assert bundle["image/png"].startswith("iVBORw0KGgo"), bundle["image/png"][:20]  # PNG magic
+    assert "function_a" in bundle["text/plain"]
+    model = bundle[WIDGET]["model_id"]
+    state = nb.widget_state.get(model)
+    assert state is not None, f"widget {model} was never opened"
+    assert state.get("_model_module") == "anywidget", state.get("_model_module")
+    assert state.get("data"), "the flame graph widget has no data"
+
+
+def test_html_fallback_is_self_contained(sleepy):
+    page_html = final_bundle(sleepy[0])["text/html"]
+    match = re.match(r'\s*<iframe srcdoc="([^"]*)"', page_html)
+    assert match, page_html[:200]
+    page = html.unescape(match.group(1))
+    assert "<script" in page and "function_a" in page
+    remote = re.compile(
+        r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I
+    )
+    assert not remote.search(page_html), remote.search(page_html)
+    assert not remote.search(page), page[max(0, remote.search(page).start() - 100) :][:300]
+
+
+# --- bad arguments -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "%%spy --rate -1\npass\n",
+        "%%spy --nope\npass\n",
+        "%%spy --python /usr/bin/python3\npass\n",
+        "%spy_attach notapid",
+        "%spy_stop 99",
+        "%spy_dump notapid",
+        "%spy_attach 999999999",
+        "%%spy --subprocess --python /nonexistent/python\npass\n",
+        "%%spy -o /nonexistent/dir/profile.html\npass\n",
+    ],
+    ids=[
+        "rate-negative",
+        "unknown-option",
+        "python-without-subprocess",
+        "attach-notapid",
+        "stop-unknown",
+        "dump-notapid",
+        "attach-no-such-process",
+        "python-missing",
+        "output-dir-missing",
+    ],
+)
+def test_bad_arguments_are_a_one_line_usage_error(nb, source):
+    cell = nb.run(source)
+    kinds = [o.output_type for o in cell.outputs]
+    assert kinds == ["stream"], cell.outputs
+    message = nk.stderr(cell).strip()
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith("UsageError: "), message
+    assert "Traceback" not in message
+
+
+# --- -o FILE --format F -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["html", "collapsed", "speedscope", "chrometrace", "jsonl"])
+def test_output_file_in_each_format(nb, fmt, tmp_path):
+    import json
+
+    from spy_magic.profile.exports import read_jsonl
+
+    path = tmp_path / f"profile.{fmt}"
+    cell = nb.run(
+        f"%%spy -q --function --threads -o {path} --format {fmt}\nimport time\n\n"
+        "def busy_for_export():\n    end = time.perf_counter() + 0.3\n"
+        "    while time.perf_counter() < end:\n        pass\n\nbusy_for_export()\n"
+    )
+    assert errors(cell) == [] and cell.outputs == [], cell.outputs  # -q: nothing shown
+    here = f"In [{cell.execution_count}]"
+    text = path.read_text(encoding="utf-8")
+    if fmt == "html":
+        assert text.lstrip().lower().startswith("<!doctype html") and "busy_for_export" in text
+    elif fmt == "collapsed":
+        stacks = [line.rsplit(" ", 1) for line in text.splitlines()]
+        assert stacks and all(count.isdigit() for _stack, count in stacks), text
+        assert any(
+            stack.startswith('thread "MainThread"')
+            and stack.endswith(f"<module> ({here});busy_for_export ({here})")
+            for stack, _count in stacks
+        ), text
+    elif fmt == "speedscope":
+        document = json.loads(text)
+        assert "speedscope" in document["$schema"]
+        assert "busy_for_export" in {f["name"] for f in document["shared"]["frames"]}
+    elif fmt == "chrometrace":
+        events = json.loads(text)["traceEvents"]
+        assert "busy_for_export" in {e.get("name") for e in events}
+    else:
+        profile = read_jsonl(path)
+        frames = {(f.name, f.filename) for _i, _s, t in profile.iter_traces() for f in t.frames}
+        assert ("busy_for_export", here) in frames, sorted(frames)[:10]
+
+
+# --- %spy_attach / %spy_stop / %spy_dump ---------------------------------------------------------
+
+START_BACKGROUND = """\
+import json, subprocess, sys
+from spy_magic.demos import demo_path
+background = subprocess.Popen([sys.executable, str(demo_path("slow_script")), "--repeat", "1000"])
+print(json.dumps(background.pid))
+"""
+STOP_BACKGROUND = "background.kill(); background.wait()"
+
+
+def _attachment_number(cell) -> int:
+    match = re.search(r"as attachment (\d+)", nk.stdout(cell))
+    assert match, cell.outputs
+    return int(match.group(1))
+
+
+def test_attach_returns_at_once_and_stop_returns_the_profile(nb):
+    pid = nb.json(START_BACKGROUND)
+    try:
+        started = time.monotonic()
+        attach = nb.run(f"%spy_attach {pid}")
+        assert time.monotonic() - started < 15, "%spy_attach did not return at once"
+        assert errors(attach) == [] and nk.stderr(attach) == "", attach.outputs
+        assert WIDGET in final_bundle(attach), attach.outputs  # the live view
+        number = _attachment_number(attach)
+        usable = nb.run("time_while_attached = 6 * 7\ntime_while_attached")  # kernel free
+        assert result_text(usable) == "42"
+        time.sleep(1.5)
+        stop = nb.run(f"attached = %spy_stop {number}")
+        assert errors(stop) == [], stop.outputs
+        facts = nb.json("print(_spy_facts(attached))")
+    finally:
+        nb.run(STOP_BACKGROUND)
+    assert facts["class"] == "spy_magic.profile.model.Profile"
+    assert facts["pids"] == [pid], facts["pids"]
+    assert facts["sample_count"] > 50, facts["sample_count"]
+    assert {"function_a", "function_b"} <= set(shares(facts)), facts["functions"][:5]
+    # %spy_stop replaced the attachment's live output with the final bundle.
+    assert set(final_bundle(attach)) >= FOUR_MIMES, sorted(final_bundle(attach))
+    assert "function_a" in final_bundle(attach)["text/plain"]
+    again = nb.run(f"%spy_stop {number}")
+    assert nk.stderr(again).startswith("UsageError"), again.outputs
+
+
+def test_attachment_that_ends_by_itself_updates_its_display(nb):
+    pid = nb.json(START_BACKGROUND)
+    kc = nb.blocking_client()
+    try:
+        kc.wait_for_ready(timeout=60)
+        source = f"%spy_attach {pid} --duration 1"
+        attach = nb.run(source)
+        assert errors(attach) == [], attach.outputs
+        parent = display_id = None
+        deadline = time.monotonic() + 30
+        update = None
+        while update is None and time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except Exception:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "execute_input" and content["code"] == source:
+                parent = msg["parent_header"]["msg_id"]
+            elif kind == "display_data" and parent and msg["parent_header"]["msg_id"] == parent:
+                display_id = content.get("transient", {}).get("display_id")
+            elif (
+                kind == "update_display_data"
+                and display_id
+                and (
+                    content.get("transient", {}).get("display_id") == display_id
+                    and "image/png" in content["data"]
+                )
+            ):
+                update = content["data"]
+        assert display_id, "the attachment showed no live output with a display id"
+        assert update is not None, "the display was not updated when the attachment ended"
+        assert set(update) >= FOUR_MIMES, sorted(update)
+        assert "function_a" in update["text/plain"], update["text/plain"]
+        # It is no longer running: %spy_stop says so.
+        left = nb.run("%spy_stop")
+        assert "no attachment is running" in nk.stdout(left), left.outputs
+    finally:
+        kc.stop_channels()
+        nb.run(STOP_BACKGROUND)
+
+
+def test_spy_dump_prints_the_stacks(nb):
+    pid = nb.json(START_BACKGROUND)
+    try:
+        for _attempt in range(20):  # until the script is past its start (a slow machine)
+            time.sleep(0.25)
+            cell = nb.run(f"%spy_dump {pid}")
+            if "function_a" in nk.stdout(cell):
+                break
+    finally:
+        nb.run(STOP_BACKGROUND)
+    assert errors(cell) == [] and nk.stderr(cell) == "", cell.outputs
+    text = nk.stdout(cell)
+    assert f"Process {pid}" in text and "function_a" in text, text
+
+
+# --- --subprocess ------------------------------------------------------------------------------
+
+SUBPROCESS_BODY = """\
+import sys, time
+
+def in_subprocess():
+    end = time.perf_counter() + 0.8
+    while time.perf_counter() < end:
+        pass
+
+in_subprocess()
+only_in_subprocess = 1
+print("child python", sys.version.split()[0])
+"""
+
+
+def _run_subprocess_cell(nb, options: str):
+    cell = nb.run(f"%%spy --subprocess -r {options}\n{SUBPROCESS_BODY}")
+    assert errors(cell) == [], cell.outputs
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    leaked = nb.json("import json\nprint(json.dumps('only_in_subprocess' in globals()))")
+    return cell, facts, leaked
+
+
+def test_subprocess_runs_the_cell_in_a_fresh_interpreter(nb):
+    cell, facts, leaked = _run_subprocess_cell(nb, "")
+    assert leaked is False, "a variable of the --subprocess cell is defined in the kernel"
+    assert "child python" in nk.stdout(cell), cell.outputs
+    kernel_pid = nb.json("import json, os\nprint(json.dumps(os.getpid()))")
+    assert facts["pids"] and kernel_pid not in facts["pids"], facts["pids"]
+    own = shares(facts)
+    assert own.get("in_subprocess", 0) > 70, own
+    assert function_files(facts)["in_subprocess"] == f"In [{cell.execution_count}]", facts
+    assert set(final_bundle(cell)) >= FOUR_MIMES
+
+
+def test_subprocess_with_another_python(nb, interpreters):
+    python = interpreters.require("pyenv-3.8").path
+    cell, facts, leaked = _run_subprocess_cell(nb, f"--python {python}")
+    assert leaked is False
+    assert "child python 3.8." in nk.stdout(cell), cell.outputs
+    assert shares(facts).get("in_subprocess", 0) > 70, facts["functions"][:5]
+
+
+def test_subprocess_interrupt_shows_the_partial_profile(nb):
+    timer = threading.Timer(2.0, nb.interrupt)
+    timer.start()
+    try:
+        cell = nb.run(
+            "%%spy --subprocess\nimport time\n\ndef loop_in_child():\n"
+            "    while True:\n        time.sleep(0.01)\n\nloop_in_child()\n"
+        )
+    finally:
+        timer.join()
+    assert_profile_then_error(cell, "KeyboardInterrupt", shows="loop_in_child")
+
+
+# --- async cells ---------------------------------------------------------------------------------
+
+
+def test_async_cell_with_top_level_await(nb):
+    cell = nb.run("%%spy\nimport asyncio\nawait asyncio.sleep(0.3)\n'awaited ' + 'value'\n")
+    assert errors(cell) == [], cell.outputs
+    assert result_text(cell) == "'awaited value'"
+    assert set(final_bundle(cell)) >= FOUR_MIMES
+
+
+def test_async_cell_profile_is_rooted_at_the_cell(nb):
+    # The await comes first: the whole body (not just a last expression) is a coroutine.
+    cell = nb.run(
+        "%%spy -r -q\nimport asyncio, time\n\ndef busy_after_await():\n"
+        "    end = time.perf_counter() + 0.5\n    while time.perf_counter() < end:\n"
+        "        pass\n\nawait asyncio.sleep(0.05)\nbusy_after_await()\n'done'\n"
+    )
+    assert errors(cell) == [], cell.outputs
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    assert shares(facts).get("busy_after_await", 0) > 50, facts["functions"][:5]
+    assert facts["roots"] == [f"<module>@In [{cell.execution_count}]"], facts["roots"]
+
+
+# --- --subprocesses ----------------------------------------------------------------------------
+
+
+def test_subprocesses_does_not_sample_the_helper(nb):
+    cell = nb.run("%%spy --subprocesses -r -q\nimport time\ntime.sleep(0.6)\n")
+    assert errors(cell) == [], cell.outputs
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    kernel_pid = nb.json("import json, os\nprint(json.dumps(os.getpid()))")
+    assert set(facts["error_pids"]) <= {kernel_pid}, (kernel_pid, facts["errors"], facts)
+
+
+def test_subprocesses_keeps_workers_of_a_pool_forked_earlier(nb):
+    workers = nb.json(
+        "import json, multiprocessing\n\ndef pool_square_sum(n):\n"
+        "    return sum(i * i for i in range(n))\n\n"
+        "early_pool = multiprocessing.get_context('fork').Pool(2)\n"
+        "print(json.dumps(sorted(p.pid for p in early_pool._pool)))\n"
+    )
+    try:
+        cell = nb.run(
+            "%%spy --subprocesses -r -q\nearly_pool.map(pool_square_sum, [3_000_000] * 4)\n"
+        )
+        assert errors(cell) == [], cell.outputs
+        facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    finally:
+        nb.run("early_pool.terminate(); early_pool.join()")
+    assert set(workers) <= set(facts["pids"]), (workers, facts["pids"])
+    own = shares(facts)
+    in_workers = sum(v for k, v in own.items() if "pool_square_sum" in k or "genexpr" in k)
+    assert in_workers > 30, facts["functions"][:6]
+
+
+def test_kernel_threads_in_generated_code_are_trimmed():
+    from spy_magic.engine import Trace
+    from spy_magic.notebook.cells import CellNamer, trim_trace
+    from spy_magic.reader import Frame
+
+    session = str(nk.REPO / "spy_magic" / "notebook" / "session.py")
+    threading_py = threading.__file__
+    trace = Trace(
+        pid=1, thread_id=2, native_id=2, thread_name="spy_magic-collect", gil=True, idle=False,
+        frames=(
+            Frame("__create_fn__.<locals>.__init__", "<string>", 2, 1),
+            Frame("RemoteSession._collect", session, 120, 100),
+            Frame("Thread.run", threading_py, 975, 970),
+            Frame("Thread._bootstrap", threading_py, 995, 990),
+        ),
+    )  # fmt: skip
+    kept = trim_trace(trace, CellNamer({}), frozenset({(1, 3)}), "/tmp/cell.py")
+    assert kept is None, kept.frames
+
+
+# --- the tour ----------------------------------------------------------------------------------
+
+
+def test_tour_notebook_runs_top_to_bottom(kernel_info, spec_dir, tmp_path):
+    import nbformat
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(TOUR, as_version=4)
+    stored = [c for c in notebook.cells if c.cell_type == "code" and c.get("outputs")]
+    assert stored == [], "notebooks/tour.ipynb must be stored without outputs"
+    started = time.monotonic()
+    km = AsyncKernelManager(
+        kernel_name=kernel_info.name, kernel_spec_manager=nk.kernel_spec_manager(spec_dir)
+    )
+    client = NotebookClient(
+        notebook, km=km, kernel_name=kernel_info.name, timeout=120, startup_timeout=120,
+        allow_errors=False, resources={"metadata": {"path": str(tmp_path)}},
+    )  # fmt: skip
+    client.execute(cleanup_kc=True)  # our km: shut the kernel down afterwards all the same
+    took = time.monotonic() - started
+    assert took < 120, f"the tour took {took:.0f} s"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [], f"the tour wrote into its working directory: {left}"
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    bundles = [o["data"] for o in outputs if "data" in o]
+    profiles = [b for b in bundles if set(b) >= FOUR_MIMES]
+    # %%spy cells shown (the example, CPU, threads, processes) and the attachment (updated
+    # to the flame graph by %spy_stop).
+    assert len(profiles) >= 5, [sorted(b) for b in bundles]
+    assert any(set(b) == {"image/png", "text/plain"} for b in bundles), "no lag plot"
+    widgets = {b[WIDGET]["model_id"] for b in profiles}
+    assert widgets <= set(client.widget_state), "a widget view without widget state"
+    assert notebook.metadata.get("widgets"), "the executed notebook keeps no widget state"
+    texts = "\n".join(b["text/plain"] for b in profiles)
+    for name in ("function_a", "longest_collatz", "crunch", "sum_of_squares"):
+        assert name in texts, (name, texts)
+
+
+def test_tour_notebook_is_what_its_generator_writes():
+    import subprocess
+    import sys
+
+    script = TOUR.parent / "make_tour.py"
+    check = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr or check.stdout
