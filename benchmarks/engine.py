@@ -36,7 +36,6 @@ import pstats
 import re
 import resource
 import select
-import shutil
 import signal
 import statistics
 import subprocess
@@ -47,6 +46,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import (
+    cpu_model,
+    find_pyspy,
+    fmt,
+    git_state,
+    loadavg,
+    md_table,
+    percentile,
+    progress,
+    run_text,
+    say,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -98,49 +110,6 @@ TOOLS = ("spy_magic", "spy_magic adapt=False", "py-spy", "py-spy --nonblocking")
 # -- small helpers --------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolated between closest ranks."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out.extend(line(r) for r in rows)
-    return "\n".join(out)
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-_STARTED = time.monotonic()
-
-
-def progress(text: str) -> None:
-    """A line on stderr, so a long run shows it is alive without mixing into the tables."""
-    print(f"[{time.monotonic() - _STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
-
-
-def fmt(x: float, digits: int = 0) -> str:
-    if x != x:  # NaN
-        return "–"
-    return f"{x:.{digits}f}"
-
-
 def spread(values: list[float], digits: int = 0) -> str:
     """median (min–max)"""
     values = [v for v in values if v == v]
@@ -189,40 +158,6 @@ class GcWatch:
 
     def __exit__(self, *exc) -> None:
         gc.callbacks.remove(self._callback)
-
-
-def run_text(cmd: list[str], timeout: float = 30) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"? ({exc})"
-    return (done.stdout or done.stderr).strip()
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def git_state() -> str:
-    commit = run_text(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
-    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
-        return "not a git checkout"
-    return commit + (" + uncommitted changes" if dirty else "")
 
 
 # -- the sampler process (engine.py --drive) ------------------------------------------------
@@ -328,19 +263,6 @@ def find_interpreter(minor: int) -> Interpreter | None:
     if not re.fullmatch(r"3\.\d+\.\d+", text):
         return None
     return Interpreter(str(best[1]), text)
-
-
-def find_pyspy() -> str | None:
-    """py-spy next to this interpreter (not a pyenv shim: its bash would count as py-spy CPU)."""
-    sibling = Path(sys.executable).parent / "py-spy"
-    if sibling.exists():
-        return str(sibling)
-    found = shutil.which("py-spy")
-    if found and "/shims/" in found:
-        real = run_text(["pyenv", "which", "py-spy"])
-        if real.startswith("/") and Path(real).exists():
-            return real
-    return found
 
 
 # CPU placement: (CPUs for this process and the samplers it starts, CPUs for the target),

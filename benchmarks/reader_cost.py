@@ -30,7 +30,6 @@ import platform
 import pstats
 import re
 import select
-import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,19 @@ NPROC = len(os.sched_getaffinity(0))  # before pin() narrows it
 
 # Measure the checkout this file lives in, whether or not it is the one pip installed.
 sys.path.insert(0, str(ROOT))
+from common import (  # noqa: E402 - benchmarks/ is on sys.path when run
+    cpu_model,
+    find_pyspy,
+    fmt,
+    git_state,
+    loadavg,
+    md_table,
+    percentile,
+    progress,
+    run_text,
+    say,
+)
+
 import spy_magic  # noqa: E402
 from spy_magic.reader import StackReader  # noqa: E402
 
@@ -93,49 +105,6 @@ COMPARE_ALL = tuple((d, k, tuple(MINORS)) for d in (85, 5) for k in ("cpu", "sle
 # -- small helpers --------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolated between closest ranks."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out.extend(line(r) for r in rows)
-    return "\n".join(out)
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-_STARTED = time.monotonic()
-
-
-def progress(text: str) -> None:
-    """A line on stderr, so a long run shows it is alive without mixing into the tables."""
-    print(f"[{time.monotonic() - _STARTED:5.0f} s] {text}", file=sys.stderr, flush=True)
-
-
-def fmt(x: float, digits: int = 0) -> str:
-    if x != x:  # NaN
-        return "–"
-    return f"{x:.{digits}f}"
-
-
 def spread(values: list[float], digits: int = 0) -> str:
     """median (min–max)"""
     if not values:
@@ -151,14 +120,6 @@ def share(part: int, whole: int) -> str:
 
 def syscall_count(reader: StackReader) -> int:
     return getattr(reader, "syscalls", reader.mem.syscalls)
-
-
-def run_text(cmd: list[str], timeout: float = 30) -> str:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"? ({exc})"
-    return (done.stdout or done.stderr).strip()
 
 
 def cpu_rusage(usage) -> float:
@@ -230,45 +191,6 @@ def find_interpreters() -> tuple[list[Interpreter], list[str]]:
             if version:
                 found.append(Interpreter(str(exe), version, f"/usr/bin, {elf_kind(str(exe))}"))
     return found, absent
-
-
-def find_pyspy() -> str | None:
-    """py-spy next to this interpreter (not a pyenv shim: its bash would count as py-spy CPU)."""
-    sibling = Path(sys.executable).parent / "py-spy"
-    if sibling.exists():
-        return str(sibling)
-    found = shutil.which("py-spy")
-    if found and "/shims/" in found:
-        real = run_text(["pyenv", "which", "py-spy"])
-        if real.startswith("/") and Path(real).exists():
-            return real
-    return found
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def git_state() -> str:
-    commit = run_text(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
-    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
-        return "not a git checkout"
-    return commit + (" + uncommitted changes" if dirty else "")
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def print_header(interps, absent, pyspy, pyspy_version, settings, quick, placement) -> None:
