@@ -14,7 +14,7 @@ CALL_LINE = next(i for i, t in enumerate(SOURCE, 1) if t.endswith("# CALL_LINE")
 PRINT_LINE = next(i for i, t in enumerate(SOURCE, 1) if t.startswith('print("ready"'))
 MAIN_LINE = next(i for i, t in enumerate(SOURCE, 1) if t.endswith("# MAIN_LINE"))
 F_FIRST = next(i for i, t in enumerate(SOURCE, 1) if t.startswith("def f("))
-F_LAST = F_FIRST + 6
+F_LAST = F_FIRST + 6  # def f .. return total
 HAMMER_SECONDS = 2.0
 
 
@@ -66,5 +66,10 @@ def test_churning_stack_is_never_torn_silently(interpreter, spawn):
             deep += len(thread.frames) > 10
     print(f"{interpreter.id}: {reads} reads, {errors} detected torn, {deep} deep stacks")
     assert reads > 100
-    assert deep > reads // 10, "the target's stack was not changing as intended"
+    # The stack must really be churning (deep stacks seen, or reads caught mid-change), and
+    # enough reads must come back whole for the check below to mean something. How many are
+    # torn depends on whether the target runs on another core while we read (a quiet
+    # machine: most) or waits for ours (a busy one: few).
+    assert deep + errors > reads // 10, "the target's stack was not changing as intended"
+    assert reads - errors > 30, f"only {reads - errors} of {reads} reads came back whole"
     assert not problems, f"{len(problems)} wrong stacks returned as real: {problems[:5]}"
