@@ -127,7 +127,7 @@ def test_slow_reader_makes_late_samples_and_lowers_the_rate(spawn):
     assert sampler.rate_changes, "the sampler did not adapt its rate"
     first = sampler.rate_changes[0]
     assert first.new_rate < first.old_rate == 200 and first.reason
-    assert sampler.rate < 50  # 20 ms per read: at most ~25 Hz at half a core
+    assert sampler.rate <= 50  # 20 ms per read: at most ~25 Hz at half a core
     # Wall-clock duration: 4 s, not "N samples".
     assert 3.5 < elapsed < 6.0, elapsed
 

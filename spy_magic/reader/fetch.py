@@ -3,9 +3,8 @@
 Stacks change little between samples, so the regions a snapshot needed (thread states, the
 used part of each data-stack chunk, frames outside chunks) are a good guess for the next one.
 Reading them all in one `process_vm_readv` makes a snapshot cost about one syscall, and makes
-the copy nearly atomic. A second copy of the same spans is taken right after: comparing what
-a walk used between the two proves no frame was pushed or popped meanwhile. Nearby regions
-are merged into one span first: the kernel's cost is per iovec and per page, not per byte.
+the copy nearly atomic, which keeps torn stacks rare. Nearby regions are merged into one span
+first: the kernel's cost is per iovec and per page, not per byte.
 """
 
 from __future__ import annotations
@@ -24,23 +23,29 @@ class Plan:
     """Regions to prefetch, merged into spans; `where` maps a region to its place in the read."""
 
     regions: dict[int, int]
+    lead: frozenset[int]
     spans: list[tuple[int, int]]
     where: dict[int, tuple[int, int]]  # region address -> (offset in the buffer, size)
     span_ends: list[int]  # cumulative buffer offset at the end of each span
 
     @classmethod
-    def build(cls, regions: dict[int, int]) -> Plan:
+    def build(cls, regions: dict[int, int], lead: set[int]) -> Plan:
+        """Spans for `regions`, those in `lead` first (they are copied before the others)."""
         spans: list[tuple[int, int]] = []
         members: list[list[tuple[int, int]]] = []
-        for address, size in sorted(regions.items()):
-            if spans:
-                start, length = spans[-1]
-                if address <= start + length + MERGE_GAP:
-                    spans[-1] = (start, max(length, address + size - start))
-                    members[-1].append((address, size))
+        for group_lead in (True, False):
+            group_start = len(spans)
+            for address, size in sorted(regions.items()):
+                if (address in lead) != group_lead:
                     continue
-            spans.append((address, size))
-            members.append([(address, size)])
+                if len(spans) > group_start:
+                    start, length = spans[-1]
+                    if address <= start + length + MERGE_GAP:
+                        spans[-1] = (start, max(length, address + size - start))
+                        members[-1].append((address, size))
+                        continue
+                spans.append((address, size))
+                members.append([(address, size)])
         where: dict[int, tuple[int, int]] = {}
         span_ends: list[int] = []
         base = 0
@@ -49,7 +54,7 @@ class Plan:
                 where[address] = (base + address - start, size)
             base += length
             span_ends.append(base)
-        return cls(dict(regions), spans, where, span_ends)
+        return cls(dict(regions), frozenset(lead), spans, where, span_ends)
 
 
 class Fetch:
@@ -82,6 +87,7 @@ class Fetch:
                 limit = plan.span_ends[complete - 1] if complete else 0
                 self.where = {a: w for a, w in plan.where.items() if w[0] + w[1] <= limit}
         self.next_regions: dict[int, int] = {}
+        self.lead: set[int] = set()
 
     def get(self, address: int, size: int) -> tuple[bytes, int]:
         """(buffer, offset) holding `size` bytes at `address`; reads them if not prefetched."""
@@ -104,6 +110,15 @@ class Fetch:
         if hit is None or hit[1] < size:
             return None
         return self.raw_again[hit[0] : hit[0] + size]
+
+    def get_lead(self, address: int, size: int) -> tuple[bytes, int]:
+        """Like get, for a region the next prefetch must copy before all others.
+
+        Thread states are read first so that a re-read after the walk can prove that nothing
+        the walk used changed in between (see StackReader).
+        """
+        self.lead.add(address)
+        return self.get(address, size)
 
     def get_bytes(self, address: int, size: int) -> bytes:
         buf, offset = self.get(address, size)
@@ -140,6 +155,10 @@ class Fetch:
 
     def plan(self, previous: Plan | None) -> Plan:
         """The next snapshot's plan; the previous one is reused when nothing changed."""
-        if previous is not None and previous.regions == self.next_regions:
+        if (
+            previous is not None
+            and previous.regions == self.next_regions
+            and previous.lead == self.lead
+        ):
             return previous
-        return Plan.build(self.next_regions)
+        return Plan.build(self.next_regions, self.lead)

@@ -94,7 +94,6 @@ class LegacyWalker:
         )
         self._frames: dict[tuple[int, int], Frame] = {}
         self.identity = ((layout["frame.f_back"], 8), (layout["frame.f_code"], 8))
-        self.identity_and_lasti = (*self.identity, (layout["frame.f_lasti"], lasti_size))
         # Frame header bytes by address: the last snapshot's, and this one's so far.
         self._last_headers: dict[int, bytes] = {}
         self._headers: dict[int, bytes] = {}
@@ -137,8 +136,11 @@ class LegacyWalker:
                     raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
             # Every frame's identity must hold still; outer frames' instructions too (only the
             # innermost frame's moves while it runs).
-            spots = self.identity if not innermost else self.identity_and_lasti
-            innermost.append((address, size, identity(spots, buf, offset)))
+            if innermost:
+                # A suspended frame: all of it past the refcount (which others may touch).
+                innermost.append((address, size, ((8, buf[offset + 8 : offset + size]),)))
+            else:
+                innermost.append((address, size, identity(self.identity, buf, offset)))
             refcount, back, code, lasti, lineno = unpack(buf, offset)
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.

@@ -236,7 +236,7 @@ class StackReader:
         while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
             try:
-                values = self._tstate_unpack(*fetch.get(tstate, self._tstate_size))
+                values = self._tstate_unpack(*fetch.get_lead(tstate, self._tstate_size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
@@ -349,7 +349,7 @@ class StackReader:
             frame = 0
             if frame_slot:
                 address = frame_slot + self._cframe_offset
-                buf, offset = fetch.get(address, 8)
+                buf, offset = fetch.get_lead(address, 8)
                 frame = _Q.unpack_from(buf, offset)[0]
                 checks.append((address, 8, ((0, buf[offset : offset + 8]),)))
         else:
