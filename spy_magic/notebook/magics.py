@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from ..cli.dump import format_dump
-from ..cli.options import add_sampling_options, positive_float, sampler_options
+from ..cli.options import add_sampling_options, sampler_options
 from ..cli.record import EXTENSIONS
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
@@ -463,4 +463,4 @@ SpyMagics.spy_attach.__doc__ = (
     "Sample another process in the background; a live table updates while the kernel stays\n"
     "usable. Stop it with the Stop button or %spy_stop.\n\n" + _help(ATTACH_PARSER)
 )
-__all__ = ["SpyMagics", "positive_float"]
+__all__ = ["SpyMagics"]

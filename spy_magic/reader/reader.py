@@ -8,7 +8,6 @@ import time
 from . import debug_offsets
 from .codes import CodeCache
 from .errors import (
-    AccessDenied,
     MemoryReadError,
     NotReady,
     ProcessExited,
@@ -162,10 +161,6 @@ class StackReader:
                 raise NotReady(self.pid, "the interpreter has no threads yet")
         except MemoryReadError as exc:
             raise NotReady(self.pid, str(exc)) from None
-        except ProcessExited:
-            raise
-        except AccessDenied:
-            raise
         return interp
 
     def _exact_version(self) -> tuple[int, int, int]:
