@@ -68,7 +68,6 @@ class Fetch:
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
         self.extra: dict[int, bytes] = {}
-        self.misses = 0  # regions read on demand (not served by the prefetch)
         # A second copy of the same spans, taken right after the first: what the walk used
         # is compared against it (see StackReader), so the window in which a change can
         # slip through unnoticed is one syscall long.
@@ -99,7 +98,6 @@ class Fetch:
             return self.raw, hit[0]
         blob = self.extra.get(address)
         if blob is None or len(blob) < size:
-            self.misses += 1
             blob = self.mem.read(address, size)
             self.extra[address] = blob
         return blob, 0
@@ -112,10 +110,9 @@ class Fetch:
         return self.raw_again[hit[0] : hit[0] + size]
 
     def get_lead(self, address: int, size: int) -> tuple[bytes, int]:
-        """Like get, for a region the next prefetch must copy before all others.
-
-        Thread states are read first so that a re-read after the walk can prove that nothing
-        the walk used changed in between (see StackReader).
+        """Like get, for a region the next prefetch copies before all others: the thread
+        states (and 3.11/3.12's current-frame slots) that locate each stack lead both copies,
+        with the stacks they locate right behind them.
         """
         self.lead.add(address)
         return self.get(address, size)
@@ -143,10 +140,9 @@ class Fetch:
             if have >= size:
                 blob = self.raw[offset : offset + size]
             else:
-                self.misses += 1
-                blob = self.raw[offset : offset + have] + self.mem.read(address + have, size - have)
+                tail = self.mem.read(address + have, size - have)
+                blob = self.raw[offset : offset + have] + tail
         else:
-            self.misses += 1
             blob = self.mem.read(address, size)
         planned = min(limit, (size + CHUNK_SLACK + _ALIGN - 1) // _ALIGN * _ALIGN)
         if self.next_regions.get(address, 0) < planned:
