@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,3 +103,55 @@ def loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "?"
+
+
+class TargetError(RuntimeError):
+    """A benchmark target did not start, or not as asked."""
+
+
+# (CPUs for the samplers, CPUs for the targets), or None to let the scheduler place everything.
+PINNING: tuple[set[int], set[int]] | None = None
+
+
+def pin(enabled: bool, samplers: str) -> str:
+    """Put the samplers (`samplers` says which) and the targets on different CPUs, as when
+    profiling an application that has a core of its own; children inherit the placement.
+
+    Left to the scheduler on a loaded 2-core machine, a busy target and its sampler share a
+    core part of the time: then the target stands still while it is read, which changes both
+    the cost of a read and how often it sees the stack move (torn snapshots)."""
+    global PINNING
+    cpus = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cpus) < 2:
+        PINNING = None
+        return "none (the scheduler places samplers and targets)"
+    PINNING = ({cpus[0]}, {cpus[1]})
+    os.sched_setaffinity(0, PINNING[0])
+    return f"samplers ({samplers}) on CPU {cpus[0]}; targets on {cpus[1]}"
+
+
+def target_preexec() -> None:
+    """In a target, before exec: its CPU, and SIGKILL when the benchmark dies."""
+    if PINNING is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, PINNING[1])
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+
+
+def wait_with_rusage(proc: subprocess.Popen, timeout: float, sig: int = signal.SIGKILL):
+    """os.wait4 the child (its rusage is the CPU it used), signalling it after `timeout`."""
+    # os.kill, not Popen.send_signal: that one polls first and could reap the child under
+    # os.wait4's feet. Until wait4 reaps it, the pid cannot be reused.
+    timer = threading.Timer(timeout, lambda: os.kill(proc.pid, sig))
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import (
+    TargetError,
     cpu_model,
     find_pyspy,
     fmt,
@@ -55,9 +56,12 @@ from common import (
     loadavg,
     md_table,
     percentile,
+    pin,
     progress,
     run_text,
     say,
+    target_preexec,
+    wait_with_rusage,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -265,40 +269,6 @@ def find_interpreter(minor: int) -> Interpreter | None:
     return Interpreter(str(best[1]), text)
 
 
-# CPU placement: (CPUs for this process and the samplers it starts, CPUs for the target),
-# or None to let the scheduler place everything.
-PINNING: tuple[set[int], set[int]] | None = None
-
-
-def pin(enabled: bool) -> str:
-    """Samplers (this process, its --drive children, py-spy) on one CPU, the target on another,
-    as when profiling an application that has a core of its own. Children inherit it."""
-    global PINNING
-    cpus = sorted(os.sched_getaffinity(0))
-    if not enabled or len(cpus) < 2:
-        PINNING = None
-        return "none (the scheduler places samplers and target)"
-    PINNING = ({cpus[0]}, {cpus[1]})
-    os.sched_setaffinity(0, PINNING[0])
-    return (
-        f"samplers (this process, its sampler processes, py-spy) on CPU {cpus[0]};"
-        f" target on {cpus[1]}"
-    )
-
-
-def target_preexec() -> None:
-    """In the target, before exec: its CPU, and SIGKILL when this benchmark dies."""
-    if PINNING is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, PINNING[1])
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except Exception:
-        pass
-
-
 def child_preexec() -> None:
     """Sampler processes die with this benchmark too."""
     try:
@@ -307,10 +277,6 @@ def child_preexec() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
     except Exception:
         pass
-
-
-class TargetError(RuntimeError):
-    pass
 
 
 class Target:
@@ -506,20 +472,6 @@ class Run:
 
     def per_sample(self, seconds: float) -> float:
         return seconds / self.samples * 1e6 if self.samples else float("nan")
-
-
-def wait_with_rusage(proc: subprocess.Popen, timeout: float, sig: int = signal.SIGKILL):
-    """os.wait4 the child (its rusage is the CPU it used), signalling it after `timeout`."""
-    # os.kill, not Popen.send_signal: that one polls first and could reap the child under
-    # os.wait4's feet. Until wait4 reaps it, the pid cannot be reused.
-    timer = threading.Timer(timeout, lambda: os.kill(proc.pid, sig))
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage
 
 
 def run_spy_magic(pid: int, rate: int, duration: float, adapt: bool, tmp: Path) -> Run:
@@ -1286,7 +1238,7 @@ def main(argv: list[str] | None = None) -> int:
     pyspy = find_pyspy()
     pyspy_version = run_text([pyspy, "--version"]) if pyspy else ""
     usable = len(os.sched_getaffinity(0))
-    placement = pin(not args.no_pin)
+    placement = pin(not args.no_pin, "this process, its sampler processes, py-spy")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     say(
         f"# spy_magic engine: rate, lateness and CPU at depth {DEPTH} "

@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,8 @@ NPROC = len(os.sched_getaffinity(0))  # before pin() narrows it
 
 # Measure the checkout this file lives in, whether or not it is the one pip installed.
 sys.path.insert(0, str(ROOT))
-from common import (  # noqa: E402 - benchmarks/ is on sys.path when run
+from common import (  # noqa: E402
+    TargetError,
     cpu_model,
     find_pyspy,
     fmt,
@@ -56,9 +56,12 @@ from common import (  # noqa: E402 - benchmarks/ is on sys.path when run
     loadavg,
     md_table,
     percentile,
+    pin,
     progress,
     run_text,
     say,
+    target_preexec,
+    wait_with_rusage,
 )
 
 import spy_magic  # noqa: E402
@@ -228,46 +231,6 @@ def print_header(interps, absent, pyspy, pyspy_version, settings, quick, placeme
 
 
 # -- targets --------------------------------------------------------------------------------
-
-
-class TargetError(RuntimeError):
-    pass
-
-
-# CPU placement: (CPUs for this process and the samplers it starts, CPUs for the targets),
-# or None to let the scheduler place everything. See pin().
-PINNING: tuple[set[int], set[int]] | None = None
-
-
-def pin(enabled: bool) -> str:
-    """Put the samplers (this process, pace_reader.py, py-spy) and the targets on different
-    CPUs, as when profiling an application that has a core of its own.
-
-    Left to the scheduler on a loaded 2-core machine, a busy target and its sampler share a
-    core part of the time: then the target stands still while it is read, which changes both
-    the cost of a read and how often it sees the stack move (torn snapshots)."""
-    global PINNING
-    cpus = sorted(os.sched_getaffinity(0))
-    if not enabled or len(cpus) < 2:
-        PINNING = None
-        return "none (the scheduler places samplers and targets)"
-    PINNING = ({cpus[0]}, {cpus[1]})
-    os.sched_setaffinity(0, PINNING[0])
-    return f"samplers (this process, pace_reader.py, py-spy) on CPU {cpus[0]}, targets on {cpus[1]}"
-
-
-def target_preexec() -> None:
-    """In the target, before exec: its CPU, and SIGKILL when this benchmark dies."""
-    if PINNING is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, PINNING[1])
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except Exception:
-        pass
 
 
 class Target:
@@ -461,18 +424,6 @@ class Sample:
         if self.loop_cpu_s is None or not self.samples:
             return float("nan")
         return self.loop_cpu_s / self.samples * 1e6
-
-
-def wait_with_rusage(proc: subprocess.Popen, timeout: float):
-    """os.wait4 the child (its rusage is the CPU it used), killing it after `timeout`."""
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage
 
 
 def run_pyspy(pyspy: str, pid: int, settings: Settings, nonblocking: bool, tmp: Path) -> Sample:
@@ -918,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     interps, absent = find_interpreters()
     pyspy = find_pyspy()
     pyspy_version = run_text([pyspy, "--version"]) if pyspy else ""
-    placement = pin(not args.no_pin)
+    placement = pin(not args.no_pin, "this process, pace_reader.py, py-spy")
     print_header(interps, absent, pyspy, pyspy_version, settings, args.quick, placement)
     if not interps:
         say("No target interpreter found.")
