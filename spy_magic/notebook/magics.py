@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from types import TracebackType
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -167,6 +168,7 @@ class SpyMagics(Magics):
     # -- %%spy ---------------------------------------------------------------------------------
     @cell_magic
     def spy(self, line: str, cell: str):
+        __tracebackhide__ = True  # IPython leaves this frame out of tracebacks
         args = _parse(SPY_PARSER, line)
         _check_output(args)
         if args.subprocess:
@@ -208,7 +210,7 @@ class SpyMagics(Magics):
             live.stop()
         self._finish(profile, args, f"In [{number}]", live)
         if failure is not None:
-            raise failure
+            raise failure.with_traceback(_from_cell(failure.__traceback__, filename))
         if args.return_profile:
             return profile
         return value
@@ -452,6 +454,14 @@ class SpyMagics(Magics):
                 print(format_dump(pid, reader.version, reader.interpreter.binary, reader.read()))
         except ReaderError as exc:
             raise UsageError(f"%spy_dump: {exc}") from None
+
+
+def _from_cell(tb: TracebackType | None, filename: str) -> TracebackType | None:
+    """The traceback from the cell's own first frame on, as a plain cell's would read."""
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename != filename:
+        start = start.tb_next
+    return start if start is not None else tb
 
 
 def _help(parser: _Parser) -> str:
