@@ -9,8 +9,11 @@ top list. Tiny frames are pruned before embedding to keep notebooks small.
 from __future__ import annotations
 
 import base64
+import colorsys
 import html
 import io
+import re
+import zlib
 from collections import Counter
 
 from ..profile import Profile
@@ -58,17 +61,41 @@ def flame_html(profile: Profile, title: str, height: int = 560) -> str:
     )
 
 
-def flame_png(profile: Profile, width: float = 11.0) -> bytes:
-    """A static flame graph (all threads merged) for viewers that show only images."""
-    import matplotlib
+_LIBRARY = re.compile(r"[\\/](?:site|dist)-packages[\\/]")
+_STDLIB = re.compile(
+    r"(?:^<frozen |[\\/]lib[\\/](?:pypy|python)\d*(?:\.\d+)?t?[\\/]|[\\/]Lib[\\/])"
+)
+# (hue start, hue span, saturation, lightness): the widget's bands, so the picture a static
+# viewer shows reads like the live one (warm: your code, blue: stdlib, teal: packages).
+_BANDS = {
+    "user": (4, 44, 0.82, 0.63),
+    "stdlib": (200, 28, 0.58, 0.70),
+    "library": (155, 30, 0.40, 0.62),
+    "native": (262, 22, 0.28, 0.74),
+}
+PNG_ROW_INCHES = 0.24
+PNG_DPI = 100
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
 
-    merged: Counter = Counter()
-    for counts in thread_stack_counts(profile, by="function").values():
-        merged.update(counts)
-    boxes = []  # (depth, x, width, label)
+def _frame_colour(name: str, filename: str) -> tuple[float, float, float]:
+    if not filename:
+        kind = "native"
+    elif _LIBRARY.search(filename):
+        kind = "library"
+    elif _STDLIB.search(filename):
+        kind = "stdlib"
+    else:
+        kind = "user"
+    start, span, saturation, lightness = _BANDS[kind]
+    digest = zlib.crc32(name.encode())  # stable across runs, unlike hash()
+    hue = (start + span * (digest & 0xFFFF) / 0xFFFF) / 360
+    lightness += 0.06 * ((digest >> 16) & 0xFF) / 255
+    return colorsys.hls_to_rgb(hue, min(lightness, 0.9), saturation)
+
+
+def _png_boxes(merged: Counter) -> list[tuple[int, int, int, str]]:
+    """(depth, start, width, label) of every box, root first, largest child leftmost."""
+    boxes = []
 
     def place(stacks: list[tuple[tuple[str, ...], int]], depth: int, x: int) -> None:
         groups: dict[str, list] = {}
@@ -83,29 +110,52 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
             x += size
 
     place(list(merged.items()), 0, 0)
-    total = sum(merged.values()) or 1
+    return boxes
+
+
+def flame_png(profile: Profile, width: float = 11.0) -> bytes:
+    """A static flame graph (all threads merged) for viewers that show only images."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    merged: Counter = Counter()
+    for counts in thread_stack_counts(profile, by="function").values():
+        merged.update(counts)
+    total = sum(merged.values())
+    boxes = [b for b in _png_boxes(merged) if total and b[2] / total >= EMBED_MIN_FRACTION]
     depth = max((b[0] for b in boxes), default=0) + 1
-    fig = Figure(figsize=(width, 0.6 + 0.22 * depth), dpi=100)
-    ax = fig.add_axes((0.005, 0.02, 0.99, 0.9))
-    ax.set_xlim(0, total)
+    header = 0.32
+    fig = Figure(figsize=(width, header + PNG_ROW_INCHES * depth), dpi=PNG_DPI)
+    ax = fig.add_axes((0.005, 0.0, 0.99, 1 - header / (header + PNG_ROW_INCHES * depth)))
+    ax.set_xlim(0, total or 1)
     ax.set_ylim(0, depth)
     ax.axis("off")
-    ax.set_title(f"spy_magic — {profile.sample_count} samples", fontsize=9, loc="left")
+    threads = len({(t.pid, t.thread_id) for _, _, t in profile.iter_traces()})
+    target = profile.metadata.get("target")
+    fig.text(
+        0.005, 1 - 0.12 / (header + PNG_ROW_INCHES * depth),
+        f"spy_magic flame graph{f' of {target}' if target else ''}: {profile.sample_count} "
+        f"samples over {profile.duration:.2f} s, {threads} thread{'s' * (threads != 1)} merged "
+        "(the live widget and the HTML view have per-thread filters, zoom and search)",
+        fontsize=8, va="top", color="#444444",
+    )  # fmt: skip
+    pixels_per_sample = width * PNG_DPI * 0.99 / (total or 1)
     for level, x, size, label in boxes:
-        if size / total < 0.002:
-            continue
-        name = label.split(" (", 1)[0]
-        hue = (hash(name) % 40) / 255
+        name, _, rest = label.partition(" (")
         ax.add_patch(
-            matplotlib.patches.Rectangle(
-                (x, level), size, 0.92, facecolor=(0.93, 0.55 + hue, 0.25), edgecolor="white",
-                linewidth=0.4,
-            )
+            Rectangle((x, level), size, 0.94, facecolor=_frame_colour(name, rest.rstrip(")")),
+                      edgecolor="white", linewidth=0.5)
         )  # fmt: skip
-        chars = int(size / total * width * 100 / 6.5)
-        if chars >= 4:
-            text = name if len(name) <= chars else name[: chars - 1] + "…"
-            ax.text(x + total * 0.002, level + 0.45, text, fontsize=7, va="center")
+        room = int(size * pixels_per_sample / 6.2) - 1  # characters that fit at fontsize 7
+        share = f" {100 * size / total:.1f}%"
+        text = name + share if len(name) + len(share) <= room else name
+        if room >= 4:
+            text = text if len(text) <= room else text[: room - 1] + "…"
+            ax.text(x + 3 / pixels_per_sample, level + 0.47, text, fontsize=7, va="center",
+                    clip_on=True)  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
