@@ -161,6 +161,11 @@ def test_spec_example_self_time_shares(spawn):
     assert n > 100
     for name, expected in zip(names, (0.625, 0.3125, 0.0625)):
         assert within_binomial(shares[name], expected, n), (name, shares, n)
+    # A stack seen again is the same Trace object: long recordings keep one per stack.
+    mains = [s.traces[0] for s in samples if len(s.traces) == 1]
+    repeats = [(a, b) for a, b in zip(mains, mains[1:]) if a == b]
+    assert len(repeats) > n // 2
+    assert all(a is b for a, b in repeats)
 
 
 def test_cpu_bound_split_three_two_one(spawn):

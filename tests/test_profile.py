@@ -7,6 +7,7 @@ import json
 import math
 import re
 import threading
+from collections import Counter
 
 import pytest
 
@@ -624,9 +625,9 @@ def test_jsonl_round_trip_string() -> None:
     p = rich_profile()
     text = to_jsonl(p)
     lines = text.splitlines()
-    assert len(lines) == 1 + p.sample_count
-    for line in lines:
-        json.loads(line)
+    records = [json.loads(line) for line in lines]
+    kinds = Counter(r["type"] for r in records)
+    assert kinds == {"header": 1, "sample": p.sample_count, "trace": p.trace_count}
     header = json.loads(lines[0])
     assert header["type"] == "header" and header["rate_changes"][0]["new_rate"] == 50.0
     assert text.isascii()
@@ -659,6 +660,32 @@ def test_jsonl_round_trip_files(tmp_path) -> None:
     assert read_jsonl(io.StringIO(to_jsonl(Profile({"a": 1})))) == Profile({"a": 1})
 
 
+def test_jsonl_names_a_repeated_stack_once_and_shares_it_when_read() -> None:
+    steady = trace(WORK, RUN, MAIN)
+    p = profile_of(*(Sample(i / 100, [steady]) for i in range(1000)))
+    text = to_jsonl(p)
+    assert text.count('"type": "trace"') + text.count('"type":"trace"') == 1
+    assert len(text) < 100 * 1000, "a sample of a known stack should be a short line"
+    back = read_jsonl(io.StringIO(text))
+    assert back == p
+    assert len({id(s.traces[0]) for s in back.samples}) == 1
+
+
+def test_jsonl_version_1_files_still_read() -> None:
+    """Version 1 wrote every trace in full inside its sample."""
+    header = {"type": "header", "format": "spy_magic.profile", "version": 1, "metadata": {}}
+    sample = {
+        "type": "sample", "timestamp": 0.5, "late": None, "errors": [],
+        "traces": [{
+            "pid": 100, "thread_id": 1, "native_id": 1001, "thread_name": "MainThread",
+            "gil": True, "idle": False, "frames": [["run", "app.py", 10, 8]],
+            "processes": [[100, "python app.py"]],
+        }],
+    }  # fmt: skip
+    back = read_jsonl([json.dumps(header), json.dumps(sample)])
+    assert back.samples == [Sample(0.5, [trace(RUN)])]
+
+
 def test_jsonl_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         read_jsonl(io.StringIO(""))
@@ -667,6 +694,9 @@ def test_jsonl_rejects_bad_input() -> None:
     header = to_jsonl(Profile()).splitlines()[0]
     with pytest.raises(ValueError, match="line 2"):
         read_jsonl(io.StringIO(header + "\n{oops\n"))
+    dangling = '{"type": "sample", "timestamp": 0, "late": null, "traces": [7], "errors": []}'
+    with pytest.raises(ValueError, match=r"line 2: .*trace 7, which was never defined"):
+        read_jsonl(io.StringIO(header + "\n" + dangling + "\n"))
     newer = json.loads(header)
     newer["version"] = 99
     with pytest.raises(ValueError, match="newer"):

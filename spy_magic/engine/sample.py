@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..reader import Frame
 
@@ -44,18 +45,49 @@ class SampleError:
     message: str
 
 
-@dataclass
 class Sample:
     """The snapshot of one moment.
 
     `timestamp` is seconds since the sampler started (monotonic clock); `late` is None when
     the sample was taken on schedule, else how many seconds after its deadline it was taken.
+
+    A plain slotted class (not a dataclass) because a long recording keeps one per sample:
+    slots and one shared empty `errors` keep it under 100 bytes apart from its traces,
+    which the engine shares between samples of the same stack.
     """
 
-    timestamp: float
-    traces: list[Trace] = field(default_factory=list)
-    late: float | None = None
-    errors: list[SampleError] = field(default_factory=list)
+    __slots__ = ("errors", "late", "timestamp", "traces")
+
+    def __init__(
+        self,
+        timestamp: float,
+        traces: list[Trace] | None = None,
+        late: float | None = None,
+        errors: Sequence[SampleError] | None = None,
+    ) -> None:
+        self.timestamp = timestamp
+        self.traces: list[Trace] = [] if traces is None else traces
+        self.late = late
+        self.errors: Sequence[SampleError] = errors if errors else _NO_ERRORS
+
+    def _key(self) -> tuple:
+        return (self.timestamp, self.traces, self.late, list(self.errors))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sample):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"Sample(timestamp={self.timestamp!r}, traces={self.traces!r}, "
+            f"late={self.late!r}, errors={list(self.errors)!r})"
+        )
+
+
+_NO_ERRORS: tuple[SampleError, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .sample import ProcessLabel, SampleError, Trace
 
 DEFAULT_START_TIMEOUT = 5.0
 _RETRY_INTERVAL = 0.005
+RECENT_TRACES = 8  # per thread: enough for a loop alternating between a few stacks
 
 ReaderFactory = Callable[[int], StackReader]
 
@@ -85,6 +86,8 @@ class ProcessSpy:
         self.idle = idle
         self.gil = gil
         self.exited = False
+        # thread id -> its latest distinct Traces, newest last (see _trace_of).
+        self._recent: dict[int, list[Trace]] = {}
 
     def sample(self, traces: list[Trace], errors: list[SampleError]) -> None:
         """Append this process's traces and errors; marks the spy exited when it is gone."""
@@ -110,18 +113,42 @@ class ProcessSpy:
                 continue
             if not thread.frames:
                 continue
-            traces.append(
-                Trace(
-                    pid=self.pid,
-                    thread_id=thread.thread_id,
-                    native_id=thread.native_id,
-                    thread_name=thread.name,
-                    gil=thread.gil,
-                    idle=thread.idle,
-                    frames=thread.frames,
-                    processes=self.chain,
-                )
-            )
+            traces.append(self._trace_of(thread))
+
+    def _trace_of(self, thread) -> Trace:
+        """The thread's Trace, reusing one of its recent Trace objects when equal.
+
+        A profile repeats the same few stacks thousands of times; sharing one object per
+        stack keeps a long recording's memory to its samples, not their frames, and lets
+        encoders send each stack once. The reader shares Frame objects, so the tuple
+        comparison below mostly compares pointers.
+        """
+        recent = self._recent.get(thread.thread_id)
+        if recent is None:
+            recent = self._recent[thread.thread_id] = []
+        for trace in reversed(recent):
+            if (
+                trace.frames == thread.frames
+                and trace.gil == thread.gil
+                and trace.idle == thread.idle
+                and trace.thread_name == thread.name
+                and trace.native_id == thread.native_id
+            ):
+                return trace
+        trace = Trace(
+            pid=self.pid,
+            thread_id=thread.thread_id,
+            native_id=thread.native_id,
+            thread_name=thread.name,
+            gil=thread.gil,
+            idle=thread.idle,
+            frames=thread.frames,
+            processes=self.chain,
+        )
+        recent.append(trace)
+        if len(recent) > RECENT_TRACES:
+            del recent[0]
+        return trace
 
     def close(self) -> None:
         self.reader.close()

@@ -5,7 +5,8 @@ where threads let it go) and would slow the cell it measures. So the kernel star
 helper, which reads the kernel from outside, and streams samples as JSON lines on stdout:
 
     {"type": "started", "python_version": "3.11.7"}
-    {"type": "sample", ...}              (see spy_magic.profile.exports.encode_sample)
+    {"type": "trace", "id": 0, ...}      (each distinct stack once, before its first use)
+    {"type": "sample", ...}              (see spy_magic.profile.exports.SampleEncoder)
     {"type": "rate_change", ...}
     {"type": "end", "metadata": {...}, "error": null}
 
@@ -23,7 +24,7 @@ import time
 
 from ..cli.options import add_sampling_options, sampler_options
 from ..engine import Sampler
-from ..profile.exports import encode_rate_change, encode_sample
+from ..profile.exports import SampleEncoder, encode_rate_change
 
 FLUSH_EVERY_S = 0.05
 
@@ -55,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # the kernel changed its mind (or died) before we began
     sampler = Sampler(args.pid, **sampler_options(args))
     changes_sent = 0
+    encoder = SampleEncoder()
 
     def forward(sample) -> None:
         nonlocal changes_sent
         while changes_sent < len(sampler.rate_changes):
             out.write(encode_rate_change(sampler.rate_changes[changes_sent]))
             changes_sent += 1
-        out.write(encode_sample(sample))
+        for record in encoder.encode(sample):
+            out.write(record)
 
     sampler.add_collector(forward)
     sampler.start()

@@ -116,7 +116,9 @@ class RemoteSession:
             for line in stream:
                 record = json.loads(line)
                 kind = record.get("type")
-                if kind == "sample":
+                if kind == "trace":
+                    decoder.define(record)
+                elif kind == "sample":
                     sample = decoder.decode(record)
                     self.profile.add(sample)
                     if self.on_sample is not None:

@@ -35,7 +35,7 @@ from .model import (
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 JSONL_FORMAT = "spy_magic.profile"
-JSONL_VERSION = 1
+JSONL_VERSION = 2  # 2: traces defined once, samples refer to them
 EXPORTER = "spy_magic"
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[str], IO[bytes]]
@@ -360,17 +360,40 @@ def _rate_change_to_json(c: RateChange) -> dict[str, Any]:
     }
 
 
-def encode_sample(sample: Sample) -> str:
-    """One sample as a compact JSON record (no newline): jsonl files and sample streams."""
-    return _dumps(
-        {
-            "type": "sample",
-            "timestamp": sample.timestamp,
-            "late": sample.late,
-            "traces": [_trace_to_json(t) for t in sample.traces],
-            "errors": [_error_to_json(e) for e in sample.errors],
-        }
-    )
+class SampleEncoder:
+    """Samples as compact JSON records (no newlines): jsonl files and sample streams.
+
+    Each distinct trace is sent once, as a `trace` record with an id, before the first
+    sample that uses it; samples then list trace ids. The engine shares one Trace object
+    per repeated stack, so a long recording of a steady program costs a few dozen bytes a
+    sample instead of every frame every time.
+    """
+
+    def __init__(self) -> None:
+        # id(trace) -> (its number, the trace itself: kept so the id is never reused)
+        self._numbers: dict[int, tuple[int, Trace]] = {}
+
+    def encode(self, sample: Sample) -> list[str]:
+        records = []
+        numbers = []
+        for trace in sample.traces:
+            known = self._numbers.get(id(trace))
+            if known is None:
+                known = self._numbers[id(trace)] = (len(self._numbers), trace)
+                records.append(_dumps({"type": "trace", "id": known[0], **_trace_to_json(trace)}))
+            numbers.append(known[0])
+        records.append(
+            _dumps(
+                {
+                    "type": "sample",
+                    "timestamp": sample.timestamp,
+                    "late": sample.late,
+                    "traces": numbers,
+                    "errors": [_error_to_json(e) for e in sample.errors],
+                }
+            )
+        )
+        return records
 
 
 def encode_rate_change(change: RateChange) -> str:
@@ -382,16 +405,31 @@ def decode_rate_change(record: dict[str, Any]) -> RateChange:
 
 
 class SampleDecoder:
-    """Turns sample records back into Samples, sharing equal Frames between them (a profile
-    repeats the same few frames millions of times)."""
+    """Turns `SampleEncoder` records back into Samples, sharing one Trace per trace record
+    and equal Frames between them (a profile repeats the same few frames millions of
+    times). Version 1 records, with every trace written out in full, read too."""
 
     def __init__(self) -> None:
         self._frames: dict[tuple, Frame] = {}
+        self._traces: dict[int, Trace] = {}
+
+    def define(self, record: dict[str, Any]) -> None:
+        """Learn a `trace` record."""
+        self._traces[record["id"]] = _trace_from_json(record, self._frames)
 
     def decode(self, record: dict[str, Any]) -> Sample:
+        traces = []
+        for t in record["traces"]:
+            if isinstance(t, int):
+                trace = self._traces.get(t)
+                if trace is None:
+                    raise ValueError(f"sample refers to trace {t}, which was never defined")
+                traces.append(trace)
+            else:
+                traces.append(_trace_from_json(t, self._frames))
         return Sample(
             timestamp=record["timestamp"],
-            traces=[_trace_from_json(t, self._frames) for t in record["traces"]],
+            traces=traces,
             late=record["late"],
             errors=[SampleError(**e) for e in record["errors"]],
         )
@@ -408,8 +446,9 @@ def jsonl_lines(profile: Profile) -> Iterator[str]:
             "rate_changes": [_rate_change_to_json(c) for c in profile.rate_changes],
         }
     )
+    encoder = SampleEncoder()
     for sample in profile.samples:
-        yield encode_sample(sample)
+        yield from encoder.encode(sample)
 
 
 def to_jsonl(profile: Profile) -> str:
@@ -451,9 +490,16 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
             for c in record.get("rate_changes", ()):
                 profile.add_rate_change(decode_rate_change(c))
             continue
-        if record.get("type") != "sample":
-            raise ValueError(f"line {number}: unknown record type {record.get('type')!r}")
-        profile.add(decoder.decode(record))
+        kind = record.get("type")
+        try:
+            if kind == "trace":
+                decoder.define(record)
+                continue
+            if kind != "sample":
+                raise ValueError(f"unknown record type {kind!r}")
+            profile.add(decoder.decode(record))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"line {number}: {exc}") from None
     if profile is None:
         raise ValueError("empty jsonl: no header")
     return profile
