@@ -680,7 +680,7 @@ def part2(interps: list[Interpreter], pyspy: str, settings: Settings, compare_al
 # Steps of read() timed one by one in part 3. They are the reader's internals, so each is
 # timed only where present: (label, path from the reader to the object, method name).
 STEPS = (
-    ("prefetch scatter read (mem.read_spans)", "mem", "read_spans"),
+    ("prefetch scatter read (mem.read_scatter)", "mem", "read_scatter"),
     ("other scatter reads (mem.read_many)", "mem", "read_many"),
     ("single reads (mem.read)", "mem", "read"),
     ("frame walk (walker.walk)", "walker", "walk"),

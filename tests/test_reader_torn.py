@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from conftest import TARGETS, read_line
 
@@ -45,31 +46,78 @@ def stack_problem(frames) -> str | None:
     return None
 
 
-def test_churning_stack_is_never_torn_silently(interpreter, spawn):
-    proc = spawn([interpreter.path, CHURN])
-    assert read_line(proc) == "ready"
-    reads = errors = deep = 0
-    problems: list[str] = []
-    with StackReader(proc.pid) as reader:
+@dataclass
+class Hammered:
+    reads: int = 0
+    errors: int = 0  # reads that came back torn (and said so)
+    whole: list = field(default_factory=list)  # the stacks that came back whole
+    problems: list[str] = field(default_factory=list)  # why some of those cannot be
+
+
+def hammer(pid: int, judge) -> Hammered:
+    """Read the target back to back for HAMMER_SECONDS, judging every whole stack."""
+    out = Hammered()
+    with StackReader(pid) as reader:
         deadline = time.monotonic() + HAMMER_SECONDS
         while time.monotonic() < deadline:
             (thread,) = reader.read()
-            reads += 1
+            out.reads += 1
             if thread.error is not None:
                 assert isinstance(thread.error, TornStack)
                 assert thread.frames == ()
-                errors += 1
+                out.errors += 1
                 continue
-            problem = stack_problem(thread.frames)
+            out.whole.append(thread.frames)
+            problem = judge(thread.frames)
             if problem:
-                problems.append(problem)
-            deep += len(thread.frames) > 10
-    print(f"{interpreter.id}: {reads} reads, {errors} detected torn, {deep} deep stacks")
-    assert reads > 100
+                out.problems.append(problem)
+    assert out.reads > 100
+    return out
+
+
+def test_churning_stack_is_never_torn_silently(interpreter, spawn):
+    proc = spawn([interpreter.path, CHURN])
+    assert read_line(proc) == "ready"
+    got = hammer(proc.pid, stack_problem)
+    deep = sum(len(frames) > 10 for frames in got.whole)
+    print(f"{interpreter.id}: {got.reads} reads, {got.errors} detected torn, {deep} deep stacks")
     # The stack must really be churning (deep stacks seen, or reads caught mid-change), and
     # enough reads must come back whole for the check below to mean something. How many are
     # torn depends on whether the target runs on another core while we read (a quiet
     # machine: most) or waits for ours (a busy one: few).
-    assert deep + errors > reads // 10, "the target's stack was not changing as intended"
-    assert reads - errors > 30, f"only {reads - errors} of {reads} reads came back whole"
-    assert not problems, f"{len(problems)} wrong stacks returned as real: {problems[:5]}"
+    assert deep + got.errors > got.reads // 10, "the target's stack was not changing as intended"
+    assert len(got.whole) > 30, f"only {len(got.whole)} of {got.reads} reads came back whole"
+    assert not got.problems, (
+        f"{len(got.problems)} wrong stacks returned as real: {got.problems[:5]}"
+    )
+
+
+GEN_CHURN = TARGETS / "gen_churn.py"
+
+
+def generator_stack_problem(frames) -> str | None:
+    """Why this stack cannot have happened in gen_churn.py, or None if it can."""
+    names = [f.name for f in frames if f.filename == str(GEN_CHURN)]
+    if not names or names[-1] != "<module>":
+        return f"no <module> at the bottom: {names}"
+    inner = names[:-1]
+    if inner and inner[-1] != "crunch":
+        return f"<module> calls {inner[-1]}, not crunch: {names}"
+    if any(name.endswith("genexpr>") for name in inner) and inner[-1:] != ["crunch"]:
+        return f"a generator frame without its caller: {names}"
+    return None
+
+
+def test_generator_frames_are_never_shown_without_their_caller(interpreter, spawn):
+    """A generator that yields between reading the thread state and reading its frame has
+    lost its caller link: such a read is torn, not a stack with the generator at the root."""
+    proc = spawn([interpreter.path, GEN_CHURN])
+    assert read_line(proc) == "ready"
+    got = hammer(proc.pid, generator_stack_problem)
+    running = sum(any(f.name.endswith("genexpr>") for f in frames) for frames in got.whole)
+    print(f"{interpreter.id}: {got.reads} reads, {got.errors} torn, {running} in the generator")
+    assert len(got.whole) > 30, f"only {len(got.whole)} of {got.reads} reads came back whole"
+    assert running > 0, "never caught the generator running: the test proves nothing"
+    assert not got.problems, (
+        f"{len(got.problems)} wrong stacks returned as real: {got.problems[:3]}"
+    )

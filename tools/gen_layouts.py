@@ -121,6 +121,9 @@ FIELDS: list[Field] = [
     Field("frame.f_lasti", off("PyFrameObject", "f_lasti"), until=V310),
     Field("frame.f_lasti_size", msize("PyFrameObject", "f_lasti"), until=V310),
     Field("frame.f_lineno", off("PyFrameObject", "f_lineno"), until=V310),
+    Field("frame.f_gen", off("PyFrameObject", "f_gen"), until=V310),
+    Field("frame.f_executing", off("PyFrameObject", "f_executing"), until=V39),
+    Field("frame.f_state", off("PyFrameObject", "f_state"), since=V310, until=V310),
     Field("frame.size", size("PyFrameObject"), until=V310),
     # -- interpreter frames (3.11+) --------------------------------------------------------
     Field("iframe.code", off("_PyInterpreterFrame", "f_code"), since=V311, until=V312),

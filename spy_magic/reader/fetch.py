@@ -9,9 +9,9 @@ first: the kernel's cost is per iovec and per page, not per byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .memory import ProcessMemory
+from .memory import ProcessMemory, Scatter
 
 CHUNK_SLACK = 1024  # read this much past a chunk's used top, for the next sample to grow into
 MERGE_GAP = 512  # regions closer than this are read as one span
@@ -27,6 +27,13 @@ class Plan:
     spans: list[tuple[int, int]]
     where: dict[int, tuple[int, int]]  # region address -> (offset in the buffer, size)
     span_ends: list[int]  # cumulative buffer offset at the end of each span
+    # The spans as a prepared scatter read, built on first use and run for every copy.
+    scatter: Scatter | None = field(default=None, compare=False, repr=False)
+
+    def prepared(self) -> Scatter:
+        if self.scatter is None:
+            self.scatter = Scatter(self.spans)
+        return self.scatter
 
     @classmethod
     def build(cls, regions: dict[int, int], lead: set[int]) -> Plan:
@@ -68,15 +75,18 @@ class Fetch:
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
         self.extra: dict[int, bytes] = {}
-        # A second copy of the same spans, taken right after the first: what the walk used
-        # is compared against it (see StackReader), so the window in which a change can
-        # slip through unnoticed is one syscall long.
+        # A second copy of the same spans, taken by a second syscall right after the first:
+        # what the walk used is compared against it (see StackReader). Two calls, not one
+        # call listing the spans twice: the short gap between them is what lets a stack that
+        # keeps moving show up as a difference.
         self.raw_again = b""
         if plan is not None and plan.spans:
-            self.raw, got = mem.read_spans(plan.spans)
-            self.raw_again, got_again = mem.read_spans(plan.spans)
+            scatter = plan.prepared()
+            self.raw, got = mem.read_scatter(scatter)
+            self.raw_again, got_again = mem.read_scatter(scatter)
+            # A region counts only if it arrived in both copies.
             got = min(got, got_again)
-            if got >= len(self.raw):
+            if got >= scatter.total:
                 self.where = plan.where
             else:
                 # Keep only regions whose spans arrived whole.

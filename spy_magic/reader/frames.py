@@ -37,6 +37,11 @@ def identity(fields: tuple[tuple[int, int], ...], buf: bytes, offset: int) -> tu
     return tuple((o, buf[offset + o : offset + o + n]) for o, n in fields)
 
 
+# A running generator's frame links to its caller; a suspended one's link is cleared. So a
+# chain that ends in a generator's frame was read across a yield: the thread state said the
+# generator ran, its frame (read a moment later) says it was suspended.
+SUSPENDED_GENERATOR = "the frame chain ends in a suspended generator's frame"
+
 _MAX_FRAME_CACHE = 200_000
 _REUSE_ATTEMPTS = 4
 
@@ -90,8 +95,17 @@ class LegacyWalker:
                 (layout["frame.f_code"], 8),
                 (layout["frame.f_lasti"], lasti_size),
                 (layout["frame.f_lineno"], 4),
+                (layout["frame.f_gen"], 8),
+                (layout.get("frame.f_executing", layout.get("frame.f_state")), 1),
             ]
         )
+        # Values of the last field that a frame on a thread's stack cannot have: 3.8/3.9's
+        # f_executing == 0; 3.10's f_state CREATED (-2), SUSPENDED (-1) or CLEARED (4). A
+        # frame on its way out is still "executing" (3.9) or RETURNED/RAISED (3.10).
+        self.idle_states = {0} if "frame.f_executing" in layout else {254, 255, 4}
+        # ...and the values the outermost frame must have: a frame finished but not yet
+        # freed (3.10: RETURNED with its caller link cleared) can end a torn chain.
+        self.root_states = {1} if "frame.f_executing" in layout else {0, 2}
         self._frames: dict[tuple[int, int], Frame] = {}
         self.identity = ((layout["frame.f_back"], 8), (layout["frame.f_code"], 8))
         # Frame header bytes by address: the last snapshot's, and this one's so far.
@@ -117,7 +131,7 @@ class LegacyWalker:
         address = frame_address
         cache = self._frames
         last_headers, headers_now = self._last_headers, self._headers
-        unpack, size = self.unpack, self.size
+        unpack, size, idle_states = self.unpack, self.size, self.idle_states
         prefetched = fetch.where.get
         whole = fetch.raw
         served: list[int] = []  # frames found in the prefetch, planned in one go at the end
@@ -141,10 +155,16 @@ class LegacyWalker:
                 innermost.append((address, size, ((8, buf[offset + 8 : offset + size]),)))
             else:
                 innermost.append((address, size, identity(self.identity, buf, offset)))
-            refcount, back, code, lasti, lineno = unpack(buf, offset)
+            refcount, back, code, lasti, lineno, generator, state = unpack(buf, offset)
             if refcount <= 0 or refcount > 1 << 40:
                 # A dead frame (free list or zombie): the chain was read across a return.
                 raise TornStack("frame chain leads to a dead frame")
+            if generator and not back:
+                raise TornStack(SUSPENDED_GENERATOR)
+            if state in idle_states or (not back and state not in self.root_states):
+                # A zombie frame reused by a new call (or generator) the thread has not
+                # entered yet: the chain was read across a return.
+                raise TornStack("frame chain leads to a frame that is not executing")
             # A frame unchanged since the last snapshot still holds its code object alive:
             # only frames new (or changed) since then need their code re-checked.
             header = buf[offset : offset + size]
@@ -334,6 +354,8 @@ class ChunkWalker:
                     outside.append((address, raw))
             code, previous, instr, owner = unpack(raw, offset)
             address = previous
+            if owner == generator and not previous:
+                raise TornStack(SUSPENDED_GENERATOR)
             if owner == cstack:
                 continue
             if owner > 3:

@@ -48,6 +48,24 @@ def _iovec_struct(count: int) -> struct.Struct:
 _IOV_MAX = 1024
 
 
+class Scatter:
+    """A scatter read prepared once and run many times (see `ProcessMemory.read_scatter`):
+    the iovec array and the buffer are built once, not per read."""
+
+    __slots__ = ("buffer", "count", "local", "remote", "spans", "total")
+
+    def __init__(self, spans: Sequence[tuple[int, int]]) -> None:
+        self.spans = list(spans)
+        self.total = sum(size for _, size in spans)
+        self.count = len(spans)
+        self.remote = ctypes.create_string_buffer(16 * max(self.count, 1))
+        if self.count:
+            flat = [value for span in spans for value in span]
+            _iovec_struct(self.count).pack_into(self.remote, 0, *flat)
+        self.buffer = ctypes.create_string_buffer(max(self.total, 1))
+        self.local = _IOVec(ctypes.addressof(self.buffer), self.total)
+
+
 class ProcessMemory:
     """Read-only view of a live process's address space; counts the syscalls it makes."""
 
@@ -158,35 +176,31 @@ class ProcessMemory:
         cannot read, and never splits a span, so every span that ends within that count is
         complete.
         """
-        total = 0
-        flat: list[int] = []
-        for address, size in spans:
-            flat.append(address)
-            flat.append(size)
-            total += size
-        if not self._use_vm_readv or len(spans) > _IOV_MAX:
-            parts = self.read_many(spans)
+        return self.read_scatter(Scatter(spans))
+
+    def read_scatter(self, scatter: Scatter) -> tuple[bytes, int]:
+        """`read_spans` for a prepared scatter read: the buffer and how many bytes arrived."""
+        if not self._use_vm_readv or scatter.count > _IOV_MAX:
+            parts = self.read_many(scatter.spans)
             got = 0
             for part in parts:
                 if part is None:
                     break
                 got += len(part)
-            return b"".join(p or bytes(s) for p, (_, s) in zip(parts, spans)), got
-        buf = ctypes.create_string_buffer(max(total, 1))
-        remote = ctypes.create_string_buffer(16 * len(spans))
-        _iovec_struct(len(spans)).pack_into(remote, 0, *flat)
-        local = _IOVec(ctypes.addressof(buf), total)
+            return b"".join(p or bytes(s) for p, (_, s) in zip(parts, scatter.spans)), got
         self.syscalls += 1
-        got = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, len(spans), 0)
+        got = _process_vm_readv(
+            self.pid, ctypes.byref(scatter.local), 1, scatter.remote, scatter.count, 0
+        )
         if got < 0:
             err = ctypes.get_errno()
             if err == errno.ENOSYS:
                 self._use_vm_readv = False
-                return self.read_spans(spans)
+                return self.read_scatter(scatter)
             if err not in (errno.EFAULT, errno.ENOMEM):
-                self._raise_for(err, spans[0][0], spans[0][1])
+                self._raise_for(err, scatter.spans[0][0], scatter.spans[0][1])
             got = 0
-        return buf.raw[:total], got
+        return scatter.buffer.raw, got
 
     # -- fallback -------------------------------------------------------------------------
     def _pread(self, address: int, size: int) -> bytes:
