@@ -451,6 +451,9 @@ var SpyFlameGraph = (function () {
     this.scroller = el('div', {
       class: 'sfg-scroller', tabindex: '0', role: 'application',
       'aria-roledescription': 'flame graph',
+      // Jupyter's (Lumino) shortcuts stop here: in a notebook's command mode the arrow keys
+      // and Enter would otherwise move the notebook's cell selection instead of ours.
+      'data-lm-suppress-shortcuts': 'true',
       'aria-label': 'Flame graph. Arrow keys move between frames, Enter zooms, ' +
         'Escape resets the zoom, slash searches.',
     }, [this.spacer]);

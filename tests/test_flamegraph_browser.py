@@ -9,45 +9,16 @@ Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright 
 from __future__ import annotations
 
 import base64
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, launched_chromium, require_chromium_and_playwright
 
 from spy_magic.profile.flametree import build_tree, node_count
 from spy_magic.profile.html import asset, render_html
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-# CI sets SPY_MAGIC_REQUIRE_BROWSER=1 once it installed both, so that a broken install
-# fails instead of silently skipping.
-_REQUIRED = os.environ.get("SPY_MAGIC_REQUIRE_BROWSER") == "1"
-
-
-def _missing(reason: str) -> None:
-    if _REQUIRED:
-        pytest.fail(f"{reason}, but SPY_MAGIC_REQUIRE_BROWSER=1", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-if not CHROMIUM.exists():
-    _missing("no /usr/bin/chromium (apt-get install chromium) for the browser tests")
-try:
-    from playwright import sync_api
-except ImportError:
-    _missing("playwright is not installed (pip install playwright; no `playwright install`)")
+require_chromium_and_playwright()
 
 APP = "/home/dev/proj/app.py"
 TRAIN = "/home/dev/proj/train.py"
@@ -167,12 +138,8 @@ def fmt_pct(fraction: float) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

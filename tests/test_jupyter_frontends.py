@@ -1,0 +1,487 @@
+"""The notebook front in real front ends: JupyterLab 4 and Notebook 7, in Debian's chromium.
+
+Each test starts a Jupyter server of its own (fresh config, data, runtime and IPython dirs
+under tmp, so no user setting leaks in), writes a small notebook into its root and opens it
+in chromium driven by playwright, then runs the cells with Shift+Enter on the server's
+`python3` kernel (this interpreter, importing spy_magic from this repository):
+
+1. `%load_ext spy_magic`;
+2. a `%%spy` cell running the spec's sleeping example (function_a/b/c, about 1 s): the
+   anywidget flame graph must render (canvas with ink, toolbar, legend) in the colours of
+   the Jupyter theme, its tooltip must name a hovered frame, its search box must find
+   `function_a` in nearly every sample, and its arrow keys / Enter must move and zoom in the
+   graph rather than between the notebook's cells;
+3. a cell starting a busy Python process and `%spy_attach`-ing it: the live top table must
+   show its functions and change between two readings ~2 s apart; its Stop button must turn
+   the output into the attachment's flame graph;
+4. a new cell ending the busy process (the kernel still answers).
+
+No error output, no "Error displaying widget", no page error after the cells start. Runs in
+JupyterLab (light and dark theme) and Notebook 7, the browser preferring a dark colour scheme.
+Screenshots go to test-artifacts/jupyter-<front end>-*.png. The server, its kernels and
+everything they started are killed at the end, whatever happened.
+
+Skipped when chromium, playwright, jupyterlab or notebook 7 is missing, unless
+SPY_MAGIC_REQUIRE_BROWSER=1 (CI), where that fails instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from browser import ARTIFACTS, launched_chromium, missing, require_chromium_and_playwright
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_START_TIMEOUT_S = 60
+TIMEOUT_MS = 60_000  # any single wait in the page (a loaded 2-core machine is slow)
+
+
+def _major(distribution: str) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version(distribution).split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return 0
+
+
+require_chromium_and_playwright()
+
+for _module, _what in (("ipykernel", "ipykernel"), ("nbformat", "nbformat")):
+    if importlib.util.find_spec(_module) is None:
+        missing(f"{_what} is not installed (pip install -e '.[test]')")
+if _major("jupyterlab") < 4:
+    missing("JupyterLab 4 is not installed (pip install -e '.[test]')")
+if _major("notebook") < 7:
+    missing("Notebook 7 is not installed (pip install -e '.[test]')")
+
+import nbformat  # noqa: E402 - only once we know it is there
+
+# id: (the notebook's address, the JupyterLab theme). The browser prefers a dark colour
+# scheme throughout (as a dark desktop does): a light Jupyter theme must still win over it.
+FRONTENDS = {
+    "lab": ("/lab/tree/{name}", "JupyterLab Light"),
+    "notebook7": ("/notebooks/{name}", "JupyterLab Light"),
+    "lab-dark": ("/lab/tree/{name}", "JupyterLab Dark"),
+}
+BUSY_MARK = "spy-magic-frontend-busy"  # in the busy process's argv: easy to spot in `ps`
+
+LOAD_CELL = """\
+%load_ext spy_magic
+import spy_magic
+print("spy_magic from", spy_magic.__file__)"""
+
+# The spec's example, short: 6 rounds of 0.16 s.
+SPY_CELL = """\
+%%spy
+import time
+
+def function_c():
+    time.sleep(0.01)
+
+def function_b():
+    time.sleep(0.05)
+    function_c()
+
+def function_a():
+    time.sleep(0.1)
+    function_b()
+
+for _ in range(6):
+    function_a()"""
+
+BUSY_SOURCE = """
+import time
+def crunch(n):
+    return sum(i * i for i in range(n))
+def busy_loop(seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        crunch(20000)
+busy_loop(60)
+"""
+ATTACH_CELL = f"""\
+import subprocess, sys
+busy = subprocess.Popen([sys.executable, "-c", {BUSY_SOURCE!r}, {BUSY_MARK!r}])
+%spy_attach {{busy.pid}}"""
+
+# Errors the front ends themselves log while loading, whatever the notebook holds: they are
+# tolerated before the cells run, never after, and never when they mention the widgets.
+OURS = re.compile(r"spy|sfg|anywidget|widget|flame", re.IGNORECASE)
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _isolated_env(base: Path) -> dict:
+    """Our environment with every Jupyter/IPython user path under `base`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
+    dirs = {
+        "JUPYTER_CONFIG_DIR": base / "config",
+        "JUPYTER_DATA_DIR": base / "data",
+        "JUPYTER_RUNTIME_DIR": base / "runtime",
+        "IPYTHONDIR": base / "ipython",
+    }
+    for name, path in dirs.items():
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"  # keeps ~/.local/share/jupyter (its kernel specs) out
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    # No news toast over the notebook, no update check (it would try to reach PyPI).
+    settings = dirs["JUPYTER_CONFIG_DIR"] / "lab" / "user-settings" / "@jupyterlab"
+    notification = settings / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True, exist_ok=True)
+    notification.write_text(json.dumps({"checkForUpdates": False, "fetchNews": "false"}))
+    return env
+
+
+class JupyterServer:
+    def __init__(self, base: Path) -> None:
+        self.settings = base / "config" / "lab" / "user-settings"
+        self.root = base / "root"
+        self.root.mkdir()
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = base / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+                "--ServerApp.port_retries=0", "--IdentityProvider.token=",
+                "--ServerApp.password=", f"--ServerApp.root_dir={self.root}",
+            ],
+            env=_isolated_env(base), cwd=str(self.root), stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def set_theme(self, theme: str) -> None:
+        """The theme of the pages opened from now on (Lab and Notebook 7 share it)."""
+        path = self.settings / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"theme": theme}))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/status", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not self._answers():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"jupyter server exited ({self.proc.returncode}):\n"
+                                     f"{self.log()}")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no jupyter server on {self.url} after "
+                                     f"{SERVER_START_TIMEOUT_S} s:\n{self.log()}")  # fmt: skip
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop the server (it shuts its kernels down), then kill whatever it started that is
+        still alive: kernels, spy_magic helpers, the busy process (reparented by then)."""
+        import psutil
+
+        try:
+            started = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        for proc in started:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()  # psutil checks it is still the same process (no reused pid)
+        psutil.wait_procs(started, timeout=10)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = JupyterServer(tmp_path)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launched_chromium() as b:
+        yield b
+
+
+def write_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (LOAD_CELL, SPY_CELL, ATTACH_CELL)]
+    nbformat.write(nb, str(path))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def canvas_ink(canvas) -> int:
+    """How many pixels of the canvas are not blank."""
+    return canvas.evaluate(
+        """c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    }"""
+    )
+
+
+def check_flame_graph(output, search: str) -> float:
+    """The flame graph widget in `output` is drawn and usable; returns the share (in %) of
+    the samples its search box finds for `search`."""
+    graph = output.locator(".sfg")
+    graph.wait_for(state="visible")
+    # The graph follows the Jupyter theme (not the browser's dark preference).
+    scheme = graph.evaluate("e => getComputedStyle(e).getPropertyValue('--sfg-scheme').trim()")
+    light = graph.evaluate("() => document.body.dataset.jpThemeLight")
+    assert scheme == ("light" if light == "true" else "dark"), (scheme, light)
+    canvas = graph.locator("canvas.sfg-canvas")
+    box = canvas.bounding_box()
+    assert box and box["width"] > 300 and box["height"] >= 100, box
+    assert canvas_ink(canvas) > 5_000
+    legend = graph.locator(".sfg-legend").inner_text()
+    assert "your code" in legend and "standard library" in legend, legend
+    assert graph.locator(".sfg-seg").all_inner_texts() == ["Flame", "Icicle"]
+    samples = re.search(r"([\d,]+) samples", graph.locator(".sfg-zoominfo").inner_text())
+    assert samples and int(samples.group(1).replace(",", "")) > 10, samples
+    box_input = graph.locator("input.sfg-search")
+    box_input.fill(search)
+    pct = graph.locator(".sfg-match-pct")
+    pct.wait_for(state="visible")
+    info = graph.locator(".sfg-match").inner_text()
+    assert "matched" in info, info
+    share = pct.inner_text()
+    assert share.endswith("%"), share
+    return float(share.rstrip("%").lstrip("<"))
+
+
+def check_keyboard(page, output) -> None:
+    """With the graph focused, arrows move between frames and Enter zooms, even with the
+    notebook in command mode (where they would move between cells)."""
+    assert output.evaluate("e => e.contains(window.__spyFlame.root)")
+    state = lambda: page.evaluate("window.__spyFlame.state()")  # noqa: E731
+    active_cell = "() => [...document.querySelectorAll('.jp-Cell')].findIndex(c => " \
+        "c.classList.contains('jp-mod-active'))"  # fmt: skip
+    output.locator(".sfg-scroller").click(position={"x": 3, "y": 3})  # blank: above the frames
+    cell = page.evaluate(active_cell)
+    page.keyboard.press("ArrowUp")  # selects the root
+    page.keyboard.press("ArrowUp")  # its heaviest child
+    selected = state()["selected"]
+    assert selected and selected["name"] == "<module>", selected
+    page.keyboard.press("Enter")
+    assert state()["zoom"]["name"] == "<module>"
+    page.keyboard.press("Escape")
+    assert state()["zoom"]["name"] == "all"
+    assert page.evaluate("document.activeElement.classList.contains('sfg-scroller')")
+    assert page.evaluate(active_cell) == cell
+    assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0
+    page.evaluate("document.activeElement.blur()")
+
+
+def top_status(output) -> tuple[str, int, list[str]]:
+    """(status line, samples in it, function names in the rows) of the live top table."""
+    status = output.locator(".spy-top-head").inner_text()
+    found = re.search(r"(\d+) samples", status)
+    names = output.locator(".spy-top tr td:nth-child(3)").all_inner_texts()
+    return status, int(found.group(1)) if found else -1, names
+
+
+def watch_kernel(page) -> list:
+    """A list that gets an item once the page's kernel connection has its kernel_info_reply.
+
+    Cells run before that may be dropped silently: both front ends report "idle" before
+    the kernel's websocket is even open, and requests queued then can be lost (seen in
+    about one JupyterLab start out of three here)."""
+    ready: list = []
+
+    def frame(payload) -> None:
+        data = payload if isinstance(payload, bytes) else payload.encode("utf-8", "replace")
+        if b"kernel_info_reply" in data:
+            ready.append(True)
+
+    def websocket(ws) -> None:
+        if "/api/kernels/" in ws.url and "/channels" in ws.url:
+            ws.on("framereceived", frame)
+
+    page.on("websocket", websocket)
+    return ready
+
+
+def wait_for_kernel(page, ready: list) -> None:
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not ready:
+        assert time.monotonic() < deadline, "the page's kernel never answered kernel_info"
+        page.wait_for_timeout(100)  # lets playwright deliver the websocket events
+    page.wait_for_function(  # and the front end took it in
+        "() => [...document.querySelectorAll('.jp-Notebook-ExecutionIndicator')]"
+        ".some(e => e.getAttribute('data-status') === 'idle')"
+    )
+    page.wait_for_timeout(500)
+
+
+def no_error_outputs(page) -> None:
+    notebook = page.locator(".jp-Notebook")
+    stderr = notebook.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+    assert stderr.count() == 0, stderr.all_inner_texts()
+    text = notebook.inner_text()
+    for bad in ("Traceback", "Error displaying widget", "Failed to load model"):
+        assert bad not in text, f"{bad!r} in the notebook:\n{text[-3000:]}"
+
+
+# --- the test ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frontend", list(FRONTENDS))
+def test_widgets_render_and_update(frontend, server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = lambda what: str(ARTIFACTS / f"jupyter-{frontend}-{what}.png")  # noqa: E731
+    Path(shot("failure")).unlink(missing_ok=True)  # only a failure of this run leaves one
+    name = f"spy-{frontend}.ipynb"
+    write_notebook(server.root / name)
+
+    address, theme = FRONTENDS[frontend]
+    server.set_theme(theme)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    phase = ["load"]
+    errors: list[tuple[str, str]] = []
+
+    def console(message) -> None:
+        if message.type == "error":
+            errors.append((phase[0], f"console.error: {message.text}"))
+
+    page.on("pageerror", lambda e: errors.append((phase[0], f"pageerror: {e}")))
+    page.on("console", console)
+    kernel = watch_kernel(page)
+    try:
+        page.goto(server.url + address.format(name=name))
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        cells.nth(2).wait_for(state="visible")
+        wait_for_kernel(page, kernel)
+        phase[0] = "run"
+        cells.nth(0).locator(".jp-InputPrompt").click()
+        for _ in range(3):
+            page.keyboard.press("Shift+Enter")
+
+        # 1. %load_ext: this repository's spy_magic.
+        loaded = cells.nth(0).locator(".jp-OutputArea")
+        page.wait_for_function(
+            "e => e.innerText.includes('spy_magic from')", arg=loaded.element_handle()
+        )
+        assert str(REPO) in loaded.inner_text(), loaded.inner_text()
+
+        # 2. %%spy: the flame graph replaced the live view; hover a frame, then search.
+        spy_out = cells.nth(1).locator(".jp-OutputArea")
+        spy_out.locator(".sfg canvas").wait_for(state="visible")
+        spy_out.scroll_into_view_if_needed()
+        frames = page.evaluate("window.__spyFlame.findFrames('function_b')")
+        assert frames, "no function_b frame drawn"
+        page.mouse.move(frames[0]["clientX"], frames[0]["clientY"])
+        tip = spy_out.locator(".sfg-tooltip")
+        tip.wait_for(state="visible")
+        assert "function_b" in tip.inner_text() and "In [2]" in tip.inner_text(), tip.inner_text()
+        spy_out.screenshot(path=shot("flamegraph-hover"))
+        share = check_flame_graph(spy_out, "function_a")
+        assert share >= 80, f"function_a is in only {share}% of the samples"
+        page.mouse.move(5, 5)
+        spy_out.screenshot(path=shot("flamegraph-search"))
+        spy_out.locator("input.sfg-search").fill("")
+        check_keyboard(page, spy_out)
+
+        # 3. %spy_attach: the live top table, two readings apart, then Stop.
+        attach_cell = cells.nth(2)
+        attach_out = attach_cell.locator(".jp-OutputArea")
+        attach_out.locator(".spy-top td").first.wait_for(state="visible")
+        printed = attach_out.inner_text()
+        pid = re.search(r"sampling pid (\d+)", printed)
+        assert pid, printed
+        page.wait_for_function(
+            "e => /busy_loop/.test(e.innerText) && /[1-9]\\d* samples/.test(e.innerText)",
+            arg=attach_out.element_handle(),
+        )
+        first = top_status(attach_out)
+        time.sleep(2.2)
+        second = top_status(attach_out)
+        assert second[1] > first[1] > 0, (first, second)
+        assert second[0] != first[0], (first, second)
+        assert {"busy_loop", "crunch"} <= set(second[2]), second
+        attach_cell.scroll_into_view_if_needed()
+        attach_out.screenshot(path=shot("top"))
+        page.screenshot(path=shot("top-page"))
+
+        stop = attach_out.locator("button", has_text="Stop")
+        assert stop.is_enabled()
+        stop.click()
+        attach_out.locator(".sfg canvas").wait_for(state="visible")
+        assert attach_out.locator(".spy-top").count() == 0  # the live view was replaced
+        share = check_flame_graph(attach_out, "busy_loop")
+        assert share >= 80, f"busy_loop is in only {share}% of the samples"
+        page.mouse.move(5, 5)
+        attach_out.screenshot(path=shot("attach-flamegraph"))
+
+        # 4. The kernel is still responsive: end the busy process from a new cell.
+        kill_cell = cells.nth(3)
+        kill_cell.locator(".cm-content").click()
+        page.keyboard.type("busy.kill(); print('busy process ended', busy.wait())")
+        page.keyboard.press("Shift+Enter")
+        page.wait_for_function(
+            "e => e.innerText.includes('busy process ended')",
+            arg=kill_cell.locator(".jp-OutputArea").element_handle(),
+        )
+        assert not os.path.exists(f"/proc/{pid.group(1)}")  # reaped by busy.wait()
+
+        no_error_outputs(page)
+        page.screenshot(path=shot("page"))
+        late = [text for when, text in errors if when == "run" or OURS.search(text)]
+        assert not late, late
+    except BaseException:
+        # What the page showed, for the report: a screenshot, its text, the server's log.
+        with contextlib.suppress(Exception):
+            page.screenshot(path=shot("failure"))
+        with contextlib.suppress(Exception):
+            print("--- notebook text ---\n" + page.locator(".jp-Notebook").inner_text()[-4000:])
+        print("--- page errors ---\n" + "\n".join(f"[{w}] {t}" for w, t in errors))
+        print("--- server log ---\n" + server.log())
+        raise
+    finally:
+        context.close()
