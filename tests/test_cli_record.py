@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import read_line, reaped_pid
+from conftest import TARGETS, read_line, reaped_pid
 
 from spy_magic.demos import demo_path
 from spy_magic.profile.exports import read_jsonl
@@ -129,3 +129,47 @@ def test_top_shows_a_live_table(spawn):
     assert top.returncode == 0
     assert "%Own" in out and "function_x" in out
     assert out.count("spy_magic top") >= 1  # it refreshed after the first table
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["default", "nonblocking"])
+def test_record_says_when_it_paused_the_target(spawn, tmp_path, nonblocking):
+    """Fast recursion tears every non-blocking read: the summary says the target was paused
+    for those (default), or how many were dropped (--nonblocking)."""
+    out = tmp_path / "churn.jsonl"
+    flags = ["--nonblocking"] if nonblocking else []
+    proc = spawn([PYTHON, TARGETS / "churn.py"])
+    assert read_line(proc) == "ready"
+    result = run(["record", *flags, "--pid", proc.pid, "-r", "300", "-d", "1", "-f", "jsonl",
+                  "-o", out])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    profile = read_jsonl(out)
+    torn = profile.error_counts().get("TornStack", 0)
+    if nonblocking:
+        assert "paused the target" not in result.stderr
+        assert torn > 0 and f"TornStack: {torn}" in result.stderr
+        assert profile.metadata["nonblocking"] is True
+    else:
+        assert re.search(r"paused the target for \d+ reads", result.stderr), result.stderr
+        assert torn <= profile.sample_count // 50
+        assert profile.metadata["paused_reads"] > 0
+
+
+def test_duration_writes_the_profile_without_waiting_for_the_command(tmp_path):
+    out = tmp_path / "early.txt"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*SPY, "record", "-d", "1", "-f", "collapsed", "-o", str(out), "--", PYTHON, "-c",
+         "import time\nwhile True: time.sleep(0.01)"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        while not out.exists() and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        assert out.exists(), "no profile while the command still runs"
+        assert proc.poll() is None, "record should still be seeing its command through"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "waiting for the command to exit" in stderr
+    assert out.read_text().strip(), "empty profile"

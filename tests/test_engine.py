@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import reap, require_interpreter
+from conftest import TARGETS, read_line, reap, require_interpreter
 
 from spy_magic.demos import demo_path
 from spy_magic.engine import PoissonTimer, Sampler
@@ -384,3 +384,25 @@ def test_in_process_fallback_samples_its_own_threads_and_says_it_is_biased():
         ".busy_worker" or f.name == "busy_worker"
         for s in samples for t in s.traces for f in t.frames
     )  # fmt: skip
+
+
+# --- stacks that change faster than they can be copied ----------------------------------------
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["default", "nonblocking"])
+def test_a_stack_too_fast_to_copy_is_read_paused_unless_nonblocking(spawn, nonblocking):
+    """Deep recursion churning every µs: by default the torn reads are taken again with the
+    target paused (and counted); --nonblocking never pauses and drops them as TornStack."""
+    proc = spawn([PYTHON, TARGETS / "churn.py"])
+    assert read_line(proc) == "ready"
+    sampler = Sampler(proc.pid, rate=500, duration=1.0, nonblocking=nonblocking)
+    samples = list(sampler)
+    meta = sampler.metadata()
+    torn = sum(e.kind == "TornStack" for s in samples for e in s.errors)
+    assert meta["nonblocking"] is nonblocking
+    if nonblocking:
+        assert meta["paused_reads"] == 0
+        assert torn > 0, "the stack did not churn: this proves nothing"
+    else:
+        assert meta["paused_reads"] > 0 and "pause_error" not in meta
+        assert torn <= len(samples) // 50, f"{torn} of {len(samples)} torn though paused"

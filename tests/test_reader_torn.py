@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pytest
 from conftest import TARGETS, read_line
 
 from spy_magic.reader import StackReader, TornStack
@@ -52,12 +53,13 @@ class Hammered:
     errors: int = 0  # reads that came back torn (and said so)
     whole: list = field(default_factory=list)  # the stacks that came back whole
     problems: list[str] = field(default_factory=list)  # why some of those cannot be
+    paused: int = 0  # reads taken with the target's threads paused
 
 
-def hammer(pid: int, judge) -> Hammered:
+def hammer(pid: int, judge, pause: bool) -> Hammered:
     """Read the target back to back for HAMMER_SECONDS, judging every whole stack."""
     out = Hammered()
-    with StackReader(pid) as reader:
+    with StackReader(pid, pause_when_torn=pause) as reader:
         deadline = time.monotonic() + HAMMER_SECONDS
         while time.monotonic() < deadline:
             (thread,) = reader.read()
@@ -71,22 +73,37 @@ def hammer(pid: int, judge) -> Hammered:
             problem = judge(thread.frames)
             if problem:
                 out.problems.append(problem)
+        out.paused = reader.paused_reads
+        assert reader.pause_error is None
     assert out.reads > 100
     return out
 
 
-def test_churning_stack_is_never_torn_silently(interpreter, spawn):
+def enough_whole(got: Hammered, pause: bool) -> None:
+    """Paused, nearly every read must come back whole. Non-blocking, how many do depends on
+    whether the target runs on another core while we read (a quiet machine: few) or waits
+    for ours (a busy one: most); enough must for the check on them to mean something."""
+    if pause:
+        assert got.paused > 0, "the stack never tore: the target did not churn"
+        assert got.errors <= got.reads // 50, f"{got.errors} of {got.reads} torn though paused"
+    else:
+        assert got.paused == 0
+        assert len(got.whole) > 10, f"only {len(got.whole)} of {got.reads} reads came back whole"
+
+
+PAUSE = pytest.mark.parametrize("pause", [True, False], ids=["pausing", "nonblocking"])
+
+
+@PAUSE
+def test_churning_stack_is_never_torn_silently(interpreter, spawn, pause):
     proc = spawn([interpreter.path, CHURN])
     assert read_line(proc) == "ready"
-    got = hammer(proc.pid, stack_problem)
+    got = hammer(proc.pid, stack_problem, pause)
     deep = sum(len(frames) > 10 for frames in got.whole)
     print(f"{interpreter.id}: {got.reads} reads, {got.errors} detected torn, {deep} deep stacks")
-    # The stack must really be churning (deep stacks seen, or reads caught mid-change), and
-    # enough reads must come back whole for the check below to mean something. How many are
-    # torn depends on whether the target runs on another core while we read (a quiet
-    # machine: most) or waits for ours (a busy one: few).
+    # The stack must really be churning (deep stacks seen, or reads caught mid-change).
     assert deep + got.errors > got.reads // 10, "the target's stack was not changing as intended"
-    assert len(got.whole) > 30, f"only {len(got.whole)} of {got.reads} reads came back whole"
+    enough_whole(got, pause)
     assert not got.problems, (
         f"{len(got.problems)} wrong stacks returned as real: {got.problems[:5]}"
     )
@@ -108,15 +125,16 @@ def generator_stack_problem(frames) -> str | None:
     return None
 
 
-def test_generator_frames_are_never_shown_without_their_caller(interpreter, spawn):
+@PAUSE
+def test_generator_frames_are_never_shown_without_their_caller(interpreter, spawn, pause):
     """A generator that yields between reading the thread state and reading its frame has
     lost its caller link: such a read is torn, not a stack with the generator at the root."""
     proc = spawn([interpreter.path, GEN_CHURN])
     assert read_line(proc) == "ready"
-    got = hammer(proc.pid, generator_stack_problem)
+    got = hammer(proc.pid, generator_stack_problem, pause)
     running = sum(any(f.name.endswith("genexpr>") for f in frames) for frames in got.whole)
     print(f"{interpreter.id}: {got.reads} reads, {got.errors} torn, {running} in the generator")
-    assert len(got.whole) > 30, f"only {len(got.whole)} of {got.reads} reads came back whole"
+    enough_whole(got, pause)
     assert running > 0, "never caught the generator running: the test proves nothing"
     assert not got.problems, (
         f"{len(got.problems)} wrong stacks returned as real: {got.problems[:3]}"

@@ -39,6 +39,12 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
     parser.add_argument("--gil", action="store_true", help="keep only the thread holding the GIL")
     parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
     parser.add_argument(
+        "--nonblocking", action="store_true",
+        help="never pause the target, even for a stack that changes faster than it can be "
+        "copied (such samples are dropped as torn); by default those few are read again with "
+        "the target's threads paused for a moment",
+    )  # fmt: skip
+    parser.add_argument(
         "--start-timeout", type=positive_float, default=5.0,
         help="seconds to wait for a target's interpreter to start (default 5)",
     )  # fmt: skip
@@ -53,4 +59,5 @@ def sampler_options(args: argparse.Namespace) -> dict:
         "gil": args.gil,
         "seed": args.seed,
         "start_timeout": args.start_timeout,
+        "nonblocking": args.nonblocking,
     }

@@ -75,6 +75,14 @@ def summary(profile: Profile, sampler: Sampler) -> list[str]:
         f"lateness: {lateness['count']} late samples; p50 {lateness['p50'] * 1e3:.3f} ms, "
         f"p99 {lateness['p99'] * 1e3:.3f} ms, max {lateness['max'] * 1e3:.3f} ms",
     ]
+    meta = sampler.metadata()
+    if meta.get("paused_reads"):
+        lines.append(
+            f"paused the target for {meta['paused_reads']} reads: its stack moved faster than "
+            "it could be copied (--nonblocking never pauses; those samples are then dropped)"
+        )
+    if meta.get("pause_error"):
+        lines.append(f"could not pause the target ({meta['pause_error']}): torn reads dropped")
     if sampler.dropped_stale or sampler.dropped_queue:
         lines.append(
             f"dropped: {sampler.dropped_stale} stale deadlines, "
@@ -132,12 +140,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         sampler = Sampler(args.pid, **options)
     profile = record(sampler)
-    if sampler.process is not None:
-        try:
-            sampler.process.wait()
-        except KeyboardInterrupt:
-            sampler.process.kill()
-            sampler.process.wait()
     profile.metadata["command"] = command or None
     profile.metadata["target"] = " ".join(command) if command else f"pid {sampler.pid}"
     if sampler.error is not None and profile.sample_count == 0:
@@ -148,4 +150,13 @@ def run(args: argparse.Namespace) -> int:
     for line in summary(profile, sampler):
         print(f"spy_magic: {line}", file=sys.stderr)
     print(f"spy_magic: wrote {args.format} to {os.path.abspath(output)}", file=sys.stderr)
+    if sampler.process is not None and sampler.process.poll() is None:
+        # --duration ended the recording, not the command: the profile is written already;
+        # the command is ours to see through (Ctrl-C ends it).
+        print("spy_magic: waiting for the command to exit (Ctrl-C ends it)", file=sys.stderr)
+        try:
+            sampler.process.wait()
+        except KeyboardInterrupt:
+            sampler.process.kill()
+            sampler.process.wait()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import queue
 import statistics
 import subprocess
@@ -308,6 +309,7 @@ class Sampler(BaseSampler):
         *,
         subprocesses: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        nonblocking: bool = False,
         reader_factory: ReaderFactory = StackReader,
         process: subprocess.Popen | None = None,
         **options,
@@ -316,6 +318,12 @@ class Sampler(BaseSampler):
         self.pid = pid
         self.subprocesses = subprocesses
         self.start_timeout = start_timeout
+        # Non-blocking: never pause the target, not even for a stack that tears on every
+        # copy (those samples are then dropped as TornStack). By default such a read is
+        # taken once more with the target's threads paused for its few tens of µs.
+        self.nonblocking = nonblocking
+        if nonblocking and reader_factory is StackReader:
+            reader_factory = functools.partial(StackReader, pause_when_torn=False)
         self.reader_factory = reader_factory
         self.process = process  # set when the sampler launched the target itself
         self.version: tuple[int, int, int] | None = None
@@ -330,7 +338,15 @@ class Sampler(BaseSampler):
 
     def metadata(self) -> dict:
         meta = super().metadata()
-        meta.update(pid=self.pid, subprocesses=self.subprocesses)
+        meta.update(pid=self.pid, subprocesses=self.subprocesses, nonblocking=self.nonblocking)
+        spies = [self._root] if self._root is not None else []
+        if self._watcher is not None:
+            spies += self._watcher.spies()
+        # Of the processes still sampled (a child that exited took its count with it).
+        meta["paused_reads"] = sum(getattr(spy.reader, "paused_reads", 0) for spy in spies)
+        pause_errors = [e for spy in spies if (e := getattr(spy.reader, "pause_error", None))]
+        if pause_errors:
+            meta["pause_error"] = pause_errors[0]
         meta["python_version"] = ".".join(map(str, self.version)) if self.version else None
         return meta
 

@@ -142,7 +142,8 @@ class _InProcessSession:
 
     def __init__(self, options: dict) -> None:
         self.profile = Profile()
-        options = {k: v for k, v in options.items() if k not in ("subprocesses", "start_timeout")}
+        outside_only = ("subprocesses", "start_timeout", "nonblocking")
+        options = {k: v for k, v in options.items() if k not in outside_only}
         self.sampler = InProcessSampler(**options)
         self.sampler.add_collector(self.profile.add)
         self.sampler.start()

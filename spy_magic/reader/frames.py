@@ -100,9 +100,10 @@ class LegacyWalker:
             ]
         )
         # Values of the last field that a frame on a thread's stack cannot have: 3.8/3.9's
-        # f_executing == 0; 3.10's f_state CREATED (-2), SUSPENDED (-1) or CLEARED (4). A
-        # frame on its way out is still "executing" (3.9) or RETURNED/RAISED (3.10).
-        self.idle_states = {0} if "frame.f_executing" in layout else {254, 255, 4}
+        # f_executing == 0; 3.10's f_state CREATED (-2) or CLEARED (4). A frame on its way
+        # out is still linked for a moment while "executing" (3.9) or RETURNED, RAISED or
+        # SUSPENDED (3.10: a generator that just yielded).
+        self.idle_states = {0} if "frame.f_executing" in layout else {254, 4}
         # ...and the values the outermost frame must have: a frame finished but not yet
         # freed (3.10: RETURNED with its caller link cleared) can end a torn chain.
         self.root_states = {1} if "frame.f_executing" in layout else {0, 2}

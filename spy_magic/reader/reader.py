@@ -27,6 +27,7 @@ from .frames import (
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
 from .model import ThreadStack
+from .pause import PauseFailed, ThreadPauser
 from .process import Interpreter, find_interpreter, process_is_gone
 from .threads import NativeIdResolver, ThreadStates
 
@@ -51,7 +52,12 @@ class StackReader:
     """
 
     def __init__(
-        self, pid: int, *, max_depth: int = DEFAULT_MAX_DEPTH, thread_names: bool = True
+        self,
+        pid: int,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        thread_names: bool = True,
+        pause_when_torn: bool = True,
     ) -> None:
         self.pid = pid
         self.interpreter: Interpreter = find_interpreter(pid)
@@ -70,6 +76,11 @@ class StackReader:
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
         )
         self._states = ThreadStates(pid)
+        # The last resort for a stack that tears READ_ATTEMPTS times: read it with the
+        # threads paused (see pause.py). `pause_error` says why that stopped being tried.
+        self._pauser = ThreadPauser(pid) if pause_when_torn else None
+        self.pause_error: str | None = None
+        self._paused_last = False
         self._want_names = thread_names
         self._names: dict[int, str] = {}
         self._names_at = -1.0
@@ -197,17 +208,45 @@ class StackReader:
 
     def _read(self) -> list[ThreadStack]:
         threads, changed = self._snapshot()
-        for _ in range(READ_ATTEMPTS - 1):
+        # A stack that needed a pause last time likely will again: waste fewer copies on it.
+        attempts = 1 if self._paused_last else READ_ATTEMPTS
+        self._paused_last = False
+        for _ in range(attempts - 1):
             if not changed:
                 break
             # Something moved while we copied: another try usually gets a still moment.
             threads, changed = self._snapshot()
+        if changed and self._pauser is not None and self.pause_error is None:
+            threads, changed = self._paused_snapshot(threads, changed)
+            self._paused_last = True
         if changed:
             for stack in threads:
                 if stack.thread_id in changed:
                     stack.frames = ()
-                    stack.error = TornStack("the stack changed while it was being read")
+                    if stack.error is None:
+                        stack.error = TornStack("the stack changed while it was being read")
         return threads
+
+    def _paused_snapshot(
+        self, last: list[ThreadStack], torn: set[int]
+    ) -> tuple[list[ThreadStack], set[int]]:
+        """A snapshot with every thread held still. Whether each thread was running is taken
+        from the torn snapshot just before: held threads all look stopped to /proc."""
+        running = {s.native_id: None if s.idle is None else not s.idle for s in last}
+        self._states.pinned = {tid: state for tid, state in running.items() if tid}
+        try:
+            with self._pauser.paused():
+                return self._snapshot()
+        except PauseFailed as exc:
+            self.pause_error = str(exc)
+            return last, torn
+        finally:
+            self._states.pinned = None
+
+    @property
+    def paused_reads(self) -> int:
+        """Reads taken with the threads paused, because every non-blocking copy tore."""
+        return 0 if self._pauser is None else self._pauser.pauses
 
     def _snapshot(self) -> tuple[list[ThreadStack], set[int]]:
         """One pass over every thread, and the thread ids whose stack moved meanwhile."""
@@ -268,7 +307,10 @@ class StackReader:
             try:
                 stack.frames = tuple(self._walk(fetch, tstate, values, memos, walk_checks, used))
                 # Compare against the second copy where there is one; what the walk read on
-                # demand is read again after the walk.
+                # demand is read again after the walk, and then so is the thread state: stale
+                # frames past the stack's top never change, so only the state locating the
+                # top tells a re-read of them from a stack that really has them.
+                late = False
                 for check in walk_checks:
                     address, size, spots = check
                     if not size:
@@ -277,15 +319,22 @@ class StackReader:
                     if again is None:
                         checks.append(check)
                         owners.append(thread_id)
+                        late = True
                     elif any(again[o : o + len(v)] != v for o, v in spots):
                         changed_early.add(thread_id)
                         break
+                else:
+                    if late:
+                        checks.append(walk_checks[0])
+                        owners.append(thread_id)
             except TornStack as exc:
                 stack.error = exc
+                changed_early.add(thread_id)  # read across a change: worth another try
             except MemoryReadError as exc:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
+                changed_early.add(thread_id)
             threads.append(stack)
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
@@ -408,8 +457,9 @@ class StackReader:
 
     @property
     def syscalls(self) -> int:
-        """Syscalls made so far: memory reads plus /proc thread-state reads."""
-        return self.mem.syscalls + self._states.syscalls
+        """Syscalls made so far: memory reads, /proc thread-state reads, ptrace pauses."""
+        paused = 0 if self._pauser is None else self._pauser.syscalls
+        return self.mem.syscalls + self._states.syscalls + paused
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -81,8 +81,12 @@ class ThreadStates:
         self.pid = pid
         self.syscalls = 0
         self._fds: dict[int, int] = {}
+        # Answers given instead of /proc while the threads are paused (they look stopped).
+        self.pinned: dict[int, bool | None] | None = None
 
     def running(self, tid: int) -> bool | None:
+        if self.pinned is not None and tid in self.pinned:
+            return self.pinned[tid]
         fd = self._fds.get(tid)
         try:
             if fd is None:

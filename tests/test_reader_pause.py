@@ -1,0 +1,102 @@
+"""Pausing the target for a read that keeps tearing: it must always be let go, intact.
+
+The reader's last resort (spy_magic/reader/pause.py) ptrace-stops every thread for one
+snapshot. These tests check what a user would fear from that: the target left stopped or
+traced, a signal swallowed, a debugger's hold broken.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from conftest import TARGETS, read_line
+
+from spy_magic.reader import StackReader, TornStack
+
+CHURN = TARGETS / "churn.py"
+SIGNAL_CHURN = TARGETS / "signal_churn.py"
+
+
+def status_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def test_paused_target_is_let_go_and_keeps_running(interpreter, spawn):
+    proc = spawn([interpreter.path, CHURN])
+    assert read_line(proc) == "ready"
+    with StackReader(proc.pid) as reader:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            reader.read()
+        assert reader.paused_reads > 0, "the churning stack never needed a pause"
+        assert reader.pause_error is None
+        ticks = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[11])
+    assert status_field(proc.pid, "TracerPid") == "0"
+    time.sleep(0.3)
+    state = status_field(proc.pid, "State")
+    assert state[0] in "RS", f"target left in state {state}"
+    later = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[11])
+    assert later > ticks, "the target stopped running after the reads"
+
+
+def test_signals_sent_during_pauses_all_arrive(interpreter, spawn):
+    proc = spawn([interpreter.path, SIGNAL_CHURN])
+    assert read_line(proc) == "ready"
+    sent = 0
+    with StackReader(proc.pid) as reader:
+        deadline = time.monotonic() + 2.0
+        next_signal = time.monotonic()
+        while time.monotonic() < deadline:
+            reader.read()
+            if time.monotonic() >= next_signal:
+                os.kill(proc.pid, signal.SIGUSR1)
+                sent += 1
+                next_signal = time.monotonic() + 0.005  # spaced: standard signals coalesce
+        paused = reader.paused_reads
+    assert paused > 50, f"only {paused} paused reads: too few to have raced any signal"
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR2)
+    assert int(read_line(proc)) == sent
+
+
+TRACER = """
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+for tid in map(int, sys.argv[1:]):
+    if libc.ptrace(0x4206, tid, None, None) != 0:  # PTRACE_SEIZE
+        print("seize failed", ctypes.get_errno(), flush=True)
+        sys.exit(1)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_target_held_by_another_tracer_is_read_without_pausing(interpreter, spawn):
+    proc = spawn([interpreter.path, CHURN])
+    assert read_line(proc) == "ready"
+    tids = os.listdir(f"/proc/{proc.pid}/task")
+    tracer = spawn([sys.executable, "-c", TRACER, *tids])
+    assert read_line(tracer) == "holding"
+    whole = torn = 0
+    with StackReader(proc.pid) as reader:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            (thread,) = reader.read()
+            if thread.error is None:
+                whole += 1
+            else:
+                assert isinstance(thread.error, TornStack)
+                torn += 1
+        assert reader.paused_reads == 0
+        assert reader.pause_error is not None and "another tracer" in reader.pause_error
+    assert torn > 0
+    assert status_field(proc.pid, "TracerPid") == str(tracer.pid), "the debugger's hold broke"
+    tracer.kill()
