@@ -288,3 +288,16 @@ def load_stack_reader():
 @pytest.fixture(scope="session")
 def reader_class():
     return load_stack_reader()
+
+
+def require_churn(moved: bool) -> None:
+    """Skip a torn-read test whose target never moved while being read.
+
+    That happens when the machine is so loaded that the target and its reader share a CPU:
+    the target then stands still during every read, and there is nothing to judge.
+    """
+    if not moved:
+        pytest.skip(
+            "the target's stack never moved while read (a loaded machine: target and "
+            "reader shared a CPU), so no read could tear"
+        )

@@ -753,3 +753,33 @@ def test_iter_traces_applies_filters(basic: Profile) -> None:
     assert got == [(0, 0.0, 1), (1, 0.01, 1), (2, 0.03, 1), (3, 0.035, 1)]
     assert [t.thread_id for _, _, t in basic.iter_traces(thread_ids=[2])] == [2, 2]
     assert len(list(basic.iter_traces())) == basic.trace_count
+
+
+# -- storage ----------------------------------------------------------------------------------
+def test_samples_read_back_as_they_were_added() -> None:
+    p = rich_profile()
+    originals = [Sample(s.timestamp, list(s.traces), s.late, list(s.errors)) for s in p.samples]
+    assert list(p.samples) == originals
+    assert p.samples[-1] == originals[-1] and p.samples[0] == originals[0]
+    assert p.samples[1:] == originals[1:] and p.samples[::-1] == originals[::-1]
+    assert p.samples[1].late == 0.0004 and p.samples[0].late is None
+    assert p.samples[2].errors == [SampleError(100, 1, "TornStack", "retry")]
+    with pytest.raises(IndexError):
+        p.samples[len(originals)]
+
+
+def test_a_long_recording_costs_a_few_dozen_bytes_a_sample() -> None:
+    """600,000 samples is 10 minutes at 1 kHz: kept as objects that would be over 100 MB."""
+    import tracemalloc
+
+    stacks = [trace(WORK, RUN, MAIN), trace(WORK_6, RUN, MAIN), trace(FIB, RUN, MAIN)]
+    p = Profile()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(100_000):
+        # As the engine hands them over: a fresh list and Sample, shared Trace objects.
+        p.add(Sample(i * 0.001, [stacks[i % 3]], 0.0002 if i % 7 == 0 else None))
+    per_sample = (tracemalloc.get_traced_memory()[0] - before) / 100_000
+    tracemalloc.stop()
+    assert per_sample < 40, f"{per_sample:.0f} bytes a sample"
+    assert p.sample_count == 100_000 and p.samples[99_999].timestamp == pytest.approx(99.999)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from ..engine.sample import RateChange, Sample, SampleError, Trace
 from ..reader import Frame
+from .samplelog import SampleLog
 
 BY_CHOICES = ("line", "function")
 _CACHE_LIMIT = 64  # option sets kept; a live view uses a handful
@@ -137,7 +138,7 @@ class Profile:
 
     def __init__(self, metadata: dict | None = None) -> None:
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self.samples: list[Sample] = []
+        self.samples = SampleLog()  # a Sequence of Samples, stored compactly
         self.rate_changes: list[RateChange] = []
         self.errors: list[TimedError] = []
         self.trace_count = 0
@@ -151,10 +152,11 @@ class Profile:
     def add(self, sample: Sample) -> None:
         """Append one sample; samples must arrive in timestamp order."""
         with self._lock:
-            if self.samples and sample.timestamp < self.samples[-1].timestamp:
+            samples = self.samples
+            if samples and sample.timestamp < samples.timestamp(-1):
                 raise ValueError(
                     f"sample at {sample.timestamp} is older than the last one "
-                    f"({self.samples[-1].timestamp}); samples must be added in order"
+                    f"({samples.timestamp(-1)}); samples must be added in order"
                 )
             self.samples.append(sample)
             self.trace_count += len(sample.traces)
@@ -197,7 +199,7 @@ class Profile:
         """Seconds from the first sample to the last; metadata's `duration` when that
         span is not measurable (fewer than two samples)."""
         if len(self.samples) >= 2:
-            return self.samples[-1].timestamp - self.samples[0].timestamp
+            return self.samples.timestamp(-1) - self.samples.timestamp(0)
         return float(self.metadata.get("duration") or 0.0)
 
     @property
@@ -206,12 +208,12 @@ class Profile:
         n = len(self.samples)
         if n < 2:
             return 0.0
-        span = self.samples[-1].timestamp - self.samples[0].timestamp
+        span = self.samples.timestamp(n - 1) - self.samples.timestamp(0)
         return (n - 1) / span if span > 0 else 0.0
 
     def gaps(self) -> list[float]:
         """Seconds between consecutive samples."""
-        ts = [s.timestamp for s in self.samples]
+        ts = self.samples.timestamps()
         return [b - a for a, b in zip(ts, ts[1:])]
 
     def sample_durations(self) -> list[float]:
@@ -236,9 +238,10 @@ class Profile:
         """How late samples were: `count` of late samples, and `p50`/`p90`/`p99`/`max`
         seconds over all samples (on-time samples count as 0), to judge how far the
         schedule — and so the weights — can be trusted."""
-        values = sorted((s.late or 0.0) for s in self.samples)
+        lates = self.samples.lates()
+        values = sorted(late or 0.0 for late in lates)
         return {
-            "count": sum(1 for s in self.samples if s.late is not None),
+            "count": sum(1 for late in lates if late is not None),
             "p50": percentile(values, 0.50),
             "p90": percentile(values, 0.90),
             "p99": percentile(values, 0.99),
