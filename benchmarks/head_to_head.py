@@ -260,7 +260,8 @@ def run_case(tool: Tool | None, workload: Workload, rate: int, extra: list[str],
                     tool.command(target.pid, rate, out), stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
                 )  # fmt: skip
-                time.sleep(ATTACH_GRACE)
+            # The control waits too: every run of a case starts its work the same way.
+            time.sleep(ATTACH_GRACE)
             target.stdin.write("go\n")
             target.stdin.flush()
             wait_with_rusage(target, RUN_TIMEOUT)
