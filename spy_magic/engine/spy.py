@@ -20,7 +20,9 @@ from .sample import ProcessLabel, SampleError, Trace
 
 DEFAULT_START_TIMEOUT = 5.0
 _RETRY_INTERVAL = 0.005
-RECENT_TRACES = 8  # per thread: enough for a loop alternating between a few stacks
+# Per thread. Distinct stacks differ near the top, where the comparison starts (frames are
+# innermost first), so a miss costs a pointer compare or two: a long list is cheap.
+RECENT_TRACES = 64
 
 ReaderFactory = Callable[[int], StackReader]
 
@@ -126,7 +128,8 @@ class ProcessSpy:
         recent = self._recent.get(thread.thread_id)
         if recent is None:
             recent = self._recent[thread.thread_id] = []
-        for trace in reversed(recent):
+        for position in range(len(recent) - 1, -1, -1):
+            trace = recent[position]
             if (
                 trace.frames == thread.frames
                 and trace.gil == thread.gil
@@ -134,6 +137,8 @@ class ProcessSpy:
                 and trace.thread_name == thread.name
                 and trace.native_id == thread.native_id
             ):
+                if position != len(recent) - 1:
+                    recent.append(recent.pop(position))  # most recently used last
                 return trace
         trace = Trace(
             pid=self.pid,
