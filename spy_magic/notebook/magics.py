@@ -338,6 +338,9 @@ class SpyMagics(Magics):
             try:
                 for out_line in process.stdout:
                     print(out_line, end="")
+                # The sampler may hold the process paused for a read until it exits, and a
+                # wait from this process would then see that stop as an exit: let it end first.
+                sampler.join()
                 process.wait()
             except KeyboardInterrupt as exc:
                 interrupted = exc
