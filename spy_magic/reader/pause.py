@@ -29,6 +29,8 @@ PTRACE_INTERRUPT = 0x4207
 PTRACE_EVENT_STOP = 128
 _WALL = 0x40000000  # wait for threads too (waitpid's __WALL)
 STOP_TIMEOUT = 1.0  # seconds for every thread to stop (one in uninterruptible sleep is slow)
+STATUS_PATIENCE = 0.05  # seconds to wait for a stop's status before trusting /proc's `t`
+REAP_TIMEOUT = 1.0  # seconds for a thread that died while held to finish dying
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _ptrace = _libc.ptrace
@@ -91,7 +93,23 @@ class ThreadPauser:
         finally:
             for tid in seized:
                 self.syscalls += 1
-                _call(PTRACE_DETACH, tid, pending_signal.get(tid, 0))
+                if _call(PTRACE_DETACH, tid, pending_signal.get(tid, 0)) == errno.ESRCH:
+                    # It died while held (another thread called exit, or SIGKILL): a traced
+                    # thread's death is reported to its tracer, and until we collect it the
+                    # process cannot be reaped by its parent.
+                    self._collect_dead(tid)
+
+    def _collect_dead(self, tid: int) -> None:
+        deadline = time.monotonic() + REAP_TIMEOUT
+        while time.monotonic() < deadline:
+            self.syscalls += 1
+            try:
+                waited, status = os.waitpid(tid, os.WNOHANG | _WALL)
+            except ChildProcessError:
+                return  # collected already, or no longer ours
+            if waited == tid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+                return
+            time.sleep(0.0002)
 
     def _wait_stopped(self, tid: int, pending_signal: dict[int, int], deadline: float) -> bool:
         """Wait until `tid` is in a ptrace stop; False if it ended instead.
@@ -99,6 +117,7 @@ class ThreadPauser:
         The stop is seen in the wait status, or (should another thread of this process have
         collected that status first) as the `t` state in /proc.
         """
+        patience = time.monotonic() + STATUS_PATIENCE
         while True:
             self.syscalls += 1
             try:
@@ -115,7 +134,10 @@ class ThreadPauser:
                         # detach, or the thread would never see it.
                         pending_signal[tid] = stop
                     return True
-            elif _traced_stop(self.pid, tid):
+            elif time.monotonic() > patience and _traced_stop(self.pid, tid):
+                # Stopped, but its status never came: another thread of this process
+                # collected it. Only trusted late: the status of a stop for a signal must be
+                # read here, or the signal would not be handed back on detach.
                 return True
             if time.monotonic() > deadline:
                 raise PauseFailed(errno.ETIMEDOUT, f"thread {tid} did not stop")
