@@ -96,7 +96,7 @@ class ThreadPauser:
                 if _call(PTRACE_DETACH, tid, pending_signal.get(tid, 0)) == errno.ESRCH:
                     # It died while held (another thread called exit, or SIGKILL): a traced
                     # thread's death is reported to its tracer, and until we collect it the
-                    # process cannot be reaped by its parent.
+                    # process cannot be reaped by its parent. (Or it has not stopped yet.)
                     self._collect_dead(tid)
 
     def _collect_dead(self, tid: int) -> None:
@@ -108,6 +108,10 @@ class ThreadPauser:
             except ChildProcessError:
                 return  # collected already, or no longer ours
             if waited == tid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+                return
+            if waited == tid and os.WIFSTOPPED(status):
+                # Not dead: it only stopped late (after a pause gave up waiting). Let it go.
+                _call(PTRACE_DETACH, tid)
                 return
             time.sleep(0.0002)
 
