@@ -23,6 +23,8 @@ import signal
 import time
 from collections.abc import Iterator
 
+from .process import stat_state
+
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
@@ -154,8 +156,7 @@ def _traced_stop(pid: int, tid: int) -> bool:
             stat = fh.read()
     except OSError:
         return False
-    close = stat.rfind(b")")
-    return stat[close + 2 : close + 3] == b"t"
+    return stat_state(stat) == b"t"
 
 
 def _why(failure: int) -> str:

@@ -79,6 +79,14 @@ def read_maps(pid: int) -> list[Mapping]:
     return out
 
 
+def stat_state(stat: bytes) -> bytes:
+    """The one-letter state field of a /proc .../stat line (b"" when it is cut short).
+
+    Found after the last ")": the command name before it may itself hold ")" or spaces."""
+    close = stat.rfind(b")")
+    return stat[close + 2 : close + 3] if close >= 0 else b""
+
+
 def process_is_gone(pid: int) -> bool:
     """True when the pid no longer names a live process (gone, or a zombie)."""
     try:
@@ -86,8 +94,7 @@ def process_is_gone(pid: int) -> bool:
             stat = fh.read()
     except OSError:
         return True
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    return state in (b"Z", b"X")
+    return stat_state(stat) in (b"Z", b"X")
 
 
 def _open_path(pid: int, path: str) -> str:

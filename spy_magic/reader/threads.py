@@ -6,6 +6,7 @@ import os
 import struct
 
 from .memory import ProcessMemory
+from .process import stat_state
 
 # glibc keeps `struct pthread` at the address pthread_self() returns; the kernel tid lives at
 # a fixed offset inside it (0x2d0 on x86-64 glibc 2.x). We check that guess against the
@@ -98,10 +99,8 @@ class ThreadStates:
         except OSError:
             self._drop(tid)
             return None
-        close = stat.rfind(b")")
-        if close < 0 or close + 2 >= len(stat):
-            return None
-        return stat[close + 2 : close + 3] == b"R"
+        state = stat_state(stat)
+        return None if not state else state == b"R"
 
     def forget_except(self, tids: set[int]) -> None:
         for tid in [t for t in self._fds if t not in tids]:
