@@ -6,6 +6,7 @@ happened in between.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,12 @@ if str(REPO) not in sys.path:
 
 PYENV_ROOT = "/root/.pyenv/versions"
 DEBIAN_PYTHON = "/usr/bin/python3.11"
+# tools/install_pythons.sh installs the interpreters this machine lacks under here: a Debian sid
+# root (python3.14, python3.15, maybe their free-threaded builds; they need sid's glibc, so they
+# run only chrooted into it) and a free-threaded CPython 3.13 that runs on the host.
+PYTHONS = os.environ.get("SPY_MAGIC_PYTHONS") or "/opt/spy_magic-pythons"
+SID_ROOT = os.path.join(PYTHONS, "sid")
+FREE_THREADED_313 = os.path.join(PYTHONS, "cpython-3.13t", "bin", "python3.13t")
 TARGET_START_TIMEOUT = 60.0  # seconds for a target to report ready (a loaded machine is slow)
 
 
@@ -40,18 +48,48 @@ TARGET_START_TIMEOUT = 60.0  # seconds for a target to report ready (a loaded ma
 
 @dataclass(frozen=True)
 class Interpreter:
-    id: str  # "pyenv-3.12", "debian-3.11"
+    id: str  # "pyenv-3.12", "debian-3.11", "sid-3.14", "ft-3.13t"
     version: tuple[int, int]
-    path: str | None  # None when not installed here
+    path: str | None  # the interpreter as the target sees it (inside `root`); None: not here
     looked_for: str  # the glob or path searched, for the skip reason
+    free_threaded: bool = False  # a --disable-gil build ("3.13t")
+    root: str | None = None  # run chrooted into this directory (`path` is inside it)
 
     @property
     def missing_reason(self) -> str:
-        return f"interpreter {self.id} (Python {self.dotted}) not found: no {self.looked_for}"
+        return f"interpreter {self.id} (Python {self.build}) not found: no {self.looked_for}"
 
     @property
     def dotted(self) -> str:
         return ".".join(map(str, self.version))
+
+    @property
+    def build(self) -> str:
+        """The build name: "3.12", or "3.13t" for a free-threaded build."""
+        return self.dotted + ("t" if self.free_threaded else "")
+
+    def argv(self, *args) -> list[str]:
+        """The command line that runs this interpreter with `args`.
+
+        A rooted interpreter runs as `chroot ROOT PATH ARGS...`: chroot execs the interpreter
+        in its own pid, so the pid Popen reports is the target's. chroot also does chdir("/"):
+        pass absolute paths, and set cwd inside the script where a test relies on it. Calling
+        this for a rooted interpreter makes the repository and the temp dir visible in the root
+        (ensure_visible_in_root), so the target sees tests/targets/*.py, scripts written to
+        tempfile dirs and ready-files at the same paths as the test does.
+        """
+        if self.path is None:
+            raise RuntimeError(self.missing_reason)
+        if self.root is None:
+            return [self.path, *map(str, args)]
+        ensure_visible_in_root(self.root)
+        return ["chroot", self.root, self.path, *map(str, args)]
+
+    def host_path(self, path: str) -> str:
+        """A path as the target sees it (a co_filename, say), as this process sees it."""
+        if self.root is None or not os.path.isabs(path):
+            return path
+        return os.path.join(self.root, path.lstrip("/"))
 
 
 def _pyenv(major: int, minor: int) -> Interpreter:
@@ -71,9 +109,126 @@ def _debian() -> Interpreter:
     return Interpreter("debian-3.11", (3, 11), DEBIAN_PYTHON if ok else None, DEBIAN_PYTHON)
 
 
-SUPPORTED = {i.id: i for i in [*(_pyenv(3, m) for m in range(8, 14)), _debian()]}
+def _sid(minor: int, free_threaded: bool = False) -> Interpreter:
+    """Debian sid's python3.MINOR[t], run chrooted into the sid root."""
+    suffix = "t" if free_threaded else ""
+    inside = f"/usr/bin/python3.{minor}{suffix}"
+    on_host = os.path.join(SID_ROOT, inside.lstrip("/"))
+    ok = os.path.isfile(on_host) and os.access(on_host, os.X_OK)
+    return Interpreter(
+        f"sid-3.{minor}{suffix}", (3, minor), inside if ok else None,
+        f"{on_host} (tools/install_pythons.sh sid builds the root)",
+        free_threaded=free_threaded, root=SID_ROOT,
+    )  # fmt: skip
+
+
+def _free_threaded_313() -> Interpreter:
+    ok = os.path.isfile(FREE_THREADED_313) and os.access(FREE_THREADED_313, os.X_OK)
+    return Interpreter(
+        "ft-3.13t", (3, 13), FREE_THREADED_313 if ok else None,
+        f"{FREE_THREADED_313} (tools/install_pythons.sh ft builds it)", free_threaded=True,
+    )  # fmt: skip
+
+
+SUPPORTED = {
+    i.id: i
+    for i in [
+        *(_pyenv(3, m) for m in range(8, 14)),
+        _debian(),
+        _free_threaded_313(),
+        _sid(14),
+        _sid(15),
+        _sid(14, free_threaded=True),
+        _sid(15, free_threaded=True),
+    ]
+}
 UNSUPPORTED = {i.id: i for i in (_pyenv(2, 7), _pyenv(3, 6), _pyenv(3, 7))}
 ALL_INTERPRETERS = {**SUPPORTED, **UNSUPPORTED}
+
+
+# --- making files visible to chrooted targets -------------------------------------------------
+
+_ROOT_MOUNTS: list[str] = []  # bind mounts this process made, innermost last
+_ROOTS_DONE: set[str] = set()
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def ensure_visible_in_root(root: str, paths=None) -> list[str]:
+    """Make each directory of `paths` (default: the repository and tempfile.gettempdir()) show
+    at the same path inside the chroot `root`, by bind-mounting it there.
+
+    Idempotent: a path already visible there (the same directory, e.g. from an earlier call or
+    a bind of a parent) or whose mount point is already a mount point is left alone. What this
+    mounts is unmounted at the end of the pytest session (the autouse `_root_mounts` fixture)
+    or, failing that, when this process exits. Needs root (mount). Returns the mount points
+    it made in this call.
+    """
+    root = os.path.realpath(root)
+    wanted = [REPO, tempfile.gettempdir()] if paths is None else list(paths)
+    if paths is None and root in _ROOTS_DONE:
+        return []
+    # Outermost first, and nothing under a path that is bound already (it comes along).
+    dirs: list[str] = []
+    for d in sorted({os.path.realpath(str(p)) for p in wanted}):
+        if d == "/" or d == root or d.startswith(root + "/") or root.startswith(d + "/"):
+            raise ValueError(f"cannot bind {d} into {root}: one contains the other")
+        if not any(d.startswith(outer + "/") for outer in dirs):
+            dirs.append(d)
+    made = []
+    for d in dirs:
+        target = os.path.join(root, d.lstrip("/"))
+        if _same_file(d, target):
+            continue
+        if os.path.ismount(target):
+            warnings.warn(f"{target} is a mount point of something other than {d}: left alone",
+                          stacklevel=2)  # fmt: skip
+            continue
+        os.makedirs(target, exist_ok=True)
+        out = subprocess.run(["mount", "--bind", d, target], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"mount --bind {d} {target} failed: {out.stderr.strip()}")
+        _ROOT_MOUNTS.append(target)
+        made.append(target)
+    if paths is None:
+        _ROOTS_DONE.add(root)
+    return made
+
+
+def release_root_mounts() -> None:
+    """Unmount every bind mount ensure_visible_in_root made (innermost first)."""
+    while _ROOT_MOUNTS:
+        target = _ROOT_MOUNTS.pop()
+        out = subprocess.run(["umount", target], capture_output=True, text=True)
+        if out.returncode != 0:  # busy (a stray process still in there): detach it lazily
+            lazy = subprocess.run(["umount", "-l", target], capture_output=True, text=True)
+            if lazy.returncode != 0:
+                warnings.warn(f"could not unmount {target}: {out.stderr.strip()} / "
+                              f"{lazy.stderr.strip()}", stacklevel=2)  # fmt: skip
+    _ROOTS_DONE.clear()
+
+
+atexit.register(release_root_mounts)  # in case the session fixture never got to run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _root_mounts():
+    """Unmounts, at the end of the session, what rooted interpreters needed mounted.
+
+    The mounts themselves are made on first use (Interpreter.argv, require_interpreter), so a
+    session that runs no chrooted target mounts nothing: binding the temp dir over the root's
+    /tmp would hide whatever a process inside the root (pip, say) keeps there.
+    """
+    try:
+        yield
+    finally:
+        release_root_mounts()
 
 
 def require_interpreter(interpreter_id: str) -> Interpreter:
@@ -81,6 +236,8 @@ def require_interpreter(interpreter_id: str) -> Interpreter:
     interp = ALL_INTERPRETERS[interpreter_id]
     if interp.path is None:
         pytest.skip(interp.missing_reason)
+    if interp.root is not None:
+        ensure_visible_in_root(interp.root)
     return interp
 
 
@@ -193,7 +350,7 @@ class Spawner:
 
     def python(self, interp: Interpreter, source: str, *args, **kwargs) -> subprocess.Popen:
         """Run `source` (via -c) with the interpreter."""
-        return self([interp.path, "-c", source, *args], **kwargs)
+        return self(interp.argv("-c", source, *args), **kwargs)
 
     def close(self) -> None:
         for proc in self.procs:
@@ -250,7 +407,7 @@ def parked_target(interp: Interpreter):
     the reporter thread has gone; kill it afterwards."""
     spawner = Spawner()
     try:
-        proc = spawner([interp.path, PARKED])
+        proc = spawner(interp.argv(PARKED))
         line = read_line(proc)
         view = json.loads(line)
         if "error" in view:

@@ -1,44 +1,39 @@
 """Check the generated struct layouts against what each interpreter itself shows.
 
-For every CPython 3.8-3.13 found under ~/.pyenv/versions, a subprocess of that interpreter
-compares the LAYOUTS entries with facts it can observe about itself: type sizes seen from
-Python (`__basicsize__`, `sys.getsizeof`) and, through ctypes, the memory of its own live
-objects, thread state, interpreter state and _PyRuntime.
+For every interpreter the tests know (tests/conftest.py: pyenv 3.8-3.13, Debian's static 3.11,
+free-threaded 3.13t, Debian sid's 3.14 and 3.15 in their root), a subprocess of that
+interpreter compares its build's LAYOUTS entry with facts it can observe about itself: type
+sizes seen from Python (`__basicsize__`, `sys.getsizeof`) and, through ctypes, the memory of
+its own live objects, thread state, interpreter state and _PyRuntime.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+from conftest import SUPPORTED, require_interpreter
 
 from spy_magic.reader.layouts import LAYOUTS
+from spy_magic.reader.versions import KNOWN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYENV = os.path.expanduser("~/.pyenv/versions")
-VERSIONS = [(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+VERSIONS = sorted(KNOWN)
+BUILDS = [f"{v[0]}.{v[1]}" for v in VERSIONS] + [
+    f"{v[0]}.{v[1]}t" for v in VERSIONS if KNOWN[v].free_threaded_build
+]
 
 
-def find_python(v: tuple[int, int]) -> str | None:
-    found = []
-    for path in glob.glob(os.path.join(PYENV, f"{v[0]}.{v[1]}.*", "bin", "python")):
-        m = re.search(rf"/{v[0]}\.{v[1]}\.(\d+)/bin/python$", path)
-        if m and os.access(path, os.X_OK):
-            found.append((int(m.group(1)), path))
-    return max(found)[1] if found else None
+def minor(build: str) -> tuple[int, int]:
+    major, minor_ = build.rstrip("t").split(".")
+    return int(major), int(minor_)
 
 
-def vid(v: tuple[int, int]) -> str:
-    return f"{v[0]}.{v[1]}"
-
-
-# Runs inside the target interpreter (any of 3.8-3.13): argv[1] is its LAYOUTS entry as JSON.
+# Runs inside the target interpreter (any of 3.8-3.15): argv[1] is its LAYOUTS entry as JSON.
 # Prints a JSON list of [check name, value found, value expected].
 TARGET = r"""
 import ctypes, json, sys, threading, types
@@ -61,6 +56,12 @@ def i32(addr):
 
 def u8(addr):
     return ctypes.c_uint8.from_address(addr).value
+
+FREE_THREADED = not getattr(sys, "_is_gil_enabled", lambda: True)()
+TAGS = L.get("const.Py_TAG_BITS", 0)  # 3.14+: _PyStackRef's low bits are tags
+
+def ref(addr):
+    return ptr(addr) & ~TAGS
 
 api = ctypes.pythonapi
 api.PyThreadState_Get.restype = ctypes.c_void_p
@@ -88,7 +89,8 @@ check("module.md_dict == module.__dictoffset__", L["module.md_dict"],
 # -- objects and types -----------------------------------------------------------------------
 obj = object()
 check("object.ob_type", ptr(id(obj) + L["object.ob_type"]), id(object))
-check("object.ob_refcnt > 0", i64(id(obj) + L["object.ob_refcnt"]) > 0, True)
+if "object.ob_refcnt" in L:
+    check("object.ob_refcnt > 0", i64(id(obj) + L["object.ob_refcnt"]) > 0, True)
 lst = [obj, 1, 2]
 check("varobject.ob_size", i64(id(lst) + L["varobject.ob_size"]), 3)
 check("list.ob_item", ptr(ptr(id(lst) + L["list.ob_item"])), id(obj))
@@ -129,9 +131,10 @@ for s, kind, is_ascii in (("abc" * 3, 1, 1), ("é" * 3, 1, 0), ("中文字", 2, 
     a = id(s)
     st = ctypes.c_uint32.from_address(a + L["unicode.state"]).value
     check(f"unicode.length {s!r}", i64(a + L["unicode.length"]), len(s))
-    check(f"unicode kind {s!r}", (st >> 2) & 7, kind)
-    check(f"unicode compact {s!r}", (st >> 5) & 1, 1)
-    check(f"unicode ascii {s!r}", (st >> 6) & 1, is_ascii)
+    kind_mask = L["unicode.kind_mask"]
+    check(f"unicode kind {s!r}", (st & kind_mask) // (kind_mask & -kind_mask), kind)
+    check(f"unicode compact {s!r}", int(bool(st & L["unicode.compact_mask"])), 1)
+    check(f"unicode ascii {s!r}", int(bool(st & L["unicode.ascii_mask"])), is_ascii)
     data = a + (L["unicode.ascii_data"] if is_ascii else L["unicode.compact_data"])
     raw = ctypes.string_at(data, len(s) * kind)
     check(f"unicode data {s!r}",
@@ -145,6 +148,8 @@ for n in (0, 1, -5, 2 ** 30 + 3, -(2 ** 40), 7 ** 50):
         m >>= L["const.PyLong_SHIFT"]
     if "long.lv_tag" in L:
         tag = ctypes.c_uint64.from_address(a + L["long.lv_tag"]).value
+        if V >= (3, 14):
+            tag &= ~(1 << 2)  # the small ints' immortality bit (IMMORTALITY_BIT_MASK)
         sign = 1 if n == 0 else (2 if n < 0 else 0)
         check(f"long.lv_tag {n}", tag, (ndigits << L["const._PyLong_NON_SIZE_BITS"]) | sign)
     else:
@@ -203,6 +208,9 @@ if "heaptype.ht_cached_keys" in L:
     check("heaptype.ht_cached_keys is a split table", u8(ck + L["dictkeys.dk_kind"]),
           L["const.DICT_KEYS_SPLIT"])
 idict = inst.__dict__  # materialise the instance dict (a split table sharing the class keys)
+if "const.MANAGED_DICT_OFFSET" in L:
+    check("const.MANAGED_DICT_OFFSET holds the instance dict",
+          ptr(id(inst) + L["const.MANAGED_DICT_OFFSET"]), id(idict))
 values = ptr(id(idict) + L["dict.ma_values"])
 check("instance dict is split (ma_values set)", values != 0, True)
 if values:
@@ -244,7 +252,10 @@ def current_state():
         check("gil.locked relative offset",
               L["runtime.gil_locked"] - L["gil.locked"],
               L["runtime.gil_last_holder"] - L["gil.last_holder"])
-    if "interp.ceval_gil" in L:
+    if "tstate.state" in L:
+        check("tstate.state is attached while running", i32(ts + L["tstate.state"]),
+              L["const._Py_THREAD_ATTACHED"])
+    if "interp.ceval_gil" in L and not FREE_THREADED:
         gil = ptr(interp + L["interp.ceval_gil"])
         check("gil.locked via interp.ceval_gil", i32(gil + L["gil.locked"]), 1)
         check("gil.last_holder via interp.ceval_gil", ptr(gil + L["gil.last_holder"]), ts)
@@ -269,18 +280,19 @@ def current_state():
         else:
             fr = ctypes.c_void_p.from_address(ts + L["tstate.current_frame"]).value
         code = frame.f_code
-        check("iframe.code", ptr(fr + L["iframe.code"]), id(code))
-        check("iframe.func", ptr(fr + L["iframe.func"]), id(current_state))
+        check("iframe.code", ref(fr + L["iframe.code"]), id(code))
+        check("iframe.func", ref(fr + L["iframe.func"]), id(current_state))
         check("iframe.owner", u8(fr + L["iframe.owner"]), L["const.FRAME_OWNED_BY_THREAD"])
         ip = ptr(fr + L["iframe.instr_ptr"])
         start = id(code) + L["code.code_adaptive"]
         check("iframe.instr_ptr inside co_code_adaptive",
               start - 2 <= ip < start + len(code.co_code), True)
-        check("iframe.localsplus[0] is the first local", ptr(fr + L["iframe.localsplus"]),
-              id(ts))
+        if V < (3, 14):  # a 3.14+ int local is a tagged value, not a pointer
+            check("iframe.localsplus[0] is the first local", ptr(fr + L["iframe.localsplus"]),
+                  id(ts))
         prev = ptr(fr + L["iframe.previous"])
         caller = frame.f_back.f_code
-        check("iframe.previous", ptr(prev + L["iframe.code"]), id(caller))
+        check("iframe.previous", ref(prev + L["iframe.code"]), id(caller))
         check("caller's instr_ptr gives its f_lasti",
               ptr(prev + L["iframe.instr_ptr"]) - (id(caller) + L["code.code_adaptive"]),
               frame.f_back.f_lasti)
@@ -320,42 +332,60 @@ print(json.dumps(out))
 
 
 # Which keys each version must have (and no other version may have).
+def since(first: tuple[int, int], last: tuple[int, int] = (3, 99)) -> set[tuple[int, int]]:
+    return {v for v in VERSIONS if first <= v <= last}
+
+
+# Which keys each version must have (and no other version may have), in both its builds.
 ONLY = {
-    "runtime.gilstate_tstate_current": {(3, 8), (3, 9), (3, 10), (3, 11)},
-    "runtime.gil_locked": {(3, 8), (3, 9), (3, 10), (3, 11)},
-    "runtime.gil_last_holder": {(3, 8), (3, 9), (3, 10), (3, 11)},
-    "interp.ceval_gil": {(3, 12), (3, 13)},
-    "tstate.frame": {(3, 8), (3, 9), (3, 10)},
-    "tstate.cframe": {(3, 11), (3, 12)},
-    "cframe.current_frame": {(3, 11), (3, 12)},
-    "tstate.current_frame": {(3, 13)},
-    "tstate.native_thread_id": {(3, 11), (3, 12), (3, 13)},
-    "tstate.datastack_chunk": {(3, 11), (3, 12), (3, 13)},
-    "chunk.data": {(3, 11), (3, 12), (3, 13)},
-    "frame.f_back": {(3, 8), (3, 9), (3, 10)},
-    "frame.f_lasti_size": {(3, 8), (3, 9), (3, 10)},
-    "iframe.code": {(3, 11), (3, 12), (3, 13)},
-    "code.qualname": {(3, 11), (3, 12), (3, 13)},
-    "code.lnotab": {(3, 8), (3, 9)},
-    "code.linetable": {(3, 10), (3, 11), (3, 12), (3, 13)},
-    "code.code": {(3, 8), (3, 9), (3, 10)},
-    "code.firsttraceable": {(3, 11), (3, 12), (3, 13)},
-    "code.code_adaptive": {(3, 11), (3, 12), (3, 13)},
-    "heaptype.ht_cached_keys": {(3, 11), (3, 12), (3, 13)},
-    "long.ob_size": {(3, 8), (3, 9), (3, 10), (3, 11)},
-    "long.lv_tag": {(3, 12), (3, 13)},
-    "dictkeys.dk_size": {(3, 8), (3, 9), (3, 10)},
-    "dictkeys.dk_log2_size": {(3, 11), (3, 12), (3, 13)},
-    "dictkeys.dk_log2_index_bytes": {(3, 11), (3, 12), (3, 13)},
-    "dictkeys.dk_kind": {(3, 11), (3, 12), (3, 13)},
-    "dictunicodeentry.size": {(3, 11), (3, 12), (3, 13)},
-    "dictvalues.values": {(3, 11), (3, 12), (3, 13)},
-    "dictvalues.size": {(3, 11), (3, 12), (3, 13)},
-    "const.Py_TPFLAGS_MANAGED_DICT": {(3, 11), (3, 12), (3, 13)},
-    "const.Py_TPFLAGS_INLINE_VALUES": {(3, 13)},
-    "const.FRAME_OWNED_BY_THREAD": {(3, 11), (3, 12), (3, 13)},
-    "const.FRAME_OWNED_BY_CSTACK": {(3, 12), (3, 13)},
+    "runtime.gilstate_tstate_current": since((3, 8), (3, 11)),
+    "runtime.gil_locked": since((3, 8), (3, 11)),
+    "runtime.gil_last_holder": since((3, 8), (3, 11)),
+    "interp.ceval_gil": since((3, 12)),
+    "tstate.frame": since((3, 8), (3, 10)),
+    "tstate.cframe": since((3, 11), (3, 12)),
+    "cframe.current_frame": since((3, 11), (3, 12)),
+    "tstate.current_frame": since((3, 13)),
+    "tstate.native_thread_id": since((3, 11)),
+    "tstate.datastack_chunk": since((3, 11)),
+    "tstate.state": since((3, 13)),
+    "chunk.data": since((3, 11)),
+    "frame.f_back": since((3, 8), (3, 10)),
+    "frame.f_lasti_size": since((3, 8), (3, 10)),
+    "iframe.code": since((3, 11)),
+    "code.qualname": since((3, 11)),
+    "code.lnotab": since((3, 8), (3, 9)),
+    "code.linetable": since((3, 10)),
+    "code.code": since((3, 8), (3, 10)),
+    "code.firsttraceable": since((3, 11)),
+    "code.code_adaptive": since((3, 11)),
+    "heaptype.ht_cached_keys": since((3, 11)),
+    "long.ob_size": since((3, 8), (3, 11)),
+    "long.lv_tag": since((3, 12)),
+    "dictkeys.dk_size": since((3, 8), (3, 10)),
+    "dictkeys.dk_log2_size": since((3, 11)),
+    "dictkeys.dk_log2_index_bytes": since((3, 11)),
+    "dictkeys.dk_kind": since((3, 11)),
+    "dictunicodeentry.size": since((3, 11)),
+    "dictvalues.values": since((3, 11)),
+    "dictvalues.size": since((3, 11)),
+    "const.Py_TPFLAGS_MANAGED_DICT": since((3, 11)),
+    "const.Py_TPFLAGS_INLINE_VALUES": since((3, 13)),
+    "const.MANAGED_DICT_OFFSET": since((3, 13)),
+    "const.FRAME_OWNED_BY_THREAD": since((3, 11)),
+    "const.FRAME_OWNED_BY_CSTACK": since((3, 12), (3, 14)),
+    "const.FRAME_OWNED_BY_INTERPRETER": since((3, 14)),
+    "const.Py_TAG_BITS": since((3, 14)),
+    "debug.size": since((3, 13)),
+    "debug.thread_state.native_thread_id": since((3, 13)),
 }
+# Keys of one kind of build only: free-threaded 3.14+ bytecode copies; the split refcount.
+FREE_THREADED_ONLY = {
+    "iframe.tlbc_index": since((3, 14)),
+    "code.co_tlbc": since((3, 14)),
+    "codearray.entries": since((3, 14)),
+}
+STANDARD_ONLY = {"object.ob_refcnt": since((3, 8))}
 EVERYWHERE = [
     "runtime.interpreters_head",
     "interp.next",
@@ -376,7 +406,6 @@ EVERYWHERE = [
     "code.name",
     "code.firstlineno",
     "code.size",
-    "object.ob_refcnt",
     "object.ob_type",
     "varobject.ob_size",
     "type.tp_name",
@@ -404,17 +433,24 @@ EVERYWHERE = [
 ]
 
 
-def test_every_version_present():
-    assert sorted(LAYOUTS) == VERSIONS
+def test_every_build_present():
+    assert sorted(LAYOUTS) == sorted(BUILDS)
 
 
-@pytest.mark.parametrize("v", VERSIONS, ids=vid)
-def test_keys_present_exactly_where_they_exist(v):
-    layout = LAYOUTS[v]
+@pytest.mark.parametrize("build", BUILDS)
+def test_keys_present_exactly_where_they_exist(build):
+    layout = LAYOUTS[build]
+    v, free_threaded = minor(build), build.endswith("t")
     for key in EVERYWHERE:
-        assert key in layout, f"{vid(v)} lacks {key}"
+        assert key in layout, f"{build} lacks {key}"
     for key, where in ONLY.items():
-        assert (key in layout) == (v in where), f"{key} in {vid(v)}: {key in layout}"
+        assert (key in layout) == (v in where), f"{key} in {build}: {key in layout}"
+    for key, where in FREE_THREADED_ONLY.items():
+        want = free_threaded and v in where
+        assert (key in layout) == want, f"{key} in {build}: {key in layout}"
+    for key, where in STANDARD_ONLY.items():
+        want = not free_threaded and v in where
+        assert (key in layout) == want, f"{key} in {build}: {key in layout}"
 
 
 def test_notes_table_spot_checks():
@@ -430,17 +466,23 @@ def test_notes_table_spot_checks():
         "unicode.compact_data": (72, 56, 56),
     }
     for key, vals in want.items():
-        got = tuple(LAYOUTS[v][key] for v in [(3, 11), (3, 12), (3, 13)])
+        got = tuple(LAYOUTS[b][key] for b in ["3.11", "3.12", "3.13"])
         assert got == vals, key
 
 
-@pytest.mark.parametrize("v", VERSIONS, ids=vid)
-def test_layout_matches_running_interpreter(v):
-    python = find_python(v)
-    if python is None:
-        pytest.skip(f"Python {vid(v)} is not installed under {PYENV}")
+def test_free_threaded_object_header():
+    # PEP 703: ob_tid, ob_flags, ob_mutex, ob_gc_bits, ob_ref_local, ob_ref_shared, ob_type.
+    for build in (b for b in BUILDS if b.endswith("t")):
+        assert LAYOUTS[build]["object.ob_type"] == 24, build
+    for build in (b for b in BUILDS if not b.endswith("t")):
+        assert LAYOUTS[build]["object.ob_type"] == 8, build
+
+
+@pytest.mark.parametrize("interpreter_id", list(SUPPORTED))
+def test_layout_matches_running_interpreter(interpreter_id):
+    interp = require_interpreter(interpreter_id)
     proc = subprocess.run(
-        [python, "-c", TARGET, json.dumps(LAYOUTS[v])],
+        interp.argv("-c", TARGET, json.dumps(LAYOUTS[interp.build])),
         capture_output=True,
         text=True,
         timeout=60,
@@ -451,30 +493,14 @@ def test_layout_matches_running_interpreter(v):
     bad = [
         f"{name}: found {got!r}, expected {want!r}" for name, got, want in results if got != want
     ]
-    assert not bad, f"Python {vid(v)}:\n" + "\n".join(bad)
-
-
-def test_debian_static_311_matches_pyenv_311():
-    python = "/usr/bin/python3.11"
-    if not os.access(python, os.X_OK):
-        pytest.skip("no /usr/bin/python3.11 on this machine")
-    proc = subprocess.run(
-        [python, "-c", TARGET, json.dumps(LAYOUTS[(3, 11)])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    bad = [r for r in json.loads(proc.stdout) if r[1] != r[2]]
-    assert not bad
+    assert not bad, f"Python {interp.build} ({interp.id}):\n" + "\n".join(bad)
 
 
 def test_generated_file_is_up_to_date():
+    """The committed table is what tools/gen_layouts.py makes of the headers here (every
+    build whose headers are installed; it names those it could not check)."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed to regenerate the layouts")
-    missing = [vid(v) for v in VERSIONS if find_python(v) is None]
-    if missing:
-        pytest.skip(f"headers of Python {', '.join(missing)} are not installed")
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "gen_layouts.py"), "--check"],
         capture_output=True,
@@ -482,3 +508,4 @@ def test_generated_file_is_up_to_date():
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "is up to date for" in proc.stderr

@@ -370,8 +370,8 @@ def test_interpreter_apis_agree(dump):
 def test_kind_for_version():
     assert kind_for_version(3, 8) == kind_for_version(3, 9) == "lnotab"
     assert kind_for_version(3, 10) == "linetable310"
-    assert {kind_for_version(3, m) for m in (11, 12, 13)} == {"locations"}
-    for bad in [(3, 7), (3, 14), (2, 7), (4, 0)]:
+    assert {kind_for_version(3, m) for m in (11, 12, 13, 14, 15)} == {"locations"}
+    for bad in [(3, 7), (3, 16), (2, 7), (4, 0)]:
         with pytest.raises(ValueError):
             kind_for_version(*bad)
 

@@ -19,6 +19,7 @@ from spy_magic.reader.errors import MemoryReadError, ReaderError
 from spy_magic.reader.layouts import LAYOUTS
 from spy_magic.reader.memory import ProcessMemory
 from spy_magic.reader.objects import BadObject, ObjectReader, thread_names
+from spy_magic.reader.process import find_interpreter
 
 # Runs in the target. argv[1] is the layout (JSON), used only to forge corrupt objects.
 TARGET = r"""
@@ -153,11 +154,21 @@ stop.set()
 """
 
 
+def layout_for(interpreter) -> dict:
+    """The interpreter's LAYOUTS entry, whether LAYOUTS is keyed by build name ("3.13t") or,
+    as it was, by (major, minor) (which never meant a free-threaded build)."""
+    if interpreter.build in LAYOUTS:
+        return LAYOUTS[interpreter.build]
+    if not interpreter.free_threaded and interpreter.version in LAYOUTS:
+        return LAYOUTS[interpreter.version]
+    pytest.fail(f"no layout for Python {interpreter.build} in LAYOUTS", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def target(interpreter, spawn_module):
     """(pid, report, layout) of a target under `interpreter`, alive for the module."""
-    layout = LAYOUTS[interpreter.version]
-    proc = spawn_module([interpreter.path, "-c", TARGET, json.dumps(layout)], stdin=subprocess.PIPE)
+    layout = layout_for(interpreter)
+    proc = spawn_module(interpreter.argv("-c", TARGET, json.dumps(layout)), stdin=subprocess.PIPE)
     report = json.loads(read_line(proc))
     assert tuple(report["version"]) == interpreter.version
     return proc.pid, report, layout
@@ -297,18 +308,19 @@ def test_thread_names(target, reader, interpreter):
 
 def test_thread_names_without_threading(interpreter, spawn):
     """{} when the target never imported threading."""
+    # No ctypes in the target: 3.14's ctypes imports threading itself.
     src = (
-        "import ctypes, sys\n"
+        "import sys\n"
         "assert 'threading' not in sys.modules, 'threading imported at startup'\n"
-        "print(ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, '_PyRuntime')),"
-        " flush=True)\n"
+        "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"
     )
-    proc = spawn([interpreter.path, "-S", "-c", src], stdin=subprocess.PIPE)
-    runtime = int(read_line(proc))
+    proc = spawn(interpreter.argv("-S", "-c", src), stdin=subprocess.PIPE)
+    assert read_line(proc) == "ready"
+    runtime = find_interpreter(proc.pid).runtime_address
     mem = ProcessMemory(proc.pid)
     try:
-        layout = LAYOUTS[interpreter.version]
+        layout = layout_for(interpreter)
         interp = mem.read_u64(runtime + layout["runtime.interpreters_head"])
         assert thread_names(mem, interpreter.version, layout, interp) == {}
     finally:

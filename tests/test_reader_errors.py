@@ -136,7 +136,7 @@ def test_access_denied_as_another_user(interpreters, spawn):
     target = spawn.python(debian, PARK_SOURCE)
     assert read_line(target) == "ready"
     out = subprocess.run(
-        [debian.path, "-c", AS_NOBODY, str(target.pid)],
+        debian.argv("-c", AS_NOBODY, target.pid),
         user="nobody",
         group="nogroup",
         extra_groups=[],
@@ -197,8 +197,11 @@ WORK_CALL_LINES = {i + 1 for i, text in enumerate(_CHURN_LINES) if text.strip() 
 _IDENT = re.compile(r"^(<[^<>]+>|[^\W\d]\w*)$")
 
 
-def frame_problems(frame, script_lines: int, file_lines: dict) -> str:
-    """Why this frame cannot be real, or '' if it looks like a real frame."""
+def frame_problems(frame, script_lines: int, file_lines: dict, host_path=lambda p: p) -> str:
+    """Why this frame cannot be real, or '' if it looks like a real frame.
+
+    `host_path` maps a filename as the target sees it to where this process finds that file
+    (a chrooted target's stdlib lives inside its root)."""
     if not isinstance(frame.name, str) or not frame.name.isprintable():
         return "bad name"
     if not all(_IDENT.match(part) for part in frame.name.split(".")):
@@ -215,7 +218,8 @@ def frame_problems(frame, script_lines: int, file_lines: dict) -> str:
         return ""
     if frame.filename not in file_lines:
         try:
-            file_lines[frame.filename] = len(Path(frame.filename).read_bytes().splitlines())
+            source = Path(host_path(frame.filename))
+            file_lines[frame.filename] = len(source.read_bytes().splitlines())
         except OSError:
             file_lines[frame.filename] = None
     count = file_lines[frame.filename]
@@ -287,7 +291,7 @@ def test_process_exits_while_being_read(interpreter, exit_mode, spawn):
                 thread_errors.append(type(t.error).__name__)
                 continue
             for i, f in enumerate(t.frames):
-                why = frame_problems(f, script_lines, file_lines)
+                why = frame_problems(f, script_lines, file_lines, interpreter.host_path)
                 if why:
                     problems.append(f"thread {t.name!r} frame #{i} {f}: {why}")
             why = shape_problem(t.frames)
@@ -352,8 +356,10 @@ def _traceme():  # runs in the child between fork and exec
     "interpreter_id",
     # shared-libpython builds (libpython not even mapped at the stop), Debian's static binary
     # (_PyRuntime mapped but still zeroed), and 3.13 (_PyRuntime's debug offsets are statically
-    # initialised, so the cookie is there before the interpreter is)
-    ["pyenv-3.8", "pyenv-3.12", "pyenv-3.13", "debian-3.11"],
+    # initialised, so the cookie is there before the interpreter is), and the free-threaded
+    # 3.13 (shared libpython too). Not the chrooted sid builds: PTRACE_TRACEME would stop the
+    # child at its first execve, which is chroot's, not the interpreter's.
+    ["pyenv-3.8", "pyenv-3.12", "pyenv-3.13", "debian-3.11", "ft-3.13t"],
 )
 def test_not_ready_then_retry(interpreter_id, interpreters, spawn):
     StackReader = load_stack_reader()

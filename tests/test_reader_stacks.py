@@ -203,15 +203,20 @@ def test_reader_matches_target_view(parked, reader_class):
             assert not problems, f"read #{attempt + 1}:\n" + "\n".join(problems)
 
 
-def test_parked_threads_are_idle_and_without_gil(parked, reader_class):
+def test_parked_threads_are_idle_and_without_gil(parked, interpreter, reader_class):
     proc, _view = parked
     with reader_class(proc.pid) as reader:
         threads = reader.read()
     assert threads
     busy = [(t.name, t.native_id, t.idle) for t in threads if t.idle is not True]
     assert not busy, f"parked threads not reported idle: {busy}"
-    holders = [(t.name, t.native_id) for t in threads if t.gil]
-    assert not holders, f"all threads are blocked, yet these are said to hold the GIL: {holders}"
+    # A free-threaded build has no GIL: there ThreadStack.gil says whether the thread is
+    # attached (running Python) instead. Nothing is asserted about it here for those builds.
+    if not interpreter.free_threaded:
+        holders = [(t.name, t.native_id) for t in threads if t.gil]
+        assert not holders, (
+            f"all threads are blocked, yet these are said to hold the GIL: {holders}"
+        )
 
 
 def test_reader_closes_and_context_manager(parked, reader_class):
@@ -282,18 +287,21 @@ def test_spinning_thread_holds_gil_and_is_not_idle(interpreter, spawn, reader_cl
         f"sleepers: gil in {sleepers_gil}/{sleeper_samples}, idle in "
         f"{sleepers_idle}/{sleeper_samples}"
     )
-    assert not several_holders, f"reads with more than one GIL holder: {several_holders[:5]}"
-    assert spinner_gil >= 0.6 * SAMPLES, summary
     assert spinner_busy >= 0.6 * SAMPLES, summary
-    assert sleepers_gil <= 0.2 * sleeper_samples, summary
     assert sleepers_idle >= 0.6 * sleeper_samples, summary
+    # A free-threaded build has no GIL (ThreadStack.gil there says whether the thread is
+    # attached): the GIL assertions below are for GIL builds only.
+    if not interpreter.free_threaded:
+        assert not several_holders, f"reads with more than one GIL holder: {several_holders[:5]}"
+        assert spinner_gil >= 0.6 * SAMPLES, summary
+        assert sleepers_gil <= 0.2 * sleeper_samples, summary
 
 
 # --- py-spy as a second opinion -------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def py_spy_dump(parked):
+def py_spy_dump(parked, interpreter):
     """`py-spy dump --json` of the parked target, keyed by thread ident."""
     exe = shutil.which("py-spy")
     if exe is None:
@@ -306,6 +314,11 @@ def py_spy_dump(parked):
     out = subprocess.run(
         [exe, "dump", "--json", "--pid", str(proc.pid)], capture_output=True, text=True, timeout=60
     )
+    if out.returncode != 0 and interpreter.free_threaded:
+        # py-spy 0.4 does not know free-threaded builds ("Failed to find python version
+        # from target process"): no second opinion there.
+        error = (out.stderr.strip().splitlines() or ["no message"])[0]
+        pytest.skip(f"py-spy cannot read the free-threaded {interpreter.id}: {error}")
     assert out.returncode == 0, f"py-spy dump failed: {out.stderr}"
     return {t["thread_id"]: t for t in json.loads(out.stdout)}
 
@@ -330,7 +343,9 @@ def spy_frame_matches(spy: dict, name: str, filename: str, line: int) -> bool:
     return names_ok and file_ok and spy["line"] == line
 
 
-def compare_with_py_spy(spy_threads: dict, threads, what: str) -> list[str]:
+def compare_with_py_spy(spy_threads: dict, threads, what: str, gil: bool = True) -> list[str]:
+    """Differences between py-spy's dump and `threads`; `gil=False` (a free-threaded build,
+    where there is no GIL to own) leaves py-spy's owns_gil and our gil uncompared."""
     problems = []
     if set(spy_threads) != {t.thread_id for t in threads}:
         problems.append(
@@ -346,7 +361,7 @@ def compare_with_py_spy(spy_threads: dict, threads, what: str) -> list[str]:
             problems.append(f"{who}: py-spy tid {spy['os_thread_id']}, {what} {t.native_id}")
         if spy["thread_name"] != t.name:
             problems.append(f"{who}: py-spy name {spy['thread_name']!r}, {what} {t.name!r}")
-        if spy["active"] == bool(t.idle) or spy["owns_gil"] != bool(t.gil):
+        if spy["active"] == bool(t.idle) or (gil and spy["owns_gil"] != bool(t.gil)):
             problems.append(
                 f"{who}: py-spy active={spy['active']} owns_gil={spy['owns_gil']}, "
                 f"{what} idle={t.idle} gil={t.gil}"
@@ -376,16 +391,21 @@ class _ViewFrame:
         self.name, self.filename, self.line = f["name"], f["filename"], f["line"]
 
 
-def test_target_view_matches_py_spy(parked, py_spy_dump):
+def test_target_view_matches_py_spy(parked, interpreter, py_spy_dump):
     """Guards the target (no reader needed): an independent tool sees the same stacks."""
     _proc, view = parked
-    problems = compare_with_py_spy(py_spy_dump, [_ViewThread(t) for t in view["threads"]], "view")
+    view_threads = [_ViewThread(t) for t in view["threads"]]
+    problems = compare_with_py_spy(
+        py_spy_dump, view_threads, "view", gil=not interpreter.free_threaded
+    )
     assert not problems, "\n".join(problems)
 
 
-def test_reader_matches_py_spy(parked, py_spy_dump, reader_class):
+def test_reader_matches_py_spy(parked, interpreter, py_spy_dump, reader_class):
     proc, _view = parked
     with reader_class(proc.pid) as reader:
         threads = reader.read()
-    problems = compare_with_py_spy(py_spy_dump, threads, "reader")
+    problems = compare_with_py_spy(
+        py_spy_dump, threads, "reader", gil=not interpreter.free_threaded
+    )
     assert not problems, "\n".join(problems)

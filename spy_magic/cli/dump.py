@@ -10,12 +10,13 @@ from ..engine.spy import command_label
 from ..reader import StackReader, ThreadStack
 
 
-def _thread_header(thread: ThreadStack) -> str:
+def _thread_header(thread: ThreadStack, free_threaded: bool = False) -> str:
     states = []
     if thread.idle is not None:
         states.append("idle" if thread.idle else "active")
     if thread.gil:
-        states.append("gil")
+        # A free-threaded build has no GIL: `gil` there means attached (running Python).
+        states.append("attached" if free_threaded else "gil")
     state = f" ({', '.join(states)})" if states else ""
     name = f': "{thread.name}"' if thread.name else ""
     native = thread.native_id if thread.native_id is not None else "?"
@@ -23,16 +24,21 @@ def _thread_header(thread: ThreadStack) -> str:
 
 
 def format_dump(
-    pid: int, version: tuple[int, int, int], binary: str, threads: Sequence[ThreadStack]
+    pid: int,
+    version: tuple[int, int, int],
+    binary: str,
+    threads: Sequence[ThreadStack],
+    free_threaded: bool = False,
 ) -> str:
     """The stacks as text, innermost frame first."""
+    build = ".".join(map(str, version)) + (" free-threaded" if free_threaded else "")
     lines = [
         f"Process {pid}: {command_label(pid, limit=200)}",
-        f"Python v{'.'.join(map(str, version))} ({binary})",
+        f"Python v{build} ({binary})",
         "",
     ]
     for thread in threads:
-        lines.append(_thread_header(thread))
+        lines.append(_thread_header(thread, free_threaded))
         if thread.error is not None:
             lines.append(f"    <error: {thread.error}>")
         for frame in thread.frames:
@@ -54,5 +60,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([t.to_dict() for t in threads], indent=2, ensure_ascii=False))
         else:
-            print(format_dump(args.pid, reader.version, reader.interpreter.binary, threads))
+            print(
+                format_dump(
+                    args.pid,
+                    reader.version,
+                    reader.interpreter.binary,
+                    threads,
+                    reader.free_threaded,
+                )
+            )
     return 0

@@ -44,6 +44,8 @@ class CodeInfo:
     first_traceable: int = 0  # index of the first instruction tracebacks show (3.11+)
     frames: dict[int, Frame] = field(default_factory=dict)
     loaded_in: int = 0  # the snapshot (CodeCache.generation) that loaded this entry
+    # free-threaded 3.14+: thread-local bytecode copy index -> address of its first unit
+    copies: dict[int, int] = field(default_factory=dict)
 
     def frame_at(self, byte_offset: int) -> Frame:
         """The frame at this instruction, memoised per offset."""
@@ -150,6 +152,32 @@ class CodeCache:
             self._entries.clear()
         self._entries[address] = info
         return info
+
+    def bytecode_start(self, info: CodeInfo, copy: int, fresh: bool = False) -> int:
+        """Free-threaded 3.14+: where thread-local bytecode copy `copy` of a code starts.
+
+        Read from the code's `co_tlbc` array (entry 0 is `co_code_adaptive` itself) and
+        cached; `fresh` re-reads it, since the array is replaced when it grows and a copy's
+        index can be reused after its thread exits.
+        """
+        start = None if fresh else info.copies.get(copy)
+        if start is not None:
+            return start
+        layout = self.layout
+        try:
+            array = self.mem.read_u64(info.address + layout["code.co_tlbc"])
+            if not array:
+                raise TornStack("thread-local bytecode array missing")
+            count = self.mem.read_u64(array + layout["codearray.size"])
+            if not 0 <= copy < min(count, 1 << 16):
+                raise TornStack(f"thread-local bytecode copy {copy} of {count} does not exist")
+            start = self.mem.read_u64(array + layout["codearray.entries"] + 8 * copy)
+        except (ProcessExited, AccessDenied):
+            raise
+        except ReaderError as exc:
+            raise TornStack(f"thread-local bytecode unreadable: {exc}") from None
+        info.copies[copy] = start
+        return start
 
     def begin_snapshot(self) -> None:
         self.generation += 1

@@ -1,7 +1,10 @@
-"""CPython 3.13's own description of its layout: `_Py_DebugOffsets` at the start of _PyRuntime.
+"""CPython 3.13+'s own description of its layout: `_Py_DebugOffsets` at the start of _PyRuntime.
 
-The struct is untrusted input (it is whatever bytes the target holds): every offset is
-checked against the size of the struct it indexes before it replaces a table entry.
+Where each field sits inside that struct differs between versions (fields get inserted); the
+generated table records it per build (`debug.GROUP.FIELD` keys, from the build's header), so
+one parser serves every version. The struct is untrusted input (it is whatever bytes the
+target holds): every offset is checked against the size of the struct it indexes before it
+replaces a table entry, and a struct that fails a check is refused whole.
 """
 
 from __future__ import annotations
@@ -9,73 +12,13 @@ from __future__ import annotations
 import struct
 
 COOKIE = b"xdebugpy"
+HEADER_SIZE = 24  # cookie, packed version, free_threaded
 MAX_STRUCT_SIZE = 1 << 20
+MAX_DEBUG_OFFSETS_SIZE = 1 << 16
 
-# The 3.13 layout, in order: (group, [fields]); every group starts with its struct's size.
-_LAYOUT_313 = (
-    ("runtime_state", ("size", "finalizing", "interpreters_head")),
-    (
-        "interpreter_state",
-        (
-            "size",
-            "id",
-            "next",
-            "threads_head",
-            "gc",
-            "imports_modules",
-            "sysdict",
-            "builtins",
-            "ceval_gil",
-            "gil_runtime_state",
-            "gil_runtime_state_enabled",
-            "gil_runtime_state_locked",
-            "gil_runtime_state_holder",
-        ),
-    ),
-    (
-        "thread_state",
-        (
-            "size",
-            "prev",
-            "next",
-            "interp",
-            "current_frame",
-            "thread_id",
-            "native_thread_id",
-            "datastack_chunk",
-            "status",
-        ),
-    ),
-    ("interpreter_frame", ("size", "previous", "executable", "instr_ptr", "localsplus", "owner")),
-    (
-        "code_object",
-        (
-            "size",
-            "filename",
-            "name",
-            "qualname",
-            "linetable",
-            "firstlineno",
-            "argcount",
-            "localsplusnames",
-            "localspluskinds",
-            "co_code_adaptive",
-        ),
-    ),
-    ("pyobject", ("size", "ob_type")),
-    ("type_object", ("size", "tp_name", "tp_repr", "tp_flags")),
-    ("tuple_object", ("size", "ob_item", "ob_size")),
-    ("list_object", ("size", "ob_item", "ob_size")),
-    ("dict_object", ("size", "ma_keys", "ma_values")),
-    ("float_object", ("size", "ob_fval")),
-    ("long_object", ("size", "lv_tag", "ob_digit")),
-    ("bytes_object", ("size", "ob_size", "ob_sval")),
-    ("unicode_object", ("size", "state", "length", "asciiobject_size")),
-    ("gc", ("size", "collecting")),
-)
-
-# Our layout key <- (group, field). Offsets into sub-structs are checked against that size.
-_MAPPING = {
+# Our layout key <- (group, field) of `_Py_DebugOffsets`. A pair the build's struct lacks is
+# skipped (the table's value stays). Each offset must lie inside its group's `size`.
+MAPPING = {
     "runtime.interpreters_head": ("runtime_state", "interpreters_head"),
     "interp.id": ("interpreter_state", "id"),
     "interp.next": ("interpreter_state", "next"),
@@ -108,6 +51,9 @@ _MAPPING = {
     "object.ob_type": ("pyobject", "ob_type"),
     "type.tp_name": ("type_object", "tp_name"),
     "type.tp_flags": ("type_object", "tp_flags"),
+    "type.tp_basicsize": ("type_object", "tp_basicsize"),
+    "type.tp_dictoffset": ("type_object", "tp_dictoffset"),
+    "heaptype.ht_cached_keys": ("heap_type_object", "ht_cached_keys"),
     "tuple.ob_item": ("tuple_object", "ob_item"),
     "list.ob_item": ("list_object", "ob_item"),
     "dict.ma_keys": ("dict_object", "ma_keys"),
@@ -119,7 +65,15 @@ _MAPPING = {
     "unicode.state": ("unicode_object", "state"),
     "unicode.length": ("unicode_object", "length"),
     "unicode.ascii_data": ("unicode_object", "asciiobject_size"),
+    "unicode.compact_data": ("unicode_object", "compactunicodeobject_size"),
 }
+# Described only by free-threaded builds (a standard build's struct holds 0 there).
+FREE_THREADED_MAPPING = {
+    "iframe.tlbc_index": ("interpreter_frame", "tlbc_index"),
+    "code.co_tlbc": ("code_object", "co_tlbc"),
+}
+# Sizes, not offsets: they are the bound, so only their own plausibility is checked.
+_SIZES = {"interp.size", "tstate.size", "iframe.size", "code.size"}
 # The GIL fields are given as offsets inside the interpreter state (of its embedded GIL);
 # we want them relative to the GIL struct, which `ceval_gil` points at.
 _GIL_FIELDS = {
@@ -129,46 +83,80 @@ _GIL_FIELDS = {
 
 
 class DebugOffsetsError(ValueError):
-    """The bytes are not a `_Py_DebugOffsets` we can trust."""
+    """The bytes are not a `_Py_DebugOffsets` we can trust; the message says which check."""
 
 
-def header_size() -> int:
-    return 24 + 8 * sum(len(fields) for _, fields in _LAYOUT_313)
+def struct_size(table: dict[str, int]) -> int:
+    """How many bytes of `_PyRuntime` hold this build's `_Py_DebugOffsets`."""
+    return table["debug.size"]
 
 
 def parse_header(raw: bytes) -> tuple[int, bool]:
     """(packed version, free-threaded) from the first 24 bytes; raises if there is no cookie."""
-    if raw[:8] != COOKIE:
+    if len(raw) < HEADER_SIZE or raw[:8] != COOKIE:
         raise DebugOffsetsError("no _Py_DebugOffsets cookie")
     version, free_threaded = struct.unpack_from("<QQ", raw, 8)
+    if free_threaded not in (0, 1):
+        raise DebugOffsetsError(f"free_threaded flag is {free_threaded}, neither 0 nor 1")
     return version, bool(free_threaded)
 
 
-def parse_313(raw: bytes) -> dict[str, int]:
-    """Our layout keys, taken from a 3.13 `_Py_DebugOffsets`, each bounds-checked."""
-    if len(raw) < header_size():
+def parse(raw: bytes, table: dict[str, int], free_threaded: bool) -> dict[str, int]:
+    """Our layout keys, read from a `_Py_DebugOffsets` laid out as `table` says, each
+    bounds-checked against the size of the struct it indexes."""
+    size = table.get("debug.size", 0)
+    if not HEADER_SIZE < size <= MAX_DEBUG_OFFSETS_SIZE:
+        raise DebugOffsetsError("this build's _Py_DebugOffsets layout is not known")
+    if len(raw) < size:
         raise DebugOffsetsError("truncated _Py_DebugOffsets")
-    values: dict[tuple[str, str], int] = {}
-    pos = 24
-    for group, fields in _LAYOUT_313:
-        for name in fields:
-            values[(group, name)] = struct.unpack_from("<Q", raw, pos)[0]
-            pos += 8
-    for group, _ in _LAYOUT_313:
-        if not 0 < values[(group, "size")] <= MAX_STRUCT_SIZE:
-            raise DebugOffsetsError(f"implausible size for {group}")
+
+    def value(group: str, name: str) -> int | None:
+        position = table.get(f"debug.{group}.{name}")
+        if position is None:
+            return None
+        if not HEADER_SIZE <= position <= size - 8:
+            raise DebugOffsetsError(f"{group}.{name} lies outside _Py_DebugOffsets")
+        return struct.unpack_from("<Q", raw, position)[0]
+
+    mapping = dict(MAPPING)
+    if free_threaded:
+        mapping.update(FREE_THREADED_MAPPING)
+    groups = {group for group, _ in mapping.values()}
+    sizes: dict[str, int] = {}
+    for group in groups:
+        group_size = value(group, "size")
+        if group_size is None:
+            continue
+        if not 0 < group_size <= MAX_STRUCT_SIZE:
+            raise DebugOffsetsError(f"implausible size {group_size} for {group}")
+        sizes[group] = group_size
     out: dict[str, int] = {}
-    for key, (group, name) in _MAPPING.items():
-        value = values[(group, name)]
-        limit = values[(group, "size")]
-        if name != "size" and not 0 <= value < limit:
-            raise DebugOffsetsError(f"{group}.{name} = {value} lies outside its struct")
-        out[key] = value
-    gil_start = values[("interpreter_state", "gil_runtime_state")]
-    interp_size = values[("interpreter_state", "size")]
-    for key, name in _GIL_FIELDS.items():
-        value = values[("interpreter_state", name)]
-        if not gil_start <= value < interp_size:
-            raise DebugOffsetsError(f"{name} = {value} lies outside the interpreter's GIL")
-        out[key] = value - gil_start
+    for key, (group, name) in mapping.items():
+        found = value(group, name)
+        if found is None:
+            continue
+        if key not in _SIZES:
+            limit = sizes.get(group)
+            if limit is None:
+                raise DebugOffsetsError(f"{group} has no size to check {name} against")
+            if not 0 <= found < limit:
+                raise DebugOffsetsError(f"{group}.{name} = {found} lies outside its struct")
+        out[key] = found
+    # Two fields of one struct at one offset: the description is corrupt.
+    taken: dict[tuple[str, int], str] = {}
+    for key, (group, name) in mapping.items():
+        if key in out and key not in _SIZES:
+            other = taken.setdefault((group, out[key]), name)
+            if other != name:
+                raise DebugOffsetsError(
+                    f"{group}.{name} and {group}.{other} share offset {out[key]}"
+                )
+    gil_start = value("interpreter_state", "gil_runtime_state")
+    if gil_start is not None:
+        interp_size = sizes["interpreter_state"]
+        for key, name in _GIL_FIELDS.items():
+            found = value("interpreter_state", name)
+            if found is None or not gil_start <= found < interp_size:
+                raise DebugOffsetsError(f"{name} = {found} lies outside the interpreter's GIL")
+            out[key] = found - gil_start
     return out

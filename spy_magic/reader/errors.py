@@ -6,6 +6,8 @@ something to do about it, what to do.
 
 from __future__ import annotations
 
+from .versions import RANGE_TEXT
+
 
 class ReaderError(Exception):
     """Base class for everything the reader raises on purpose."""
@@ -53,7 +55,7 @@ class UnsupportedVersion(ReaderError):
         tail = f" ({why})" if why else ""
         super().__init__(
             f"process {pid} runs Python {version}, which spy_magic cannot read{tail}; "
-            "supported: CPython 3.8 to 3.13"
+            f"supported: CPython {RANGE_TEXT}, standard and free-threaded builds"
         )
         self.pid = pid
         self.version = version

@@ -215,16 +215,29 @@ class ChunkWalker:
     ) -> None:
         self.codes = codes
         self.max_depth = max_depth
-        self.owned_by_cstack = layout.get("const.FRAME_OWNED_BY_CSTACK", -1)
-        self.owned_by_generator = layout.get("const.FRAME_OWNED_BY_GENERATOR", 1)
-        self.unpack, self.size = field_unpacker(
-            [
-                (layout["iframe.code"], 8),
-                (layout["iframe.previous"], 8),
-                (layout["iframe.instr_ptr"], 8),
-                (layout["iframe.owner"], 1),
-            ]
+        owners = {k: v for k, v in layout.items() if k.startswith("const.FRAME_OWNED_BY_")}
+        # Frames that are no Python code's: C-stack entry frames (3.12/3.13), the
+        # interpreter's entry and base frames (3.14+).
+        self.not_code_owners = frozenset(
+            owners[k]
+            for k in ("const.FRAME_OWNED_BY_CSTACK", "const.FRAME_OWNED_BY_INTERPRETER")
+            if k in owners
         )
+        self.owned_by_generator = owners.get("const.FRAME_OWNED_BY_GENERATOR", 1)
+        self.max_owner = max(owners.values(), default=3)
+        # 3.14+: f_executable is a _PyStackRef whose low bits are tags.
+        self.address_mask = ~layout.get("const.Py_TAG_BITS", 0) & 0xFFFF_FFFF_FFFF_FFFF
+        fields = [
+            (layout["iframe.code"], 8),
+            (layout["iframe.previous"], 8),
+            (layout["iframe.instr_ptr"], 8),
+            (layout["iframe.owner"], 1),
+        ]
+        # Free-threaded 3.14+: instr_ptr points into the thread's own copy of the bytecode.
+        self.per_thread_bytecode = "iframe.tlbc_index" in layout
+        if self.per_thread_bytecode:
+            fields.append((layout["iframe.tlbc_index"], 4))
+        self.unpack, self.size = field_unpacker(fields)
         self.chunk_unpack, self.chunk_header = field_unpacker(
             [(layout["chunk.previous"], 8), (layout["chunk.size"], 8), (layout["chunk.top"], 8)]
         )
@@ -243,9 +256,13 @@ class ChunkWalker:
     def end_snapshot(self) -> None:
         """Nothing to roll over: the tail memos live in the reader."""
 
-    def _resolve(self, code: int, instr: int) -> tuple[int, Frame, bool]:
+    def _resolve(self, code: int, instr: int, copy: int = 0) -> tuple[int, Frame, bool]:
         info = self.codes.get(code)
-        index = (instr - info.code_start) >> 1
+        start = self.codes.bytecode_start(info, copy) if copy else info.code_start
+        index = (instr - start) >> 1
+        if copy and not -1 <= index < info.code_units:
+            start = self.codes.bytecode_start(info, copy, fresh=True)
+            index = (instr - start) >> 1
         if not -1 <= index < info.code_units:
             raise TornStack("instruction pointer outside its code object")
         entry = (code, info.frame_at(index * 2 if index >= 0 else -1), index < info.first_traceable)
@@ -293,7 +310,11 @@ class ChunkWalker:
         size = self.size
         unpack = self.unpack
         at_instr = self._at_instr
-        cstack = self.owned_by_cstack
+        not_code = self.not_code_owners
+        max_owner = self.max_owner
+        mask = self.address_mask
+        per_thread = self.per_thread_bytecode
+        copy = 0
         generator = self.owned_by_generator
         chunk_end = chunk + len(blob)
         lowest = chunk_end  # in-chunk frames must be met at ever lower addresses
@@ -353,18 +374,22 @@ class ChunkWalker:
                     except MemoryReadError as exc:
                         raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
                     outside.append((address, raw))
-            code, previous, instr, owner = unpack(raw, offset)
+            if per_thread:
+                code, previous, instr, owner, copy = unpack(raw, offset)
+            else:
+                code, previous, instr, owner = unpack(raw, offset)
             address = previous
             if owner == generator and not previous:
                 raise TornStack(SUSPENDED_GENERATOR)
-            if owner == cstack:
+            if owner in not_code:
                 continue
-            if owner > 3:
+            if owner > max_owner:
                 raise TornStack(f"frame with impossible owner {owner}")
+            code &= mask
             used.add(code)
             entry = at_instr.get(instr)
             if entry is None or entry[0] != code:
-                entry = self._resolve(code, instr)
+                entry = self._resolve(code, instr, copy)
             if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
             frames.append(entry[1])

@@ -74,19 +74,17 @@ _MAX_VARINT_GROUPS = 6
 
 
 def kind_for_version(major: int, minor: int) -> str:
-    """Return the line-table kind used by CPython ``major.minor`` (3.8 to 3.13).
+    """Return the line-table kind used by CPython ``major.minor`` (see versions.KNOWN).
 
     The table bytes live in ``co_lnotab`` for "lnotab" and in ``co_linetable`` otherwise.
-    Raises ValueError for versions outside that range.
+    Raises ValueError for versions the reader does not know.
     """
-    if major == 3:
-        if minor in (8, 9):
-            return "lnotab"
-        if minor == 10:
-            return "linetable310"
-        if 11 <= minor <= 13:
-            return "locations"
-    raise ValueError(f"no known line-table format for Python {major}.{minor}")
+    from .versions import KNOWN
+
+    spec = KNOWN.get((major, minor))
+    if spec is None:
+        raise ValueError(f"no known line-table format for Python {major}.{minor}")
+    return spec.line_table
 
 
 class LineTable:

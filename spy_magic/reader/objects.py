@@ -7,14 +7,14 @@ upper bound, and anything that does not look like the object it should be raises
 (or `MemoryReadError` when an address cannot be read) instead of looping or allocating without
 limit.
 
-    reader = ObjectReader(memory, (3, 12), LAYOUTS[(3, 12)])
+    reader = ObjectReader(memory, (3, 12), LAYOUTS["3.12"])
     reader.read_str(addr)                     # -> str
     reader.dict_items(addr)                   # -> [(key address, value address), ...]
     reader.dict_get_str(addr, "threading")    # -> value address or None
     reader.get_attr(addr, "_name")            # -> attribute value address or None
     thread_names(memory, (3, 12), layout, interp_address)   # -> {thread ident: name}
 
-Versions 3.8 to 3.13 (64-bit): struct offsets come from the generated `layouts.LAYOUTS`; the
+Versions 3.8 to 3.15 (64-bit): struct offsets come from the generated `layouts.LAYOUTS`; the
 few layout rules that are code rather than offsets (where managed dicts live, how split tables
 record insertion order) are written out below per version, with the CPython source they follow.
 """
@@ -109,9 +109,10 @@ class ObjectReader:
         self.mem = memory
         self.version = tuple(version[:2])
         if layout is None:
-            if self.version not in LAYOUTS:
-                raise ValueError(f"no layout for Python {version[0]}.{version[1]}")
-            layout = LAYOUTS[self.version]
+            name = f"{version[0]}.{version[1]}"
+            if name not in LAYOUTS:
+                raise ValueError(f"no layout for Python {name}")
+            layout = LAYOUTS[name]
         self.L = layout
         self.max_dict_entries = max_dict_entries
         self._static_types: dict[int, TypeInfo] = {}  # non-heap types never move or die
@@ -130,6 +131,13 @@ class ObjectReader:
         self._bytes_hdr = L["bytes.ob_sval"]
         self._dict_hdr = max(L["dict.ma_used"], L["dict.ma_keys"], L["dict.ma_values"]) + PTR
         self._shift = L.get("const.PyLong_SHIFT", 30)
+        # The str state word's bits (free-threaded 3.14+ moved them).
+        self._kind_mask = L.get("unicode.kind_mask", 7 << 2)
+        self._kind_shift = (self._kind_mask & -self._kind_mask).bit_length() - 1
+        self._compact_mask = L.get("unicode.compact_mask", 1 << 5)
+        self._ascii_mask = L.get("unicode.ascii_mask", 1 << 6)
+        # 3.13+: which of the 4 words before an object holds its managed __dict__ pointer.
+        self._managed_dict_word = 4 + L.get("const.MANAGED_DICT_OFFSET", -3 * PTR) // PTR
 
     # -- small helpers ----------------------------------------------------------------------
     def _u64(self, addr: int) -> int:
@@ -275,9 +283,9 @@ class ObjectReader:
         L = self.L
         length = _q.unpack_from(blob, L["unicode.length"])[0]
         state = _I.unpack_from(blob, L["unicode.state"])[0]
-        kind = (state >> 2) & 7
-        compact = (state >> 5) & 1
-        ascii_ = (state >> 6) & 1
+        kind = (state & self._kind_mask) >> self._kind_shift
+        compact = bool(state & self._compact_mask)
+        ascii_ = bool(state & self._ascii_mask)
         if length < 0 or length > max_chars:
             raise BadObject(addr, f"str length {length} outside 0..{max_chars}")
         if kind not in (1, 2, 4) or (ascii_ and kind != 1):
@@ -608,7 +616,7 @@ class ObjectReader:
             if dorv & 1:
                 return self._split_items(self._cached_keys(info.address), dorv + 1)
             return self.dict_items(dorv) if dorv else []
-        dict_addr = words[1]
+        dict_addr = words[self._managed_dict_word]
         if dict_addr:
             return self.dict_items(dict_addr)
         inline = L.get("const.Py_TPFLAGS_INLINE_VALUES", 0)

@@ -50,6 +50,7 @@ class Interpreter:
     version: tuple[int, int, int]
     runtime_address: int
     code_type_address: int | None
+    # Set by the reader from the target's _Py_DebugOffsets (3.13+), never from a file name.
     free_threaded: bool = False
 
     def symbol(self, name: str) -> int | None:
@@ -180,7 +181,6 @@ def find_interpreter(pid: int) -> Interpreter:
         if version is None:
             continue
         code_type = elf.symbol("PyCode_Type")
-        flags = _version_from_name(path)
         return Interpreter(
             pid=pid,
             binary=path,
@@ -189,7 +189,6 @@ def find_interpreter(pid: int) -> Interpreter:
             version=version,
             runtime_address=(runtime + bias) if runtime is not None else 0,
             code_type_address=(code_type + bias) if code_type is not None else None,
-            free_threaded=bool(flags and "t" in flags[2]),
         )
 
     # Nothing mapped yet carries an interpreter. An executable that needs a libpython the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import time
 
-from . import debug_offsets
+from . import debug_offsets, versions
 from .codes import CodeCache
 from .errors import (
     MemoryReadError,
@@ -31,7 +31,6 @@ from .pause import PauseFailed, ThreadPauser
 from .process import Interpreter, find_interpreter, process_is_gone
 from .threads import NativeIdResolver, ThreadStates
 
-SUPPORTED = ((3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
 READ_ATTEMPTS = 3  # copies of a stack that keeps moving before it is reported torn
@@ -45,7 +44,8 @@ def _version_text(version: tuple[int, int, int]) -> str:
 
 
 class StackReader:
-    """Reads the stacks of every thread in a CPython 3.8–3.13 process.
+    """Reads the stacks of every thread in a CPython process (versions.KNOWN: 3.8–3.15,
+    standard and free-threaded builds).
 
     Construction finds the interpreter and checks it can be read (raising NoSuchProcess,
     NotPython, AccessDenied, UnsupportedVersion or NotReady); each `read()` is one snapshot.
@@ -63,13 +63,14 @@ class StackReader:
         self.interpreter: Interpreter = find_interpreter(pid)
         self.version = self.interpreter.version
         self.mem = ProcessMemory(pid)
-        self.layout = self._layout()
+        self.spec, self.layout = self._layout()
+        self.free_threaded = self.interpreter.free_threaded
         self.codes = CodeCache(
             self.mem, self.version, self.layout, self.interpreter.code_type_address
         )
-        walker_type = ChunkWalker if self.version[:2] >= (3, 11) else LegacyWalker
+        self._modern = self.spec.frames == "chunks"
+        walker_type = ChunkWalker if self._modern else LegacyWalker
         self.walker = walker_type(self.layout, self.codes, self.version, max_depth)
-        self._modern = self.version[:2] >= (3, 11)
         self._plan: Plan | None = None
         self._memos: dict[int, WalkMemo] = {}
         self._native_ids = (
@@ -91,45 +92,58 @@ class StackReader:
             self.version = self._exact_version()
 
     # -- set-up -----------------------------------------------------------------------------
-    def _layout(self) -> dict[str, int]:
+    def _layout(self) -> tuple[versions.PythonVersion, dict[str, int]]:
+        """The version's model and its offsets: the build's table, overridden on 3.13+ by
+        every field the target's own _Py_DebugOffsets describes (which also tells whether
+        the build is free-threaded)."""
         interp = self.interpreter
         text = _version_text(self.version)
-        if interp.free_threaded:
-            raise UnsupportedVersion(self.pid, text + "t", "free-threaded builds are not supported")
-        if self.version[:2] not in SUPPORTED:
-            if self.version[:2] >= (3, 14):
-                why = "its _Py_DebugOffsets layout is newer than this reader knows"
-            else:
-                why = "too old"
-            raise UnsupportedVersion(self.pid, text, why)
+        spec = versions.KNOWN.get(self.version[:2])
+        free_threaded = False
+        raw = b""
+        if spec is not None and spec.debug_offsets and interp.runtime_address:
+            raw = self._read_debug_offsets()
+            free_threaded = debug_offsets.parse_header(raw)[1]
+        interp.free_threaded = free_threaded
+        try:
+            spec, table = versions.lookup(self.version[:2], free_threaded)
+        except versions.UnknownBuild as exc:
+            build = text + ("t" if free_threaded else "")
+            raise UnsupportedVersion(self.pid, build, str(exc)) from None
         if not interp.runtime_address:
             raise NotReady(self.pid, "_PyRuntime not found")
-        layout = dict(LAYOUTS[self.version[:2]])
-        if self.version[:2] >= (3, 13):
-            layout.update(self._debug_offsets(layout))
-        return layout
+        if spec.debug_offsets:
+            table.update(self._debug_offsets(raw, table, free_threaded))
+        return spec, table
 
-    def _debug_offsets(self, table: dict[str, int]) -> dict[str, int]:
-        """3.13+: take every field the target describes itself from its _Py_DebugOffsets."""
+    def _read_debug_offsets(self) -> bytes:
+        """The target's _Py_DebugOffsets, as many bytes as the largest known build's."""
+        size = max(t.get("debug.size", 0) for t in LAYOUTS.values())
         try:
-            raw = self.mem.read(self.interpreter.runtime_address, debug_offsets.header_size())
-            packed, free_threaded = debug_offsets.parse_header(raw)
-            if free_threaded:
-                raise UnsupportedVersion(
-                    self.pid,
-                    _version_text(self.version) + "t",
-                    "free-threaded builds are not supported",
-                )
-            if (packed >> 24, (packed >> 16) & 0xFF) != self.version[:2]:
-                raise UnsupportedVersion(
-                    self.pid,
-                    f"{packed >> 24}.{(packed >> 16) & 0xFF}",
-                    "its _Py_DebugOffsets disagree with its version",
-                )
-            found = debug_offsets.parse_313(raw)
+            raw = self.mem.read(self.interpreter.runtime_address, size)
+            packed, _ = debug_offsets.parse_header(raw)
         except debug_offsets.DebugOffsetsError as exc:
             raise UnsupportedVersion(self.pid, _version_text(self.version), str(exc)) from None
-        # Fields 3.13 does not describe, placed relative to ones it does.
+        except MemoryReadError as exc:
+            raise NotReady(self.pid, f"_Py_DebugOffsets unreadable: {exc}") from None
+        if (packed >> 24, (packed >> 16) & 0xFF) != self.version[:2]:
+            raise UnsupportedVersion(
+                self.pid,
+                f"{packed >> 24}.{(packed >> 16) & 0xFF}",
+                f"its _Py_DebugOffsets disagree with its version {_version_text(self.version)}",
+            )
+        return raw
+
+    def _debug_offsets(self, raw: bytes, table: dict[str, int], free_threaded: bool):
+        """Every field the target describes itself, bounds-checked (debug_offsets.parse)."""
+        text = _version_text(self.version) + ("t" if free_threaded else "")
+        try:
+            found = debug_offsets.parse(raw, table, free_threaded)
+        except debug_offsets.DebugOffsetsError as exc:
+            raise UnsupportedVersion(
+                self.pid, text, f"its _Py_DebugOffsets cannot be trusted: {exc}"
+            ) from None
+        # Fields it does not describe, placed relative to ones it does.
         found["tstate.datastack_top"] = found["tstate.datastack_chunk"] + (
             table["tstate.datastack_top"] - table["tstate.datastack_chunk"]
         )
@@ -141,6 +155,12 @@ class StackReader:
         keys = ["tstate.next", "tstate.thread_id"]
         if "tstate.native_thread_id" in layout:
             keys.append("tstate.native_thread_id")
+        # Free-threaded: no GIL; a thread "holds" the interpreter while it is attached.
+        self._state_slot = None
+        self._attached = layout.get("const._Py_THREAD_ATTACHED", 1)
+        if self.free_threaded and "tstate.state" in layout:
+            self._state_slot = len(keys)
+            keys.append("tstate.state")
         if self._modern:
             self._chunk_slot = len(keys)
             keys += ["tstate.datastack_chunk", "tstate.datastack_top"]
@@ -158,7 +178,7 @@ class StackReader:
         if self._modern:
             self._locating_slots += [self._chunk_slot, self._chunk_slot + 1]
         self._locating_fields = [(layout[keys[i]], 8) for i in self._locating_slots]
-        return field_unpacker([(layout[k], 8) for k in keys])
+        return field_unpacker([(layout[k], 4 if k == "tstate.state" else 8) for k in keys])
 
     def _check_ready(self) -> int:
         try:
@@ -170,8 +190,18 @@ class StackReader:
             head = self.mem.read_u64(interp + self.layout["interp.threads_head"])
             if not head:
                 raise NotReady(self.pid, "the interpreter has no threads yet")
+            owner = self.mem.read_u64(head + self.layout["tstate.interp"])
         except MemoryReadError as exc:
             raise NotReady(self.pid, str(exc)) from None
+        if owner != interp:
+            # A thread state that does not point back at its interpreter: the offsets (the
+            # target's own _Py_DebugOffsets on 3.13+) do not describe this process.
+            raise UnsupportedVersion(
+                self.pid,
+                _version_text(self.version) + ("t" if self.free_threaded else ""),
+                "its first thread state does not point back at its interpreter: "
+                "the struct offsets do not match this process",
+            )
         return interp
 
     def _exact_version(self) -> tuple[int, int, int]:
@@ -258,7 +288,7 @@ class StackReader:
             head = _Q.unpack_from(
                 *fetch.get(self.interp_address + layout["interp.threads_head"], 8)
             )[0]
-            holder = self._gil_holder(fetch)
+            holder = 0 if self._state_slot is not None else self._gil_holder(fetch)
         except MemoryReadError:
             if process_is_gone(self.pid):
                 raise ProcessExited(self.pid) from None
@@ -300,7 +330,11 @@ class StackReader:
                 thread_id=thread_id,
                 native_id=native or None,
                 name=names.get(thread_id),
-                gil=bool(holder) and tstate == holder,
+                gil=(
+                    values[self._state_slot] == self._attached
+                    if self._state_slot is not None
+                    else bool(holder) and tstate == holder
+                ),
                 idle=None if running is None else not running,
             )
             walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
