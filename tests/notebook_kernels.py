@@ -1,11 +1,18 @@
-"""Real Jupyter kernels for the notebook tests: one per ipykernel major version.
+"""Real Jupyter kernels for the notebook tests: one per ipykernel major version, and one on a
+newer CPython than the host has.
 
-- ipykernel 7: the Python running the tests, when its ipykernel is 7.x.
-- ipykernel 6 (or 7 when the running Python has no 7.x): a venv cached under `.ci/`
+- ipykernel7: the Python running the tests, when its ipykernel is 7.x.
+- ipykernel6 (or 7 when the running Python has no 7.x): a venv cached under `.ci/`
   (`.ci/venv-ipykernel6`, or $SPY_MAGIC_IPYKERNEL6_VENV), built on first use with
   `pip install "ipykernel>=6,<7" anywidget -e REPO` and rebuilt when the repository path,
   pyproject.toml or the base Python changes. A file lock keeps concurrent test sessions from
   building it twice.
+- py3.14-sid: CPython 3.14 in the Debian sid root that tools/install_pythons.sh makes (its
+  venv /opt/venv-3.14 there has ipykernel and the runtime deps; spy_magic comes from REPO,
+  bind-mounted at the same path, through PYTHONPATH). The kernel runs chrooted, see
+  ROOTED_LAUNCHER; the helper it starts for %%spy runs in the root too and reads the kernel
+  through the root's /proc. Missing root or venv: KernelUnavailable, like a venv that cannot
+  be built.
 
 Kernel specs are written into a temporary directory and found through a KernelSpecManager
 that looks only there, so nothing is installed into the user's Jupyter paths.
@@ -42,6 +49,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / ".ci"
 MAJORS = (7, 6)  # the ipykernel major versions every notebook test runs on
+# Kernels inside a chroot: id -> (the CPython version, its venv inside the root).
+ROOTED = {"py3.14-sid": ("3.14", "/opt/venv-3.14")}
+KERNELS = (*(f"ipykernel{m}" for m in MAJORS), *ROOTED)  # every notebook test runs on each
 PIP_TIMEOUT_S = 900
 # The notebook front imports anywidget, which pyproject.toml does not list (yet).
 EXTRA_PACKAGES = ("anywidget",)
@@ -55,20 +65,23 @@ class KernelUnavailable(Exception):
 @dataclass(frozen=True)
 class KernelInfo:
     major: int  # ipykernel major version
-    python: str  # the kernel's interpreter
+    python: str  # the kernel's interpreter (as seen inside `root` for a rooted kernel)
     ipykernel_version: str
-    source: str  # "this interpreter" or the venv path
+    source: str  # "this interpreter", the venv path, or "ROOT:VENV" for a rooted kernel
+    root: str | None = None  # the kernel runs chrooted into this directory
+    kernel_id: str | None = None  # default: ipykernel{major}
+    python_version: str = ""  # the kernel's sys.version, first word (probed)
 
     @property
     def name(self) -> str:
-        return f"spy-magic-ipykernel{self.major}"
+        return f"spy-magic-{self.id}"
 
     @property
     def id(self) -> str:
-        return f"ipykernel{self.major}"
+        return self.kernel_id or f"ipykernel{self.major}"
 
 
-def _probe(python: str) -> dict:
+def _probe(python: str, *, root: str | None = None, pythonpath: str | None = None) -> dict:
     """What `python` has: ipykernel's version and where spy_magic and anywidget come from."""
     code = (
         "import json, importlib.util as u, sys\n"
@@ -82,11 +95,16 @@ def _probe(python: str) -> dict:
         "print(json.dumps(out))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [python, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd="/"
-    )
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [*(["chroot", root] if root else []), python, "-c", code]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    except subprocess.TimeoutExpired:
+        raise KernelUnavailable(f"{' '.join(cmd[:-2])} did not answer within 120 s") from None
     if proc.returncode != 0:
-        raise KernelUnavailable(f"{python} failed to start: {proc.stderr.strip()[-500:]}")
+        where = f" in {root}" if root else ""
+        raise KernelUnavailable(f"{python}{where} failed to start: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -157,23 +175,72 @@ def ensure_venv(major: int, log=None) -> KernelInfo:
         raise KernelUnavailable(f"{python} has ipykernel {version}, wanted {major}.x: {probe}")
     if not (probe.get("spy_magic") or "").startswith(str(REPO)):
         raise KernelUnavailable(f"{python} imports spy_magic from {probe.get('spy_magic')}")
-    return KernelInfo(major, str(python), version, str(directory))
+    return KernelInfo(major, str(python), version, str(directory), python_version=probe["python"])
 
 
-_cache: dict[int, KernelInfo | KernelUnavailable] = {}
+def rooted_kernel(kernel_id: str) -> KernelInfo:
+    """The kernel `kernel_id` of ROOTED: its root and venv checked, the repository and the temp
+    dir made visible in the root, its ipykernel and spy_magic probed there."""
+    from conftest import SID_ROOT, ensure_visible_in_root  # tests/ is on sys.path
+
+    version, venv = ROOTED[kernel_id]
+    root = SID_ROOT
+    if not os.path.isfile(os.path.join(root, f"usr/bin/python{version}")):
+        raise KernelUnavailable(
+            f"no Debian sid root with python{version} at {root} "
+            "(tools/install_pythons.sh sid builds it; $SPY_MAGIC_PYTHONS moves it)"
+        )
+    # The venv's bin/python is a symlink that resolves only inside the root.
+    if not os.path.isfile(os.path.join(root, venv.lstrip("/"), "pyvenv.cfg")):
+        raise KernelUnavailable(f"no venv {venv} in {root} (tools/install_pythons.sh sid makes it)")
+    if os.geteuid() != 0:
+        raise KernelUnavailable(f"a kernel chrooted into {root} needs root (chroot, mount)")
+    try:
+        ensure_visible_in_root(root)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise KernelUnavailable(f"cannot show {REPO} and the temp dir in {root}: {exc}") from None
+    python = f"{venv}/bin/python"
+    probe = _probe(python, root=root, pythonpath=str(REPO))
+    ipykernel_version = probe.get("ipykernel")
+    if _major(ipykernel_version) is None:
+        raise KernelUnavailable(f"{python} in {root} has no ipykernel: {probe}")
+    missing = [name for name in ("anywidget", "matplotlib") if not probe.get(name)]
+    if missing:
+        raise KernelUnavailable(f"{python} in {root} lacks {', '.join(missing)}: {probe}")
+    if not (probe.get("spy_magic") or "").startswith(str(REPO)):
+        raise KernelUnavailable(
+            f"{python} in {root} imports spy_magic from {probe.get('spy_magic')}, not {REPO}"
+        )
+    if not probe["python"].startswith(version + "."):
+        raise KernelUnavailable(f"{python} in {root} is Python {probe['python']}, not {version}")
+    return KernelInfo(
+        _major(ipykernel_version), python, ipykernel_version, f"{root}:{venv}", root=root,
+        kernel_id=kernel_id, python_version=probe["python"],
+    )  # fmt: skip
+
+
+_cache: dict[str, KernelInfo | KernelUnavailable] = {}
 _cache_lock = threading.Lock()
 
 
-def kernel_for(major: int, log=None) -> KernelInfo:
-    """A kernel with ipykernel `major`.x: this interpreter when it has that version, else a
-    cached venv. Raises KernelUnavailable (remembered for the session)."""
+def kernel_for(which: int | str, log=None) -> KernelInfo:
+    """A kernel by id (KERNELS) or ipykernel major version. ipykernel N: this interpreter when
+    it has that version, else a cached venv; a ROOTED id: that kernel in its root. Raises
+    KernelUnavailable (remembered for the session)."""
+    kernel_id = f"ipykernel{which}" if isinstance(which, int) else which
     with _cache_lock:
-        if major not in _cache:
+        if kernel_id not in _cache:
             try:
-                _cache[major] = _find(major, log)
+                if kernel_id in ROOTED:
+                    _cache[kernel_id] = rooted_kernel(kernel_id)
+                else:
+                    match = re.fullmatch(r"ipykernel(\d+)", kernel_id)
+                    if not match:
+                        raise ValueError(f"no kernel {kernel_id!r}; known: {KERNELS}")
+                    _cache[kernel_id] = _find(int(match.group(1)), log)
             except KernelUnavailable as exc:
-                _cache[major] = exc
-        found = _cache[major]
+                _cache[kernel_id] = exc
+        found = _cache[kernel_id]
     if isinstance(found, KernelUnavailable):
         raise found
     return found
@@ -187,8 +254,26 @@ def _find(major: int, log=None) -> KernelInfo:
     except ImportError:
         here = None
     if _major(here) == major:
-        return KernelInfo(major, sys.executable, here, "this interpreter")
+        return KernelInfo(major, sys.executable, here, "this interpreter",
+                          python_version=sys.version.split()[0])  # fmt: skip
     return ensure_venv(major, log)
+
+
+# A kernel in a chroot, started as `sh -c ROOTED_LAUNCHER NAME ROOT PYTHON {connection_file} DIR`.
+# jupyter_client writes the connection file into its runtime dir, which the root does not see:
+# copy it into DIR (under the bind-mounted temp dir: the same path inside the root), then exec
+# chroot, which execs env, which execs the kernel: one pid all along, so the kernel manager's
+# interrupts (SIGINT), shutdowns and liveness checks reach the kernel itself. The kernel starts
+# in the working directory the front end asked for when the root sees that directory (the same
+# device and inode through the bind mount), else in the root's /.
+ROOTED_LAUNCHER = """\
+root=$1 python=$2 connection=$3 copies=$4
+copy="$copies/$(basename "$connection")"
+cp "$connection" "$copy" || exit 1
+dir=$(pwd)
+[ "$(stat -c %d:%i "$dir")" = "$(stat -c %d:%i "$root$dir" 2>/dev/null)" ] || dir=/
+exec chroot "$root" /usr/bin/env -C "$dir" "$python" -m ipykernel_launcher -f "$copy"
+"""
 
 
 def write_kernelspec(spec_dir: Path, info: KernelInfo) -> None:
@@ -200,9 +285,25 @@ def write_kernelspec(spec_dir: Path, info: KernelInfo) -> None:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])]
         )
+    argv = [info.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    if info.root is not None:
+        from conftest import ensure_visible_in_root
+
+        copies = target / "connections"
+        copies.mkdir(exist_ok=True)
+        ensure_visible_in_root(info.root, [REPO, copies])  # a no-op under the temp dir
+        venv = os.path.dirname(os.path.dirname(info.python))
+        # The host's PATH and venv mean nothing in the root (or worse, half of them resolve).
+        env.update(
+            PYTHONPATH=str(REPO), VIRTUAL_ENV=venv,
+            PATH=f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )  # fmt: skip
+        argv = ["/bin/sh", "-c", ROOTED_LAUNCHER, "spy-magic-rooted-kernel", info.root,
+                info.python, "{connection_file}", str(copies)]  # fmt: skip
     spec = {
-        "argv": [info.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"spy_magic test (ipykernel {info.ipykernel_version})",
+        "argv": argv,
+        "display_name": f"spy_magic test ({info.id}: Python {info.python_version or '?'}, "
+        f"ipykernel {info.ipykernel_version})",
         "language": "python",
         "interrupt_mode": "signal",
         "env": env,
@@ -313,13 +414,17 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-if __name__ == "__main__":  # build the cached venv(s) ahead of time
+if __name__ == "__main__":  # build the cached venv(s) ahead of time, check the rooted kernels
     status = 0
-    for wanted_major in MAJORS:
+    for wanted in KERNELS:
         try:
-            found = kernel_for(wanted_major, log=print)
-            print(f"ipykernel{wanted_major}: {found.ipykernel_version} ({found.python})")
+            found = kernel_for(wanted, log=print)
+            where = f" in {found.root}" if found.root else ""
+            print(f"{wanted}: Python {found.python_version}, ipykernel "
+                  f"{found.ipykernel_version} ({found.python}{where})")  # fmt: skip
         except KernelUnavailable as exc:
-            print(f"ipykernel{wanted_major}: unavailable: {exc}", file=sys.stderr)
-            status = 1
+            print(f"{wanted}: unavailable: {exc}", file=sys.stderr)
+            # A venv this script builds must be there; a root is tools/install_pythons.sh's
+            # (its tests say so, and fail under $SPY_MAGIC_REQUIRE_KERNELS).
+            status = status or int(wanted not in ROOTED)
     sys.exit(status)

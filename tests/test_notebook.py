@@ -1,9 +1,10 @@
 """The notebook front on real kernels: %%spy, %spy_attach/%spy_stop/%spy_dump, the tour.
 
-Every test runs on an ipykernel 7 kernel and on an ipykernel 6 one (see notebook_kernels.py:
-the second lives in a venv cached under .ci/). Cells go through nbclient exactly as a
+Every test runs on an ipykernel 7 kernel, on an ipykernel 6 one and on a CPython 3.14 one
+chrooted into the Debian sid root (see notebook_kernels.py: the second lives in a venv cached
+under .ci/, the third in the root's /opt/venv-3.14). Cells go through nbclient exactly as a
 notebook's would; tests of one kernel share it (the kernel starts once per module and
-version) and look at the kernel's objects by running a cell that prints JSON.
+kernel) and look at the kernel's objects by running a cell that prints JSON.
 """
 
 from __future__ import annotations
@@ -89,11 +90,11 @@ def spec_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("kernelspecs")
 
 
-def _require_kernel(major: int, spec_dir: Path) -> nk.KernelInfo:
+def _require_kernel(kernel_id: str, spec_dir: Path) -> nk.KernelInfo:
     try:
-        info = nk.kernel_for(major)
+        info = nk.kernel_for(kernel_id)
     except nk.KernelUnavailable as exc:
-        message = f"no ipykernel {major}.x kernel here: {exc}"
+        message = f"no {kernel_id} kernel here: {exc}"
         if os.environ.get(nk.REQUIRE_ENV):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -101,7 +102,7 @@ def _require_kernel(major: int, spec_dir: Path) -> nk.KernelInfo:
     return info
 
 
-@pytest.fixture(scope="module", params=nk.MAJORS, ids=lambda m: f"ipykernel{m}")
+@pytest.fixture(scope="module", params=nk.KERNELS)
 def kernel_info(request, spec_dir) -> nk.KernelInfo:
     return _require_kernel(request.param, spec_dir)
 
@@ -114,8 +115,12 @@ def nb(kernel_info, spec_dir, tmp_path_factory):
         loaded = kernel.run("%load_ext spy_magic")
         assert errors(loaded) == [] and nk.stderr(loaded) == "", loaded.outputs
         kernel.run(FACTS_SOURCE)
-        where = kernel.json("import json, spy_magic\nprint(json.dumps(spy_magic.__file__))")
+        where, version = kernel.json(
+            "import json, spy_magic, sys\n"
+            "print(json.dumps([spy_magic.__file__, sys.version.split()[0]]))"
+        )
         assert where.startswith(str(nk.REPO)), f"the kernel imports spy_magic from {where}"
+        assert version == kernel_info.python_version, (version, kernel_info)
         yield kernel
     finally:
         kernel.close()
@@ -552,11 +557,15 @@ def test_subprocess_runs_the_cell_in_a_fresh_interpreter(nb):
     assert set(final_bundle(cell)) >= FOUR_MIMES
 
 
-def test_subprocess_with_another_python(nb, interpreters):
-    python = interpreters.require("pyenv-3.8").path
-    cell, facts, leaked = _run_subprocess_cell(nb, f"--python {python}")
+def test_subprocess_with_another_python(nb, kernel_info, interpreters):
+    # Another CPython than the kernel's, one the kernel can run: pyenv's 3.8 on the host; in
+    # the sid root (which sees nothing of pyenv) that root's 3.15.
+    other = interpreters.require("sid-3.15" if kernel_info.root else "pyenv-3.8")
+    if other.root != kernel_info.root:
+        pytest.skip(f"{other.id} lives in {other.root}, the kernel in {kernel_info.root}")
+    cell, facts, leaked = _run_subprocess_cell(nb, f"--python {other.path}")
     assert leaked is False
-    assert "child python 3.8." in nk.stdout(cell), cell.outputs
+    assert f"child python {other.dotted}." in nk.stdout(cell), cell.outputs
     assert shares(facts).get("in_subprocess", 0) > 70, facts["functions"][:5]
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import TARGETS, read_line, require_churn
 
 from spy_magic.reader import StackReader, TornStack
@@ -29,7 +30,7 @@ def status_field(pid: int, name: str) -> str:
 
 
 def test_paused_target_is_let_go_and_keeps_running(interpreter, spawn):
-    proc = spawn([interpreter.path, CHURN])
+    proc = spawn(interpreter.argv(CHURN))
     assert read_line(proc) == "ready"
     with StackReader(proc.pid) as reader:
         deadline = time.monotonic() + 1.0
@@ -46,8 +47,15 @@ def test_paused_target_is_let_go_and_keeps_running(interpreter, spawn):
     assert later > ticks, "the target stopped running after the reads"
 
 
+def sigusr1_pending(pid: int) -> bool:
+    """SIGUSR1 is pending for the process or its main thread (/proc status masks)."""
+    bit = 1 << (signal.SIGUSR1 - 1)
+    masks = (status_field(pid, "ShdPnd"), status_field(pid, "SigPnd"))
+    return any(int(mask, 16) & bit for mask in masks)
+
+
 def test_signals_sent_during_pauses_all_arrive(interpreter, spawn):
-    proc = spawn([interpreter.path, SIGNAL_CHURN])
+    proc = spawn(interpreter.argv(SIGNAL_CHURN))
     assert read_line(proc) == "ready"
     sent = 0
     with StackReader(proc.pid) as reader:
@@ -55,12 +63,20 @@ def test_signals_sent_during_pauses_all_arrive(interpreter, spawn):
         next_signal = time.monotonic()
         while time.monotonic() < deadline:
             reader.read()
-            if time.monotonic() >= next_signal:
+            # Spaced, and never while the last one is still pending: two standard signals
+            # pending at once coalesce in the kernel (a loaded machine can leave the target
+            # unscheduled for longer than any spacing), which would be no fault of a pause.
+            if time.monotonic() >= next_signal and not sigusr1_pending(proc.pid):
                 os.kill(proc.pid, signal.SIGUSR1)
                 sent += 1
-                next_signal = time.monotonic() + 0.005  # spaced: standard signals coalesce
+                next_signal = time.monotonic() + 0.005
         paused = reader.paused_reads
-    assert paused > 50, f"only {paused} paused reads: too few to have raced any signal"
+        assert reader.pause_error is None
+    if paused <= 50:
+        pytest.skip(
+            f"only {paused} reads were paused (a loaded machine: target and reader shared a "
+            "CPU, so few reads tore): too few to have raced any signal"
+        )
     time.sleep(0.1)
     proc.send_signal(signal.SIGUSR2)
     assert int(read_line(proc)) == sent
@@ -80,7 +96,7 @@ time.sleep(60)
 
 
 def test_a_target_held_by_another_tracer_is_read_without_pausing(interpreter, spawn):
-    proc = spawn([interpreter.path, CHURN])
+    proc = spawn(interpreter.argv(CHURN))
     assert read_line(proc) == "ready"
     tids = os.listdir(f"/proc/{proc.pid}/task")
     tracer = spawn([sys.executable, "-c", TRACER, *tids])
@@ -96,7 +112,7 @@ def test_a_target_held_by_another_tracer_is_read_without_pausing(interpreter, sp
                 assert isinstance(thread.error, TornStack)
                 torn += 1
         assert reader.paused_reads == 0
+        require_churn(torn > 0)  # no read tore: no pause was ever tried
         assert reader.pause_error is not None and "another tracer" in reader.pause_error
-    assert torn > 0
     assert status_field(proc.pid, "TracerPid") == str(tracer.pid), "the debugger's hold broke"
     tracer.kill()
