@@ -314,9 +314,9 @@ def test_collectors_run_off_the_sampling_thread(spawn):
 
 def test_every_interpreter_can_be_sampled(interpreter, spawn):
     interp = require_interpreter(interpreter.id)
-    sampler = Sampler.launch(
-        [interp.path, str(demo_path("slow_script")), "--repeat", "4"], rate=500
-    )
+    # A rooted interpreter is launched as `chroot ROOT PYTHON ...`: chroot execs the
+    # interpreter in the same pid, which the sampler waits for to become Python.
+    sampler = Sampler.launch(interp.argv(demo_path("slow_script"), "--repeat", "4"), rate=500)
     try:
         samples = list(sampler)
     finally:

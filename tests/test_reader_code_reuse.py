@@ -14,13 +14,18 @@ CHURN = TARGETS / "code_churn.py"
 NAME = re.compile(r"^f_(\d+)$")
 
 
-@pytest.fixture(params=["pyenv-3.8", "pyenv-3.10", "pyenv-3.11", "pyenv-3.12", "pyenv-3.13"])
+@pytest.fixture(
+    params=[
+        "pyenv-3.8", "pyenv-3.10", "pyenv-3.11", "pyenv-3.12", "pyenv-3.13",
+        "ft-3.13t", "sid-3.14", "sid-3.14t", "sid-3.15", "sid-3.15t",
+    ]
+)  # fmt: skip
 def churn_interpreter(request):
     return require_interpreter(request.param)
 
 
 def test_reused_code_addresses_are_not_trusted(churn_interpreter, spawn):
-    proc = spawn([churn_interpreter.path, CHURN])
+    proc = spawn(churn_interpreter.argv(CHURN))
     assert read_line(proc) == "ready"
     seen: list[int] = []
     problems: list[str] = []

@@ -96,7 +96,7 @@ PAUSE = pytest.mark.parametrize("pause", [True, False], ids=["pausing", "nonbloc
 
 @PAUSE
 def test_churning_stack_is_never_torn_silently(interpreter, spawn, pause):
-    proc = spawn([interpreter.path, CHURN])
+    proc = spawn(interpreter.argv(CHURN))
     assert read_line(proc) == "ready"
     got = hammer(proc.pid, stack_problem, pause)
     deep = sum(len(frames) > 10 for frames in got.whole)
@@ -129,7 +129,7 @@ def generator_stack_problem(frames) -> str | None:
 def test_generator_frames_are_never_shown_without_their_caller(interpreter, spawn, pause):
     """A generator that yields between reading the thread state and reading its frame has
     lost its caller link: such a read is torn, not a stack with the generator at the root."""
-    proc = spawn([interpreter.path, GEN_CHURN])
+    proc = spawn(interpreter.argv(GEN_CHURN))
     assert read_line(proc) == "ready"
     got = hammer(proc.pid, generator_stack_problem, pause)
     running = sum(any(f.name.endswith("genexpr>") for f in frames) for frames in got.whole)
