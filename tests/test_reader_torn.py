@@ -139,3 +139,80 @@ def test_generator_frames_are_never_shown_without_their_caller(interpreter, spaw
     assert not got.problems, (
         f"{len(got.problems)} wrong stacks returned as real: {got.problems[:3]}"
     )
+
+
+PARALLEL = TARGETS / "parallel_churn.py"
+PARALLEL_SOURCE = PARALLEL.read_text().splitlines()
+P_CALL_LINE = next(i for i, t in enumerate(PARALLEL_SOURCE, 1) if t.endswith("# CALL_LINE"))
+P_LOOP_LINE = next(i for i, t in enumerate(PARALLEL_SOURCE, 1) if t.endswith("# LOOP_LINE"))
+P_F_FIRST = next(i for i, t in enumerate(PARALLEL_SOURCE, 1) if t.startswith("def f("))
+
+
+def worker_problem(frames) -> str | None:
+    """Why this worker-thread stack cannot have happened in parallel_churn.py, or None."""
+    rest = list(frames)
+    while rest and rest[-1].filename.endswith("threading.py"):
+        rest.pop()
+    if not rest:
+        return "no frame below threading's"
+    bottom = rest.pop()
+    if bottom.name != "churn" or bottom.filename != str(PARALLEL):
+        return f"bottom frame is {bottom}"
+    if bottom.line not in (P_LOOP_LINE, P_LOOP_LINE - 1):
+        return f"churn at line {bottom.line}"
+    if not rest or all(fr.filename.endswith("random.py") for fr in rest):
+        return None
+    if any(fr.name != "f" or fr.filename != str(PARALLEL) for fr in rest):
+        return f"foreign frame in {[fr.name for fr in rest]}"
+    if len(rest) > 61:
+        return f"{len(rest)} frames of f, at most 61 are possible"
+    if any(fr.line != P_CALL_LINE for fr in rest[1:]):
+        return f"an outer f frame not at its call line: {[fr.line for fr in rest]}"
+    if not P_F_FIRST <= rest[0].line <= P_F_FIRST + 6:
+        return f"innermost f at line {rest[0].line}"
+    return None
+
+
+def test_parallel_threads_torn_reads_never_become_stacks(interpreter, spawn):
+    """Two threads churning at once. On a free-threaded build they run in parallel (two
+    threads are seen attached in one snapshot), and still no read returns a stack that
+    cannot have happened: a read that tore on every copy is taken paused, or reported."""
+    proc = spawn(interpreter.argv(PARALLEL), stdin=__import__("subprocess").PIPE)
+    assert read_line(proc) == "ready"
+    reads = torn = 0
+    whole: list = []
+    problems: list[str] = []
+    both_attached = False
+    with StackReader(proc.pid) as reader:
+        deadline = time.monotonic() + HAMMER_SECONDS
+        while time.monotonic() < deadline:
+            threads = [t for t in reader.read() if (t.name or "").startswith("churn-")]
+            reads += 1
+            if sum(t.gil for t in threads) >= 2:
+                both_attached = True
+            for thread in threads:
+                if thread.error is not None:
+                    assert isinstance(thread.error, TornStack)
+                    assert thread.frames == ()
+                    torn += 1
+                    continue
+                whole.append(thread.frames)
+                problem = worker_problem(thread.frames)
+                if problem:
+                    problems.append(problem)
+        paused = reader.paused_reads
+        assert reader.pause_error is None
+    assert reads > 50
+    assert len(whole) > reads  # both workers, most reads
+    assert not problems, problems[:5]
+    deep = sum(1 for frames in whole if sum(fr.name == "f" for fr in frames) > 5)
+    require_churn(deep > 0 and (torn > 0 or paused > 0))
+    if interpreter.free_threaded:
+        # No GIL: ThreadStack.gil means attached, and two workers on two cores are both.
+        if not both_attached:
+            pytest.skip(
+                "never saw both workers attached at once (a loaded machine ran them "
+                "on one CPU), so nothing ran in parallel"
+            )
+    else:
+        assert not both_attached, "two threads held the GIL in one snapshot"
