@@ -16,6 +16,17 @@ from spy_magic.engine import PoissonTimer, Sampler
 from spy_magic.reader import NoSuchProcess, NotPython, StackReader
 
 PYTHON = sys.executable
+# Where the engine's accuracy and child-process tests run: the test's own Python, and the
+# builds whose layout differs most (skipped by name where not installed).
+ENGINE_TARGETS = ["this-python", "ft-3.13t", "sid-3.14", "sid-3.15"]
+
+
+@pytest.fixture(params=ENGINE_TARGETS)
+def target_python(request) -> list[str]:
+    """The command line prefix that runs a target script under each ENGINE_TARGETS entry."""
+    if request.param == "this-python":
+        return [PYTHON]
+    return require_interpreter(request.param).argv()
 
 
 def ks_exponential(gaps: list[float], rate: float) -> float:
@@ -148,9 +159,9 @@ def test_duration_is_wall_clock_even_when_reads_are_slow(spawn):
 # --- accuracy ----------------------------------------------------------------------------------
 
 
-def test_spec_example_self_time_shares(spawn):
+def test_spec_example_self_time_shares(spawn, target_python):
     """function_a/b/c sleep 0.1/0.05/0.01 s: 62.5/31.25/6.25 % of self time, wall clock."""
-    sampler = Sampler.launch([PYTHON, str(demo_path("slow_script"))])
+    sampler = Sampler.launch([*target_python, str(demo_path("slow_script"))])
     try:
         samples = list(sampler)
     finally:
@@ -168,8 +179,10 @@ def test_spec_example_self_time_shares(spawn):
     assert all(a is b for a, b in repeats)
 
 
-def test_cpu_bound_split_three_two_one(spawn):
-    sampler = Sampler.launch([PYTHON, str(demo_path("cpu_split")), "--repeat", "25"], rate=200)
+def test_cpu_bound_split_three_two_one(spawn, target_python):
+    sampler = Sampler.launch(
+        [*target_python, str(demo_path("cpu_split")), "--repeat", "25"], rate=200
+    )
     try:
         samples = list(sampler)
     finally:
@@ -179,7 +192,8 @@ def test_cpu_bound_split_three_two_one(spawn):
     assert n > 200
     for name, expected in zip(names, (3 / 6, 2 / 6, 1 / 6)):
         assert within_binomial(shares[name], expected, n), (name, shares, n)
-    # CPU-bound: the target is running (not idle) and holds the GIL in nearly every trace.
+    # CPU-bound: the target is running (not idle) and holds the GIL (free-threaded: is
+    # attached) in nearly every trace.
     main = [t for s in samples for t in s.traces if t.frames and t.frames[0].name in names]
     assert sum(t.gil for t in main) > 0.8 * len(main)
     assert sum(t.idle is False for t in main) > 0.8 * len(main)
@@ -203,9 +217,9 @@ def test_idle_false_drops_sleeping_threads(spawn):
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn):
+def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn, target_python):
     sampler = Sampler.launch(
-        [PYTHON, str(demo_path("pool_work")), "--seconds", "2", "--start-method", method],
+        [*target_python, str(demo_path("pool_work")), "--seconds", "2", "--start-method", method],
         subprocesses=True, rate=100,
     )  # fmt: skip
     sampler.process.stdout = None

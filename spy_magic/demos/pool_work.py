@@ -1,5 +1,7 @@
 """A multiprocessing pool of 3 workers, each spinning for a known time; the parent waits.
 
+The workers start their tasks together, one task each.
+
 Prints the worker pids at the end. `--seconds S` (default 2) is each worker's work;
 `--start-method fork|spawn|forkserver` (default fork) how workers start.
 """
@@ -9,8 +11,20 @@ import os
 import sys
 import time
 
+WORKERS = 3
+_start_together = None
+
+
+def _join(barrier):
+    global _start_together
+    _start_together = barrier
+
 
 def worker_task(seconds):
+    # Every worker waits for the others first: a worker that started late (a slow machine,
+    # spawn's fresh interpreter) still gets its own task instead of an early one taking two.
+    if _start_together is not None:  # None in a pool of the caller's own
+        _start_together.wait(timeout=120)
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
@@ -19,8 +33,9 @@ def worker_task(seconds):
 
 def main(seconds, method):
     context = multiprocessing.get_context(method)
-    with context.Pool(3) as pool:
-        pids = pool.map(worker_task, [seconds] * 3, chunksize=1)
+    barrier = context.Barrier(WORKERS)
+    with context.Pool(WORKERS, initializer=_join, initargs=(barrier,)) as pool:
+        pids = pool.map(worker_task, [seconds] * WORKERS, chunksize=1)
     print(" ".join(map(str, sorted(set(pids)))), flush=True)
 
 
