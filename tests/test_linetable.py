@@ -1,6 +1,7 @@
 """Tests for spy_magic.reader.linetable against the interpreters themselves.
 
-For every CPython 3.8 to 3.13 found under /root/.pyenv/versions, a subprocess running that
+For every CPython 3.8 to 3.15 the tests know (pyenv, free-threaded 3.13t, sid's 3.14 and 3.15
+in their root), a subprocess running that
 interpreter compiles a mix of stdlib modules and synthetic code, and reports for each code object
 its raw line table, co_firstlineno and, for every code-unit offset, the line the interpreter's own
 ``PyCode_Addr2Line`` gives (the function behind ``frame.f_lineno``), called through ctypes, plus
@@ -19,21 +20,12 @@ import sys
 import time
 
 import pytest
+from conftest import require_interpreter
 
 from spy_magic.reader.linetable import KINDS, LineTable, kind_for_version
 
-VERSIONS = [(3, minor) for minor in range(8, 14)]
-
-
-def _interpreter(version: tuple[int, int]) -> str | None:
-    major, minor = version
-    found = []
-    for path in glob.glob(f"/root/.pyenv/versions/{major}.{minor}*/bin/python"):
-        tail = path.split("/")[-3][len(f"{major}.{minor}") :]
-        # 3.1 must not pick up 3.10; accept "3.8", "3.8.18", "3.8-dev" and the like.
-        if (not tail or not tail[0].isdigit()) and os.access(path, os.X_OK):
-            found.append(path)
-    return sorted(found)[-1] if found else None
+# Every interpreter whose line tables differ in kind or compiler (skipped by name if absent).
+INTERPRETERS = [f"pyenv-3.{minor}" for minor in range(8, 14)] + ["ft-3.13t", "sid-3.14", "sid-3.15"]
 
 
 # Runs inside the interpreter under test, so it must stay valid Python 3.8.
@@ -252,30 +244,25 @@ with open(sys.argv[1], "w") as f:
 '''
 
 
-def _dump(version: tuple[int, int], tmpdir: str) -> dict:
-    exe = _interpreter(version)
-    assert exe is not None
-    out = os.path.join(tmpdir, f"linetable-{version[0]}.{version[1]}.json")
+def _dump(interp, tmpdir: str) -> dict:
+    out = os.path.join(tmpdir, f"linetable-{interp.id}.json")
     script = os.path.join(tmpdir, "dump_linetables.py")
     with open(script, "w", encoding="utf-8") as f:
         f.write(DUMP_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(
-        [exe, "-I", script, out], capture_output=True, text=True, timeout=600, env=env
+        interp.argv("-I", script, out), capture_output=True, text=True, timeout=600, env=env
     )
-    assert proc.returncode == 0, f"dump under {exe} failed:\n{proc.stderr}"
+    assert proc.returncode == 0, f"dump under {interp.id} failed:\n{proc.stderr}"
     with open(out, encoding="utf-8") as f:
         data = json.load(f)
-    assert tuple(data["version"]) == version
+    assert tuple(data["version"]) == interp.version
     return data
 
 
-@pytest.fixture(scope="module", params=VERSIONS, ids=[f"{a}.{b}" for a, b in VERSIONS])
+@pytest.fixture(scope="module", params=INTERPRETERS)
 def dump(request, tmp_path_factory):
-    version = request.param
-    if _interpreter(version) is None:
-        pytest.skip(f"no CPython {version[0]}.{version[1]} under /root/.pyenv/versions")
-    return _dump(version, str(tmp_path_factory.getbasetemp()))
+    return _dump(require_interpreter(request.param), str(tmp_path_factory.getbasetemp()))
 
 
 def _tables(data: dict):
