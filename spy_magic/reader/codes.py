@@ -13,10 +13,11 @@ import struct
 from dataclasses import dataclass, field
 
 from .errors import AccessDenied, ProcessExited, ReaderError, TornStack
-from .linetable import LineTable, kind_for_version
+from .linetable import LineTable
 from .memory import ProcessMemory
 from .model import Frame
 from .objects import ObjectReader
+from .versions import KNOWN
 
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
@@ -74,9 +75,10 @@ class CodeCache:
         self.objects = ObjectReader(mem, version[:2], layout)
         self.layout = layout
         self.code_type = code_type
-        self.modern = version[:2] >= (3, 11)
-        self.table_kind = kind_for_version(version[0], version[1])
-        table_key = "code.lnotab" if version[:2] <= (3, 9) else "code.linetable"
+        spec = KNOWN[tuple(version[:2])]
+        self.modern = spec.frames == "chunks"
+        self.table_kind = spec.line_table
+        table_key = "code.lnotab" if spec.line_table == "lnotab" else "code.linetable"
         name_key = "code.qualname" if self.modern else "code.name"
         self._fields = (layout[name_key], layout["code.filename"], layout[table_key])
         self._firstlineno = layout["code.firstlineno"]

@@ -24,6 +24,7 @@ from .codes import CodeCache
 from .errors import MemoryReadError, TornStack
 from .fetch import Fetch
 from .model import Frame
+from .versions import KNOWN
 
 DEFAULT_MAX_DEPTH = 16_384
 
@@ -85,8 +86,9 @@ class LegacyWalker:
     ) -> None:
         self.codes = codes
         self.max_depth = max_depth
-        self.lasti_scale = 2 if version[:2] == (3, 10) else 1
-        self.use_f_lineno = version[:2] == (3, 10)
+        in_units = KNOWN[tuple(version[:2])].lasti_in_code_units
+        self.lasti_scale = 2 if in_units else 1
+        self.use_f_lineno = in_units
         lasti_size = layout.get("frame.f_lasti_size", 4)
         self.unpack, self.size = field_unpacker(
             [

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .errors import AccessDenied, MemoryReadError, ProcessExited, ReaderError
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
+from .versions import KNOWN
 
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
@@ -108,6 +109,9 @@ class ObjectReader:
     ) -> None:
         self.mem = memory
         self.version = tuple(version[:2])
+        if self.version not in KNOWN:
+            raise ValueError(f"no model of Python {version[0]}.{version[1]}")
+        self._dicts = KNOWN[self.version].instance_dicts
         if layout is None:
             name = f"{version[0]}.{version[1]}"
             if name not in LAYOUTS:
@@ -478,9 +482,9 @@ class ObjectReader:
         key_addrs = self._entry_keys(keys)
         L = self.L
         order: list[int] | None = None
-        if self.version <= (3, 10):
+        if self._dicts == "dict":
             vals = self.mem.read(values, n * PTR)
-        elif self.version <= (3, 12):
+        elif self._dicts in ("values311", "dorv312"):
             # The prefix was sized for at least as many items as the shared keys can ever hold
             # (shared_keys_usable_size), so the n order bytes before it are ours to read.
             blob = self.mem.read(values - 2 - n, 2 + n + n * PTR)
@@ -604,14 +608,14 @@ class ObjectReader:
         if pre is None:
             pre = self.mem.read(addr - 4 * PTR, 4 * PTR)
         words = struct.unpack("<4Q", pre)  # obj[-4], obj[-3], obj[-2], obj[-1]
-        if self.version == (3, 11):
+        if self._dicts == "values311":
             values, dict_addr = words[0], words[1]
             if dict_addr:
                 return self.dict_items(dict_addr)
             if values:
                 return self._split_items(self._cached_keys(info.address), values)
             return []
-        if self.version == (3, 12):
+        if self._dicts == "dorv312":
             dorv = words[1]
             if dorv & 1:
                 return self._split_items(self._cached_keys(info.address), dorv + 1)

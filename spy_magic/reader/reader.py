@@ -164,7 +164,7 @@ class StackReader:
         if self._modern:
             self._chunk_slot = len(keys)
             keys += ["tstate.datastack_chunk", "tstate.datastack_top"]
-            self._via_cframe = "tstate.current_frame" not in layout
+            self._via_cframe = self.spec.cframe
             self._cframe_offset = layout.get("cframe.current_frame", 0)
             keys.append("tstate.cframe" if self._via_cframe else "tstate.current_frame")
         else:
@@ -455,7 +455,7 @@ class StackReader:
         """The thread state holding the GIL right now, or 0."""
         layout = self.layout
         runtime = self.interpreter.runtime_address
-        if "runtime.gilstate_tstate_current" in layout:
+        if not self.spec.gil_in_interpreter:
             current = _Q.unpack_from(
                 *fetch.get(runtime + layout["runtime.gilstate_tstate_current"], 8)
             )[0]

@@ -28,6 +28,8 @@ class PythonVersion:
     frames: str
     # "lnotab" (<= 3.9), "linetable310", "locations" (3.11+): see linetable.py.
     line_table: str
+    # 3.10 counts f_lasti in code units (2 bytes) and keeps the traced line in f_lineno.
+    lasti_in_code_units: bool = False
     # 3.11/3.12 reach the current frame through tstate->cframe; 3.13+ hold it in the tstate.
     cframe: bool = False
     # <= 3.11: the GIL is in the runtime state; 3.12+: per interpreter.
@@ -36,10 +38,11 @@ class PythonVersion:
     debug_offsets: bool = False
     # 3.13+ has a free-threaded build (Py_GIL_DISABLED), a separate layout.
     free_threaded_build: bool = False
-    # 3.14+: _PyInterpreterFrame.f_executable is a _PyStackRef (low bits are tags).
-    stackrefs: bool = False
-    # Instance dict layout for reading thread names: see objects.py.
+    # Where an instance's attributes live (objects.py, for thread names): "dict" (<= 3.10,
+    # a __dict__), "values311" (values pointer before the object), "dorv312" (a tagged
+    # dict-or-values word), "managed313" (managed dict pointer, or inline values).
     instance_dicts: str = "dict"
+    # (3.14+ frames hold _PyStackRefs, whose tag bits come from the table's Py_TAG_BITS.)
 
     @property
     def text(self) -> str:
@@ -55,7 +58,7 @@ KNOWN: dict[tuple[int, int], PythonVersion] = {
     for v in (
         PythonVersion((3, 8), "objects", "lnotab"),
         PythonVersion((3, 9), "objects", "lnotab"),
-        PythonVersion((3, 10), "objects", "linetable310"),
+        PythonVersion((3, 10), "objects", "linetable310", lasti_in_code_units=True),
         PythonVersion((3, 11), "chunks", "locations", cframe=True, instance_dicts="values311"),
         PythonVersion(
             (3, 12),
@@ -81,7 +84,6 @@ KNOWN: dict[tuple[int, int], PythonVersion] = {
             gil_in_interpreter=True,
             debug_offsets=True,
             free_threaded_build=True,
-            stackrefs=True,
             instance_dicts="managed313",
         ),
         PythonVersion(
@@ -91,7 +93,6 @@ KNOWN: dict[tuple[int, int], PythonVersion] = {
             gil_in_interpreter=True,
             debug_offsets=True,
             free_threaded_build=True,
-            stackrefs=True,
             instance_dicts="managed313",
         ),
     )
