@@ -143,3 +143,40 @@ def test_dump_unsupported_version(spawn):
     proc = spawn.python(interp, PARK_SOURCE)
     assert read_line(proc) == "ready"
     assert_one_line_error(run_cli("dump", "--pid", str(proc.pid)), "2.7")
+
+
+SPIN_SOURCE = """
+import sys, threading
+def spin():
+    while True:
+        pass
+threading.Thread(target=spin, name="spinner", daemon=True).start()
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("interpreter_id", ["ft-3.13t", "sid-3.14t", "sid-3.15t", "pyenv-3.13"])
+def test_dump_names_the_build_and_what_gil_means_there(interpreter_id, spawn):
+    """A free-threaded build is named so, and a running thread is "attached", not "gil";
+    a standard build keeps saying "gil"."""
+    interp = require_interpreter(interpreter_id)
+    proc = spawn(interp.argv("-c", SPIN_SOURCE))
+    assert read_line(proc) == "ready"
+    for _ in range(20):  # the spinner may be between bytecodes that detach it, rarely
+        out = run_cli("dump", "--pid", str(proc.pid))
+        assert out.returncode == 0, out.stderr
+        text = out.stdout.decode()
+        headers = [line for line in text.splitlines() if line.startswith("Thread ")]
+        spinner = next(line for line in headers if line.endswith('"spinner"'))
+        if "attached" in spinner or "gil" in spinner:
+            break
+    if interp.free_threaded:
+        (build,) = [line for line in text.splitlines() if line.startswith("Python v")]
+        assert build.startswith(f"Python v{interp.dotted}.") and " free-threaded (" in build
+        assert "(active, attached)" in spinner, spinner
+        assert not any("gil" in line for line in headers), headers
+    else:
+        assert "free-threaded" not in text
+        assert "(active, gil)" in spinner, spinner

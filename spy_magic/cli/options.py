@@ -36,7 +36,11 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
         "--idle", action=argparse.BooleanOptionalAction, default=True,
         help="keep threads the OS reports idle (default: yes, wall-clock profile)",
     )  # fmt: skip
-    parser.add_argument("--gil", action="store_true", help="keep only the thread holding the GIL")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="keep only the thread holding the GIL (free-threaded builds: threads running Python)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
     parser.add_argument(
         "--nonblocking", action="store_true",
