@@ -1,7 +1,9 @@
-"""Helpers shared by the benchmark scripts: tables, progress lines, the machine, py-spy."""
+"""Helpers shared by the benchmark scripts: tables, progress lines, the machine, py-spy, and
+the Python the targets run under (this one, or one inside the Debian sid root)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import platform
@@ -10,8 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout the benchmarks measure
@@ -155,3 +159,103 @@ def wait_with_rusage(proc: subprocess.Popen, timeout: float, sig: int = signal.S
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return usage
+
+
+# -- the Python the targets run under ---------------------------------------------------------
+# CPython 3.14 and 3.15 (Debian sid's builds) need a newer glibc than the host's, so they run
+# only inside a Debian sid root (tools/install_pythons.sh makes it): `chroot ROOT
+# /usr/bin/python3.X SCRIPT`. chroot execs the interpreter in the same pid, so the pid Popen
+# gives is the target's, and a profiler on the host attaches to it as to any other process.
+PYTHONS_ROOT = Path(os.environ.get("SPY_MAGIC_PYTHONS", "/opt/spy_magic-pythons"))
+SID_ROOT = PYTHONS_ROOT / "sid"
+
+
+@dataclass(frozen=True)
+class TargetPython:
+    """How to start a Python: `argv` + script and arguments. With a `root`, it runs chrooted
+    there and sees only the files under it: scripts are copied in (`script`), and every file
+    it reads or writes lives in a `scratch` directory under the root (`inside` turns a host
+    path there into the path the chrooted process sees)."""
+
+    label: str
+    argv: tuple[str, ...]
+    version: tuple[int, ...]
+    root: Path | None = None
+
+    @property
+    def minor(self) -> int:
+        return self.version[1]
+
+    def scratch(self, prefix: str) -> tempfile.TemporaryDirectory:
+        """A temporary directory both the host and the target see."""
+        return tempfile.TemporaryDirectory(prefix=prefix, dir=self.scratch_dir())
+
+    def inside(self, path: Path | str) -> str:
+        if self.root is None:
+            return str(path)
+        return "/" + str(Path(path).resolve().relative_to(self.root.resolve()))
+
+    def script(self, path: Path) -> str:
+        """The path under which the target runs `path` (its directory copied into the root
+        once per benchmark process, so its sibling modules import)."""
+        if self.root is None:
+            return str(path)
+        key = (self.root, path.parent)
+        if key not in _COPIES:
+            copy = Path(tempfile.mkdtemp(prefix="spy_magic-bench-", dir=self.scratch_dir()))
+            for source in path.parent.glob("*.py"):
+                shutil.copy2(source, copy / source.name)
+            atexit.register(shutil.rmtree, copy, True)
+            _COPIES[key] = copy
+        return self.inside(_COPIES[key] / path.name)
+
+    def scratch_dir(self) -> Path | None:
+        if self.root is None:
+            return None
+        # The root's /var/tmp, not its /tmp: tests bind-mount the host's /tmp over the root's
+        # now and then, which would hide (or reveal) files in the middle of a run.
+        where = self.root / "var" / "tmp"
+        where.mkdir(parents=True, exist_ok=True)
+        return where
+
+
+_COPIES: dict[tuple[Path, Path], Path] = {}
+
+
+def host_python() -> TargetPython:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return TargetPython(f"{version} ({sys.executable})", (sys.executable,), sys.version_info[:3])
+
+
+def python_version(argv: list[str] | tuple[str, ...]) -> tuple[int, int, int] | None:
+    text = run_text([*argv, "-c", "import sys; print('%d %d %d' % sys.version_info[:3])"])
+    parts = text.split()
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    return None
+
+
+def sid_python(minor: int) -> tuple[TargetPython | None, str]:
+    """CPython 3.`minor` of the Debian sid root, or None and why it cannot be used."""
+    exe = f"/usr/bin/python3.{minor}"
+    if not (SID_ROOT / exe.lstrip("/")).exists():
+        return None, (f"no {SID_ROOT}{exe} (the Debian sid root is made by "
+                      f"`tools/install_pythons.sh sid`; SPY_MAGIC_PYTHONS moves it)")  # fmt: skip
+    if os.geteuid() != 0:
+        return None, f"{SID_ROOT} needs chroot, which needs root"
+    argv = ("chroot", str(SID_ROOT), exe)
+    version = python_version(argv)
+    if version is None:
+        return None, f"`chroot {SID_ROOT} {exe}` does not run: {run_text([*argv, '-V'])}"
+    label = f"{'.'.join(map(str, version))} (Debian sid, chroot {SID_ROOT})"
+    return TargetPython(label, argv, version, SID_ROOT), ""
+
+
+def resolve_target(spec: str | None) -> tuple[TargetPython | None, str]:
+    """`--target`: None or "host" is this Python; "3.X" is the sid root's python3.X."""
+    if spec in (None, "host"):
+        return host_python(), ""
+    m = re.fullmatch(r"3\.(\d+)", spec)
+    if not m:
+        return None, f"--target {spec!r}: expected host or 3.X (the Debian sid root's python3.X)"
+    return sid_python(int(m.group(1)))

@@ -22,23 +22,30 @@ Printed (Markdown, stdout; progress on stderr):
 4. Memory (`--memory MINUTES`, also part of the full run): the resident memory of
    spy_magic's recorder and of py-spy, side by side on one target at 1 kHz, over time.
 
-Tools: spy_magic (`python -m spy_magic record`, the checkout this file lives in), py-spy
-(`record`, its default mode, which pauses the target for each sample, and `--nonblocking`),
-pyinstrument (in-process; not for the threaded workload, where it sees only the main thread,
-nor for the churn count, which needs stacks). py-spy and pyinstrument are the ones next to
-this Python (`pip install -e '.[bench]'`).
+Tools (profilers.py): spy_magic (`python -m spy_magic record`, the checkout this file lives
+in), py-spy (`record`, its default mode, which pauses the target for each sample, and
+`--nonblocking`), CPython 3.15's own sampler "Tachyon" (`python3.15 -m profiling.sampling
+attach`, non-blocking and `--blocking`; it reads only 3.15 targets), pyinstrument
+(in-process; not for the threaded workload, where it sees only the main thread, nor for the
+churn count, which needs stacks). py-spy and pyinstrument are the ones next to this Python
+(`pip install -e '.[bench]'`). A tool that cannot profile the target Python is left out,
+with the reason printed.
+
+Targets run under this Python, or with `--target 3.15` (or 3.14) under the Debian sid root's
+CPython, chrooted (common.TargetPython); the tools still run on the host, Tachyon inside the
+root. Without the root that run is skipped, saying so.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -48,6 +55,7 @@ from pathlib import Path
 
 from common import (
     ROOT,
+    TargetPython,
     find_pyspy,
     fmt,
     git_state,
@@ -55,10 +63,12 @@ from common import (
     md_table,
     pin,
     progress,
+    resolve_target,
     say,
     target_preexec,
     wait_with_rusage,
 )
+from profilers import PYTHON, PyInstrument, PySpy, SpyMagic, Tachyon, Tool, check_tools
 
 sys.path.insert(0, str(ROOT))  # measure this checkout
 sys.path.insert(0, str(ROOT / "benchmarks" / "workloads"))
@@ -68,7 +78,6 @@ from churn import stack_problem
 from spy_magic.profile import read_jsonl
 
 WORKLOADS = ROOT / "benchmarks" / "workloads"
-PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 ATTACH_GRACE = 0.4  # seconds between starting a profiler and letting the target work
 RUN_TIMEOUT = 180.0
@@ -101,95 +110,33 @@ class Run:
     round: int = 0
     paused: int | None = None  # spy_magic: reads taken with the target paused
     stacks_judged: int = 0  # churn: stacks of the churning part seen
+    window: float | None = None  # seconds from starting the profiler to the target's exit
+    rate_changes: int | None = None  # spy_magic: rate changes its load adaptation made
 
     @property
     def named(self) -> int:
         return sum(v for k, v in self.counts.items() if k != "other")
 
 
-# -- tools ------------------------------------------------------------------------------------
-class Tool:
-    name = ""
-    attaches = True  # by pid, to a target started by the benchmark
+# -- tools (the others are in profilers.py) ---------------------------------------------------
+def read_pyinstrument(out: Path, run: Run, visit: Callable) -> None:
+    """pyinstrument reports time per call-tree node: each node's own time becomes samples of
+    the interval it actually achieved, credited to the node's stack."""
+    document = json.loads(out.read_text())
+    run.samples = int(document.get("sample_count") or 0)
+    period = document.get("duration", 0) / max(run.samples, 1)
 
-    def command(self, pid: int, rate: int, out: Path) -> list[str]:
-        raise NotImplementedError
+    def walk(node: dict, stack: list) -> None:
+        stack = [(node["function"], 0, os.path.basename(node.get("file_path_short", ""))),
+                 *stack]  # fmt: skip
+        children = node.get("children", [])
+        own = node["time"] - sum(c["time"] for c in children)
+        if period:
+            visit(stack, own / period)
+        for child in children:
+            walk(child, stack)
 
-    def read(self, out: Path, stderr: str, run: Run, attribute: Callable) -> None:
-        raise NotImplementedError
-
-
-class SpyMagic(Tool):
-    def __init__(self, nonblocking: bool = False) -> None:
-        self.nonblocking = nonblocking
-        self.name = "spy_magic --nonblocking" if nonblocking else "spy_magic"
-
-    def command(self, pid, rate, out):
-        cmd = [PYTHON, "-m", "spy_magic", "record", "--pid", str(pid), "-r", str(rate),
-               "-f", "jsonl", "-o", str(out)]  # fmt: skip
-        return [*cmd, "--nonblocking"] if self.nonblocking else cmd
-
-    def read(self, out, stderr, run, attribute):
-        profile = read_jsonl(out)
-        run.samples = profile.sample_count
-        run.detected_errors = sum(profile.error_counts().values())
-        run.paused = profile.metadata.get("paused_reads")
-        for _, _, trace in profile.iter_traces():
-            frames = [(f.name, f.line, os.path.basename(f.filename)) for f in trace.frames]
-            attribute(run, frames, 1)
-
-
-class PySpy(Tool):
-    def __init__(self, nonblocking: bool) -> None:
-        self.nonblocking = nonblocking
-        self.name = "py-spy --nonblocking" if nonblocking else "py-spy"
-        self.binary = find_pyspy()
-
-    def command(self, pid, rate, out):
-        cmd = [self.binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-               "--idle", "-o", str(out)]  # fmt: skip
-        return [*cmd, "--nonblocking"] if self.nonblocking else cmd
-
-    def read(self, out, stderr, run, attribute):
-        for line in out.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            frames = []
-            for label in reversed(stack.split(";")):  # innermost first
-                name, _, where = label.partition(" (")
-                filename, _, lineno = where.rstrip(")").rpartition(":")
-                frames.append((name, int(lineno) if lineno.isdigit() else 0, filename))
-            attribute(run, frames, int(count))
-        summary = [w for w in stderr.split() if w]
-        if "Samples:" in summary:
-            run.samples = int(summary[summary.index("Samples:") + 1])
-        if "Errors:" in summary:
-            run.detected_errors = int(summary[summary.index("Errors:") + 1])
-
-
-class PyInstrument(Tool):
-    name = "pyinstrument"
-    attaches = False
-
-    def command(self, pid, rate, out):
-        return [PYTHON, "-m", "pyinstrument", "-i", str(1 / rate), "-r", "json", "-o", str(out)]
-
-    def read(self, out, stderr, run, attribute):
-        document = json.loads(out.read_text())
-        run.samples = int(document.get("sample_count") or 0)
-        period = document.get("duration", 0) / max(run.samples, 1)
-
-        def walk(node: dict, named: str | None) -> None:
-            name = node["function"]
-            if name in run.truth:
-                named = name
-            children = node.get("children", [])
-            own = node["time"] - sum(c["time"] for c in children)
-            # Time, turned into samples of the interval it actually achieved.
-            run.counts[named or "other"] += own / period if period else 0
-            for child in children:
-                walk(child, named)
-
-        walk(document["root_frame"], None)
+    walk(document["root_frame"], [])
 
 
 def attribute_innermost_named(run: Run, frames: list[tuple[str, int, str]], count: int) -> None:
@@ -214,9 +161,11 @@ def count_torn(run: Run, frames: list[tuple[str, int, str]], count: int) -> None
 
 
 # -- running one case -------------------------------------------------------------------------
-def start_target(workload: Workload, extra: list[str], truth: Path) -> subprocess.Popen:
+def start_target(target: TargetPython, workload: Workload, extra: list[str],
+                 truth: Path) -> subprocess.Popen:  # fmt: skip
     proc = subprocess.Popen(
-        [PYTHON, str(WORKLOADS / workload.script), *workload.args, *extra, "--truth", str(truth)],
+        [*target.argv, target.script(WORKLOADS / workload.script), *workload.args, *extra,
+         "--truth", target.inside(truth)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=target_preexec,
     )  # fmt: skip
@@ -235,37 +184,43 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
     return box[0] if box else ""
 
 
-def run_case(tool: Tool | None, workload: Workload, rate: int, extra: list[str],
-             judge: Callable) -> Run:  # fmt: skip
+def run_case(target: TargetPython, tool: Tool | None, workload: Workload, rate: int,
+             extra: list[str], judge: Callable) -> Run:  # fmt: skip
     name = tool.name if tool else "control"
     run = Run(name, workload.key, rate)
     run.truth = {n: 0.0 for n in workload.names}
-    with tempfile.TemporaryDirectory(prefix="spy_h2h-") as tmp:
+    with target.scratch("spy_h2h-") as tmp:
         truth_path, out = Path(tmp) / "truth.json", Path(tmp) / "out"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         sampler = None
+        stderr = ""
         if tool is not None and not tool.attaches:
             # In-process: the profiler starts the script itself, on the target's CPU.
-            cmd = [*tool.command(0, rate, out), str(WORKLOADS / workload.script),
-                   *workload.args, *extra, "--now", "--truth", str(truth_path)]  # fmt: skip
-            target = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True, preexec_fn=target_preexec, env=env)  # fmt: skip
-            wait_with_rusage(target, RUN_TIMEOUT)
-            stderr = target.stderr.read()
+            cmd = [*tool.command(0, rate, out), target.script(WORKLOADS / workload.script),
+                   *workload.args, *extra, "--now", "--truth",
+                   target.inside(truth_path)]  # fmt: skip
+            began = time.monotonic()
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                preexec_fn=target_preexec, env=tool.env(),
+            )  # fmt: skip
+            wait_with_rusage(proc, RUN_TIMEOUT)
+            run.window = time.monotonic() - began
+            stderr = proc.stderr.read()
         else:
-            target = start_target(workload, extra, truth_path)
+            proc = start_target(target, workload, extra, truth_path)
+            began = time.monotonic()
             if tool is not None:
                 # py-spy prints its summary on stdout: keep both streams, as one.
                 sampler = subprocess.Popen(
-                    tool.command(target.pid, rate, out), stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                    tool.command(proc.pid, rate, out), stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True, env=tool.env(), cwd=ROOT,
                 )  # fmt: skip
             # The control waits too: every run of a case starts its work the same way.
             time.sleep(ATTACH_GRACE)
-            target.stdin.write("go\n")
-            target.stdin.flush()
-            wait_with_rusage(target, RUN_TIMEOUT)
-            stderr = ""
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            wait_with_rusage(proc, RUN_TIMEOUT)
+            run.window = time.monotonic() - began
             if sampler is not None:
                 stderr_box: list[str] = []
                 drain = threading.Thread(target=lambda: stderr_box.append(sampler.stdout.read()))
@@ -281,8 +236,18 @@ def run_case(tool: Tool | None, workload: Workload, rate: int, extra: list[str],
         if tool is not None:
             if not out.exists():
                 run.failure = (stderr.strip().splitlines() or ["no output"])[-1]
+            elif isinstance(tool, PyInstrument):
+                read_pyinstrument(out, run, lambda frames, n: judge(run, frames, n))
             else:
-                tool.read(out, stderr, run, judge)
+                try:
+                    recording = tool.read(out, stderr, lambda frames, n: judge(run, frames, n))
+                except Exception as exc:  # a format this parser does not know: say so
+                    run.failure = f"{type(exc).__name__}: {exc}"
+                else:
+                    run.samples = recording.samples
+                    run.detected_errors = recording.errors
+                    run.paused = recording.paused
+                    run.rate_changes = recording.extra.get("rate_changes")
     return run
 
 
@@ -367,20 +332,47 @@ def slowdown_table(runs: list[Run]) -> str:
     base_of = {key: statistics.median(values) for key, values in per_round.items()}
     groups: dict[tuple, list[float]] = {}
     cpu: dict[tuple, list[float]] = {}
+    held: dict[tuple, list[float]] = {}
+    members: dict[tuple, list[Run]] = {}
     for r in runs:
         base = base_of.get((r.workload, r.round))
         if r.tool == "control" or not base or r.elapsed is None:
             continue
-        groups.setdefault((r.workload, r.rate, r.tool), []).append(r.elapsed / base)
+        key = (r.workload, r.rate, r.tool)
+        groups.setdefault(key, []).append(r.elapsed / base)
+        members.setdefault(key, []).append(r)
         if r.sampler_cpu is not None and r.samples:
-            cpu.setdefault((r.workload, r.rate, r.tool), []).append(1e6 * r.sampler_cpu / r.samples)
+            cpu.setdefault(key, []).append(1e6 * r.sampler_cpu / r.samples)
+        if r.window and r.samples:
+            held.setdefault(key, []).append(r.samples / (r.rate * r.window))
     rows = []
-    for (wl, rate, tool), ratios in groups.items():
+    for key, ratios in groups.items():
+        wl, rate, tool = key
         control = [v for k, v in base_of.items() if k[0] == wl]
-        cost = spread(cpu.get((wl, rate, tool), []), 0)
-        rows.append([wl, str(rate), tool, spread(ratios, 3, "×"), spread(control, 2, " s"), cost])
+        mine = members[key]
+        rate_held = spread(held.get(key, []), 2)
+        adapted = [r for r in mine if r.rate_changes]
+        if adapted:
+            rate_held += f"; rate lowered by adaptation in {len(adapted)} of {len(mine)} runs"
+        rows.append([wl, str(rate), tool, spread(ratios, 3, "×"), spread(control, 2, " s"),
+                     spread(cpu.get(key, []), 0), rate_held,
+                     str(int(statistics.median(r.samples for r in mine))),
+                     paused_share(tool, mine)])  # fmt: skip
     return md_table(["workload", "Hz", "tool", "slowdown", "control elapsed",
-                     "sampler CPU µs/sample (start-up included)"], rows)  # fmt: skip
+                     "sampler CPU µs/sample (start-up included)",
+                     "rate held (start-up included)", "samples", "reads with the target paused"],
+                    rows)  # fmt: skip
+
+
+def paused_share(tool: str, members: list[Run]) -> str:
+    """How often the tool stopped the target to read it."""
+    if tool in ("py-spy", "Tachyon --blocking"):
+        return "every sample"
+    paused = [r.paused for r in members if r.paused is not None]
+    samples = sum(r.samples for r in members if r.paused is not None)
+    if not paused:
+        return "0"
+    return f"{sum(paused)} ({100 * sum(paused) / max(samples, 1):.0f} %)"
 
 
 def torn_table(runs: list[Run]) -> str:
@@ -393,9 +385,8 @@ def torn_table(runs: list[Run]) -> str:
         seen = sum(r.stacks_judged for r in members)
         detected = sum(r.detected_errors for r in members)
         examples = [e[:120] for r in members for e in r.torn_examples][:2]
-        paused = [r.paused for r in members if r.paused is not None]
-        pauses = str(sum(paused)) if paused else ("every sample" if tool == "py-spy" else "0")
-        rows.append([tool, str(seen), str(shown), str(detected), pauses, "; ".join(examples)])
+        rows.append([tool, str(seen), str(shown), str(detected), paused_share(tool, members),
+                     "; ".join(examples)])  # fmt: skip
     return md_table(["tool", "stacks shown", "impossible stacks shown", "detected and dropped",
                      "reads with the target paused", "examples"], rows)  # fmt: skip
 
@@ -411,27 +402,22 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def memory_run(minutes: float, rate: int = 1000) -> str:
+def memory_run(python: TargetPython, minutes: float, rate: int = 1000) -> str:
     """spy_magic's recorder and py-spy side by side on one deep CPU-bound target."""
     seconds = minutes * 60
     workload = Workload("cpu deep", "cpu_split.py", ("--deep", "--rounds", "100000000"),
                         ("function_x", "function_y", "function_z"), True)  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="spy_mem-") as tmp:
-        target = start_target(workload, [], Path(tmp) / "truth.json")
+    with python.scratch("spy_mem-") as tmp:
+        target = start_target(python, workload, [], Path(tmp) / "truth.json")
         target.stdin.write("go\n")
         target.stdin.flush()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         spy_out, pyspy_out = Path(tmp) / "spy.jsonl", Path(tmp) / "pyspy.txt"
+        tools = {"spy_magic": (SpyMagic(), spy_out), "py-spy": (PySpy(True), pyspy_out)}
         samplers = {
-            "spy_magic": subprocess.Popen(
-                [PYTHON, "-m", "spy_magic", "record", "--pid", str(target.pid), "-r", str(rate),
-                 "-d", str(seconds), "-f", "jsonl", "-o", str(spy_out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env),
-            "py-spy": subprocess.Popen(
-                [find_pyspy(), "record", "--pid", str(target.pid), "--rate", str(rate),
-                 "--duration", str(int(seconds)), "--format", "raw", "--idle", "-o",
-                 str(pyspy_out), "--nonblocking"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            name: subprocess.Popen(tool.command(target.pid, rate, out, seconds),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=tool.env(), cwd=ROOT)
+            for name, (tool, out) in tools.items()
         }  # fmt: skip
         marks = sorted({m for m in (0.25, 1, 2, 5, 10, 20, 30, 60) if m <= minutes} | {minutes})
         table: dict[str, list[str]] = {name: [] for name in samplers}
@@ -445,8 +431,8 @@ def memory_run(minutes: float, rate: int = 1000) -> str:
             progress(f"memory at {mark:g} min: {table}")
         outputs = {}
         for name, proc in samplers.items():
-            out, err = proc.communicate(timeout=120)
-            outputs[name] = (out or "") + (err or "")
+            out, _ = proc.communicate(timeout=120)
+            outputs[name] = out or ""
         target.kill()
         target.wait()
         spy_samples = read_jsonl(spy_out).sample_count if spy_out.exists() else 0
@@ -479,37 +465,48 @@ def main() -> int:
     parser.add_argument("--only", action="append", metavar="WORKLOAD",
                         help="run only this workload (sleeping, 'cpu shallow', 'cpu deep', "
                         "threads, churn); repeatable")  # fmt: skip
+    parser.add_argument("--target", metavar="3.X",
+                        help="run the targets under the Debian sid root's python3.X (chrooted; "
+                        "3.14 or 3.15) instead of this Python; adds CPython 3.15's own sampler "
+                        "where it applies")  # fmt: skip
     args = parser.parse_args()
+    python, why = resolve_target(args.target)
+    title = "# Head to head: spy_magic, py-spy, Tachyon (CPython 3.15's sampler), pyinstrument"
+    if python is None:
+        say(f"{title}, targets under {args.target}")
+        say()
+        say(f"Skipped: {why}.")
+        return 0
     placement = pin(not args.no_pin, "profilers")
-    pyspy = find_pyspy()
-    try:
-        import pyinstrument  # noqa: F401
-
-        have_pyinstrument = True
-    except ImportError:
-        have_pyinstrument = False
-    say("# Head to head: spy_magic, py-spy, pyinstrument")
+    candidates: list[Tool] = [SpyMagic(), PySpy(False), PySpy(True), Tachyon(False),
+                              Tachyon(True), PyInstrument(python)]  # fmt: skip
+    progress(f"which tools can profile {python.label}")
+    tools, skipped = check_tools(candidates, python)
+    say(title)
     say()
     say(md_table(["", ""], [
+        ["date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")],
         ["machine load average", loadavg()],
-        ["python (tools and targets)", f"{sys.version.split()[0]} ({PYTHON})"],
+        ["tools run on", f"{sys.version.split()[0]} ({PYTHON})"],
+        ["targets run on", python.label],
         ["spy_magic", git_state()],
-        ["py-spy", pyspy or "absent (pip install py-spy)"],
-        ["pyinstrument", "present" if have_pyinstrument else "absent (pip install pyinstrument)"],
+        ["py-spy", find_pyspy() or "absent (pip install py-spy)"],
+        ["tools used", ", ".join(t.name for t in tools)],
+        *[[f"skipped: {name}", reason] for name, reason in skipped],
         ["CPU placement", placement],
     ]))  # fmt: skip
     say()
     if args.memory is not None:
         say(f"## Memory of a {args.memory:g}-minute 1 kHz recording\n")
-        say(memory_run(args.memory))
+        say(memory_run(python, args.memory))
         return 0
 
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (2.0 if args.quick else 4.0)
     # Fixed work sized to about `seconds` unprofiled: calibrate the CPU workloads once.
     calibration = Workload("cpu", "cpu_split.py", ("--rounds", "400"), ("function_x",), True)
-    run_case(None, calibration, 0, [], attribute_innermost_named)  # warm-up: caches, clocks
-    probe = run_case(None, calibration, 0, [], attribute_innermost_named)
+    run_case(python, None, calibration, 0, [], attribute_innermost_named)  # warm-up
+    probe = run_case(python, None, calibration, 0, [], attribute_innermost_named)
     cpu_rounds = max(50, int(400 * seconds / max(probe.elapsed or 1, 1e-3)))
     deep_rounds = int(cpu_rounds * 0.95)
     workloads = {
@@ -526,11 +523,6 @@ def main() -> int:
                      in_process_ok=False),
         )
     }  # fmt: skip
-    tools: list[Tool] = [SpyMagic()]
-    if pyspy:
-        tools += [PySpy(False), PySpy(True)]
-    if have_pyinstrument:
-        tools.append(PyInstrument())
     wanted = set(args.only or [*workloads, "churn"])
     cases = []
     for wl in (w for w in workloads.values() if w.key in wanted):
@@ -543,7 +535,7 @@ def main() -> int:
                 cases.append((tool, wl, rate))
     churn = Workload("churn", "churn.py", ("--seconds", str(seconds)), (), False)
     torn_tools = [t for t in tools if not isinstance(t, PyInstrument) and "churn" in wanted]
-    if torn_tools:
+    if torn_tools and isinstance(torn_tools[0], SpyMagic):
         torn_tools.insert(1, SpyMagic(nonblocking=True))
 
     runs: list[Run] = []
@@ -552,12 +544,12 @@ def main() -> int:
         for tool, wl, rate in cases:
             progress(f"round {round_number}/{rounds}: {wl.key} at {rate} Hz, "
                      f"{tool.name if tool else 'control'}")  # fmt: skip
-            run = run_case(tool, wl, rate, [], attribute_innermost_named)
+            run = run_case(python, tool, wl, rate, [], attribute_innermost_named)
             run.round = round_number
             runs.append(run)
         for tool in torn_tools:
             progress(f"round {round_number}/{rounds}: churn at 1000 Hz, {tool.name}")
-            run = run_case(tool, churn, 1000, [], count_torn)
+            run = run_case(python, tool, churn, 1000, [], count_torn)
             run.round = round_number
             torn_runs.append(run)
 
@@ -565,6 +557,8 @@ def main() -> int:
     say(attribution_table(runs, workloads))
     say()
     say("## 2. Target slowdown (elapsed / unprofiled control of the same round)\n")
+    say("rate held = samples / (Hz × the time from starting the profiler to the target's exit,")
+    say(f"its start-up and the {ATTACH_GRACE:g} s before the work included).\n")
     say(slowdown_table([r for r in runs if workloads[r.workload].cpu]))
     say()
     say(f"## 3. Torn samples on a stack that changes every few µs ({seconds:g} s at 1 kHz, "
@@ -576,7 +570,8 @@ def main() -> int:
         minutes = 1.0 if args.quick else 10.0
     if minutes > 0:
         say(f"## 4. Memory of a {minutes:g}-minute 1 kHz recording (deep CPU-bound target)\n")
-        say(memory_run(minutes))
+        say(memory_run(python, minutes))
+    say(f"Load average at the end: {loadavg()}.")
     return 0
 
 

@@ -8,14 +8,18 @@ Prints Markdown tables on stdout (see benchmarks/README.md for what every column
 1. Reader cost per snapshot, per target interpreter, stack depth and target kind: wall-clock
    µs per `read()` (median, p90) and syscalls per snapshot, (a) hot: back-to-back reads,
    (b) paced: one read every 1 ms with sleeps in between (caches cold; the realistic case).
-2. CPU per sample against py-spy (default pausing mode and --nonblocking) at 1000 Hz, the
-   tools interleaved A B C A B C ... over several rounds against the same target process.
+2. CPU per sample against py-spy (default pausing mode and --nonblocking) and, on 3.15
+   targets, CPython 3.15's own sampler (Tachyon, non-blocking and --blocking), at 1000 Hz
+   (and any --rates), the tools interleaved A B C A B C ... over several rounds against the
+   same target process.
 3. Where paced `read()` calls on a deep stack spend their time: each step timed on its own,
    then a cProfile.
 
 Targets are benchmarks/workloads/deep_stack.py run by each interpreter found (pyenv's 3.8 to
-3.13 and /usr/bin/python3.X), pinned to another CPU than the samplers (--no-pin: not). The
-reader measured is the checkout this file lives in. Progress goes to stderr.
+3.13 and /usr/bin/python3.X), or with `--target 3.15` (3.14) by the Debian sid root's
+python3.X only (chrooted: common.TargetPython), pinned to another CPU than the samplers
+(--no-pin: not). The reader measured is the checkout this file lives in. Progress goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import argparse
 import contextlib
 import cProfile
 import datetime
-import json
 import os
 import platform
 import pstats
@@ -33,22 +36,22 @@ import select
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOAD = HERE / "workloads" / "deep_stack.py"
-PACER = HERE / "pace_reader.py"
 MINORS = range(8, 14)
+MINORS_ALL = range(8, 30)  # --target: whatever minor it is
 NPROC = len(os.sched_getaffinity(0))  # before pin() narrows it
 
 # Measure the checkout this file lives in, whether or not it is the one pip installed.
 sys.path.insert(0, str(ROOT))
 from common import (  # noqa: E402
     TargetError,
+    TargetPython,
     cpu_model,
     find_pyspy,
     fmt,
@@ -58,10 +61,21 @@ from common import (  # noqa: E402
     percentile,
     pin,
     progress,
+    python_version,
+    resolve_target,
     run_text,
     say,
     target_preexec,
     wait_with_rusage,
+)
+from profilers import (  # noqa: E402
+    PySpy,
+    Recording,
+    SpyMagic,
+    SpyMagicReader,
+    Tachyon,
+    Tool,
+    check_tools,
 )
 
 import spy_magic  # noqa: E402
@@ -73,7 +87,7 @@ class Settings:
     depths: tuple[int, ...]
     hot_seconds: float
     paced_reads: int
-    rate: int
+    rates: tuple[int, ...]  # part 2
     duration: int
     rounds: int
     # py-spy comparison: (depth, kind, minors of the pyenv interpreters to run it on)
@@ -85,7 +99,7 @@ QUICK = Settings(
     depths=(5, 200),
     hot_seconds=0.15,
     paced_reads=250,
-    rate=1000,
+    rates=(1000,),
     duration=2,
     rounds=2,
     compare=((85, "cpu", (11, 12)),),
@@ -95,7 +109,7 @@ FULL = Settings(
     depths=(5, 50, 200),
     hot_seconds=0.3,
     paced_reads=700,
-    rate=1000,
+    rates=(1000,),
     duration=5,
     rounds=3,
     # 3.10 stands for 3.8-3.10 (same frame walker); --compare-all runs everything everywhere.
@@ -136,7 +150,8 @@ def cpu_rusage(usage) -> float:
 class Interpreter:
     path: str
     version: tuple[int, int, int]
-    origin: str  # "pyenv" or e.g. "/usr/bin, non-PIE"
+    origin: str  # "pyenv" or e.g. "/usr/bin, non-PIE" or "Debian sid, chroot"
+    python: TargetPython | None = None  # how to start it, when not just `path`
 
     @property
     def minor(self) -> int:
@@ -147,13 +162,13 @@ class Interpreter:
         v = ".".join(map(str, self.version))
         return v if self.origin == "pyenv" else f"{v} ({self.origin})"
 
+    @property
+    def target(self) -> TargetPython:
+        return self.python or TargetPython(self.label, (self.path,), self.version)
+
 
 def interpreter_version(path: str) -> tuple[int, int, int] | None:
-    text = run_text([path, "-c", "import sys; print('%d %d %d' % sys.version_info[:3])"])
-    parts = text.split()
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1]), int(parts[2])
-    return None
+    return python_version([path])
 
 
 def elf_kind(path: str) -> str:
@@ -167,10 +182,17 @@ def elf_kind(path: str) -> str:
     return {2: "non-PIE", 3: "PIE"}.get(int.from_bytes(head[16:18], "little"), "?")
 
 
-def find_interpreters() -> tuple[list[Interpreter], list[str]]:
-    """pyenv's newest 3.X.Y for X in 8..13, then /usr/bin/python3.X; and what is absent."""
+def find_interpreters(spec: str | None = None) -> tuple[list[Interpreter], list[str]]:
+    """pyenv's newest 3.X.Y for X in 8..13, then /usr/bin/python3.X; and what is absent.
+    With `spec` ("3.15"): the Debian sid root's python3.15 alone (common.resolve_target)."""
     found: list[Interpreter] = []
     absent: list[str] = []
+    if spec is not None:
+        python, why = resolve_target(spec)
+        if python is None:
+            return [], [f"{spec}: {why}"]
+        sid = Interpreter(python.argv[-1], python.version, "Debian sid, chroot", python)
+        return [sid], []
     versions_dir = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     for minor in MINORS:
         best: tuple[tuple[int, ...], Path] | None = None
@@ -213,20 +235,22 @@ def print_header(interps, absent, pyspy, pyspy_version, settings, quick, placeme
         ["reader runs on", f"Python {platform.python_version()} ({sys.executable})"],
         ["spy_magic", f"{Path(spy_magic.__file__).parent} @ {git_state()}"],
         ["syscall counter", counter],
-        ["py-spy", f"{pyspy_version} ({pyspy})" if pyspy else "not found (part 2 skipped)"],
+        ["py-spy", f"{pyspy_version} ({pyspy})" if pyspy else "not found"],
         ["targets", ", ".join(i.label for i in interps) or "none"],
         ["absent", ", ".join(absent) or "none"],
         ["CPU pinning", placement],
         [
             "settings",
             f"depths {settings.depths}, hot {settings.hot_seconds}s, "
-            f"paced {settings.paced_reads} reads at 1000 Hz; py-spy comparison at "
-            f"{settings.rate} Hz for {settings.duration}s x {settings.rounds} rounds",
+            f"paced {settings.paced_reads} reads at 1000 Hz; comparison at "
+            f"{', '.join(map(str, settings.rates))} Hz for {settings.duration}s x "
+            f"{settings.rounds} rounds",
         ],
     ]
     say(md_table(["", ""], rows))
     say()
-    say(md_table(["target Python", "executable"], [[i.label, i.path] for i in interps]))
+    started_as = [[i.label, " ".join(i.target.argv)] for i in interps]
+    say(md_table(["target Python", "started as"], started_as))
     say()
 
 
@@ -248,8 +272,9 @@ class Target:
         return self.proc.pid
 
     def __enter__(self) -> Target:
+        python = self.interp.target
         self.proc = subprocess.Popen(
-            [self.interp.path, str(WORKLOAD), str(self.depth), self.kind],
+            [*python.argv, python.script(WORKLOAD), str(self.depth), self.kind],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -399,7 +424,7 @@ def part1(interps: list[Interpreter], settings: Settings) -> None:
     say()
 
 
-# -- part 2: CPU per sample against py-spy --------------------------------------------------
+# -- part 2: CPU per sample against py-spy and Tachyon ---------------------------------------
 
 
 @dataclass
@@ -410,9 +435,10 @@ class Sample:
     sys_s: float
     samples: int
     rate: float
+    asked: float
     errors: int = 0
-    loop_cpu_s: float | None = None  # spy_magic: CPU of the sampling loop alone
-    setup_cpu_ms: dict[str, float] = field(default_factory=dict)  # spy_magic: before the loop
+    loop_cpu_s: float | None = None  # spy_magic (reader alone): CPU of the sampling loop
+    setup_cpu_ms: dict[str, float] = field(default_factory=dict)  # the same: before the loop
     failure: str | None = None
 
     @property
@@ -426,252 +452,215 @@ class Sample:
         return self.loop_cpu_s / self.samples * 1e6
 
 
-def run_pyspy(pyspy: str, pid: int, settings: Settings, nonblocking: bool, tmp: Path) -> Sample:
-    out = tmp / "pyspy.txt"
-    err = tmp / "pyspy.err"
+def run_tool(tool: Tool, pid: int, rate: int, duration: int, tmp: Path) -> Sample:
+    """One recording of `duration` s at `rate` Hz; the tool's CPU from os.wait4's rusage."""
+    out = tmp / "out"
+    log = tmp / "log"
     with contextlib.suppress(FileNotFoundError):
         out.unlink()
-    cmd = [
-        pyspy,
-        "record",
-        "--pid",
-        str(pid),
-        "--rate",
-        str(settings.rate),
-        "--duration",
-        str(settings.duration),
-        "--format",
-        "raw",
-        "--idle",
-        "-o",
-        str(out),
-    ]
-    if nonblocking:
-        cmd.append("--nonblocking")
-    with open(err, "wb") as errf:
+    cmd = tool.command(pid, rate, out, duration)
+    with open(log, "wb") as logf:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf
-        )
-        usage = wait_with_rusage(proc, settings.duration * 10 + 60)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT, env=tool.env(), cwd=ROOT)  # fmt: skip
+        usage = wait_with_rusage(proc, duration * 10 + 60)
         wall = time.perf_counter() - started
-    stderr = err.read_text(errors="replace")
-    # Each line of the raw output is "frame;frame;... count"; the target has one thread, so
-    # the counts add up to the samples py-spy took (--idle keeps samples of a sleeping thread).
-    samples = 0
-    if out.exists():
-        for line in out.read_text(errors="replace").splitlines():
-            parts = line.rsplit(None, 1)
-            if len(parts) == 2 and parts[1].isdigit():
-                samples += int(parts[1])
-    m = re.search(r"Samples: (\d+) Errors: (\d+)", stderr)
-    errors = int(m.group(2)) if m else 0
+    text = log.read_text(errors="replace")
+    tail = " / ".join([ln.strip() for ln in text.splitlines() if ln.strip()][-2:])
     failure = None
-    if proc.returncode != 0 or samples == 0:
-        tail = [ln for ln in stderr.splitlines() if ln.strip()][-2:]
-        failure = f"rc={proc.returncode}: " + " / ".join(tail)
-    elif m and abs(int(m.group(1)) - samples) > max(2, samples // 100):
-        failure = f"output holds {samples} samples, py-spy says {m.group(1)}"
-    # py-spy takes rate * duration samples and takes longer when it cannot keep up; its
-    # start-up is a few ms, so samples / wall is close to the rate it achieved.
-    return Sample(
-        cpu_rusage(usage), usage.ru_stime, samples, samples / wall, errors, failure=failure
-    )
-
-
-def run_spy_magic(pid: int, settings: Settings, tmp: Path) -> Sample:
-    out = tmp / "pacer.json"
-    err = tmp / "pacer.err"
-    cmd = [sys.executable, str(PACER), str(pid), str(settings.rate), str(settings.duration)]
-    with open(out, "wb") as outf, open(err, "wb") as errf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=errf)
-        usage = wait_with_rusage(proc, settings.duration * 10 + 60)
     try:
-        report = json.loads(out.read_text().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        tail = err.read_text(errors="replace").strip().splitlines()[-1:]
-        return Sample(
-            cpu_rusage(usage),
-            usage.ru_stime,
-            0,
-            0.0,
-            failure=f"rc={proc.returncode}: {' '.join(tail)}",
-        )
+        recording = tool.read(out, text, lambda frames, count: None)
+    except Exception as exc:
+        recording = Recording()
+        failure = f"rc={proc.returncode}: {type(exc).__name__}: {exc}; {tail}"
+    if failure is None and (proc.returncode != 0 or recording.samples == 0):
+        failure = f"rc={proc.returncode}: {tail}"
+    # The time it sampled for, by its own account where it gives one (spy_magic: first to
+    # last sample; Tachyon: its loop; pace_reader: its loop); py-spy's is its process's wall
+    # time (its start-up is a few ms). py-spy and pace_reader take rate x duration samples
+    # and take longer when they cannot keep up; the others stop after `duration`.
+    seconds = recording.seconds or wall
     return Sample(
         cpu_rusage(usage),
         usage.ru_stime,
-        report["samples"],
-        report["samples"] / report["loop_wall_s"],
-        report["errors"],
-        loop_cpu_s=report["loop_cpu_s"],
-        setup_cpu_ms={k: report[k + "_cpu_s"] * 1e3 for k in ("start", "import", "construct")},
+        recording.samples,
+        recording.samples / seconds if seconds else 0.0,
+        rate,
+        recording.errors,
+        loop_cpu_s=recording.extra.get("loop_cpu_s"),
+        setup_cpu_ms=recording.extra.get("setup_cpu_ms", {}),
+        failure=failure,
     )
 
 
-TOOLS = ("spy_magic", "py-spy", "py-spy --nonblocking")
+def candidate_tools() -> list[Tool]:
+    return [SpyMagicReader(), SpyMagic(), PySpy(False), PySpy(True), Tachyon(False),
+            Tachyon(True)]  # fmt: skip
 
 
-def compare_one(
-    interp: Interpreter, depth: int, kind: str, pyspy: str, settings: Settings, tmp: Path
-) -> dict[str, list[Sample]]:
-    results: dict[str, list[Sample]] = {t: [] for t in TOOLS}
+Results = dict[tuple[int, str], tuple[list[Sample], "Sample | None"]]
+
+
+def compare_one(interp: Interpreter, depth: int, kind: str, tools: list[Tool], settings: Settings,
+                tmp: Path) -> Results:  # fmt: skip
+    """(rate, tool) -> (the runs of every round, one short run of 1 s for the start-up)."""
+    results: Results = {}
     with Target(interp, depth, kind) as target:
         reader = StackReader(target.pid)
         try:
             target.check_depth(reader)
         finally:
             reader.close()
-        for round_ in range(settings.rounds):
-            for tool in TOOLS:  # interleaved: A B C A B C ...
-                progress(f"part 2: {interp.label} {kind} depth {depth}, round {round_ + 1}: {tool}")
-                if tool == "spy_magic":
-                    s = run_spy_magic(target.pid, settings, tmp)
-                else:
-                    s = run_pyspy(pyspy, target.pid, settings, tool.endswith("nonblocking"), tmp)
-                results[tool].append(s)
+        for rate in settings.rates:
+            short: dict[str, Sample] = {}
+            if settings.duration > 1:
+                for tool in tools:  # a 1 s run first: (long - short) leaves start-up out
+                    progress(f"part 2: {interp.label} {kind} depth {depth}, {rate} Hz, "
+                             f"1 s run: {tool.name}")  # fmt: skip
+                    short[tool.name] = run_tool(tool, target.pid, rate, 1, tmp)
+            runs: dict[str, list[Sample]] = {tool.name: [] for tool in tools}
+            for round_ in range(settings.rounds):
+                for tool in tools:  # interleaved: A B C A B C ...
+                    progress(f"part 2: {interp.label} {kind} depth {depth}, {rate} Hz, "
+                             f"round {round_ + 1}: {tool.name}")  # fmt: skip
+                    runs[tool.name].append(run_tool(tool, target.pid, rate, settings.duration,
+                                                    tmp))  # fmt: skip
+            for tool in tools:
+                results[(rate, tool.name)] = (runs[tool.name], short.get(tool.name))
     return results
 
 
-def support_check(interps: list[Interpreter], pyspy: str) -> dict[str, str]:
-    """Can py-spy read each interpreter at all? (`py-spy dump` on a depth-5 target)"""
-    out = {}
-    for interp in interps:
-        try:
-            with Target(interp, 5, "sleep") as target:
-                proc = subprocess.Popen(
-                    [pyspy, "dump", "--pid", str(target.pid)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                )
-                text = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                usage = wait_with_rusage(proc, 60)
-                proc.stdout.close()
-        except TargetError as exc:
-            out[interp.label] = f"target failed: {exc}"
-            continue
-        if proc.returncode == 0 and "doze" in text:
-            out[interp.label] = f"ok (dump: {cpu_rusage(usage) * 1e3:.0f} ms CPU)"
-        else:
-            tail = [ln for ln in text.splitlines() if ln.strip()][-1:]
-            out[interp.label] = f"FAILS (rc={proc.returncode}): {' '.join(tail)}"
-    return out
+def steady(runs: list[Sample], short: Sample | None) -> float:
+    """CPU per sample with start-up left out: (CPU of the median run - CPU of the 1 s run) /
+    (their samples' difference)."""
+    good = [s for s in runs if s.failure is None]
+    if short is None or short.failure is not None or not good:
+        return float("nan")
+    cpu = statistics.median(s.cpu_s for s in good)
+    samples = statistics.median(s.samples for s in good)
+    if samples <= short.samples:
+        return float("nan")
+    return (cpu - short.cpu_s) / (samples - short.samples) * 1e6
 
 
-def part2(interps: list[Interpreter], pyspy: str, settings: Settings, compare_all: bool) -> None:
-    say(f"## 2. CPU per sample at {settings.rate} Hz: spy_magic vs py-spy")
+def part2(interps: list[Interpreter], settings: Settings, compare_all: bool) -> None:
+    rates = ", ".join(map(str, settings.rates))
+    say(f"## 2. CPU per sample at {rates} Hz: spy_magic vs py-spy (and 3.15's own sampler)")
     say()
-    say("CPU = user+sys of the sampler process (os.wait4), start-up included, divided by the")
-    say("samples it took. spy_magic = benchmarks/pace_reader.py (StackReader.read() paced at")
-    say("the rate); loop = its sampling loop alone. py-spy = `py-spy record --format raw --idle`")
-    say("(pauses the target for every sample), --nonblocking = without pausing. Values: median")
+    say("CPU = user+sys of the sampler's whole process (os.wait4), start-up included, divided")
+    say("by the samples it took. steady = the same with start-up left out: (CPU of the median")
+    say("run - CPU of a 1 s run) / (difference in samples). spy_magic = `python -m spy_magic")
+    say("record -d D -f jsonl` (the engine, load adaptation on); spy_magic (reader alone) =")
+    say("benchmarks/pace_reader.py (StackReader.read() paced at the rate; loop = its sampling")
+    say("loop alone). py-spy = `py-spy record --format raw --idle` (pauses the target for every")
+    say("sample), --nonblocking = without pausing. Tachyon = `python3.15 -m profiling.sampling")
+    say("attach -a --collapsed` (non-blocking), --blocking = ptrace-stops the target for each")
+    say("sample. rate = samples / the time it sampled for; held = rate / asked. Values: median")
     say(f"(min–max) over {settings.rounds} interleaved rounds of {settings.duration} s each.")
-    say("ratio = spy_magic / py-spy, taken round by round (same target, minutes apart at most).")
     say()
-    support = support_check(interps, pyspy)
-    say(md_table(["Python", "py-spy 0.4.x can read it?"], [[k, v] for k, v in support.items()]))
+    usable: dict[str, list[Tool]] = {}
+    support_rows = []
+    for interp in interps:
+        tools, skipped = check_tools(candidate_tools(), interp.target)
+        usable[interp.label] = tools
+        support_rows += [[interp.label, t.name, "yes"] for t in tools]
+        support_rows += [[interp.label, name, f"no: {why}"] for name, why in skipped]
+    say(md_table(["Python", "tool", "can read it?"], support_rows))
     say()
 
     plan: list[tuple[Interpreter, int, str]] = []
     for depth, kind, minors in COMPARE_ALL if compare_all else settings.compare:
         for interp in interps:
-            if compare_all or (interp.origin == "pyenv" and interp.minor in minors):
+            comparable = interp.origin == "pyenv" or interp.python is not None
+            if compare_all or (comparable and interp.minor in minors):
                 plan.append((interp, depth, kind))
 
-    headers = [
-        "Python",
-        "target",
-        "depth",
-        "tool",
-        "CPU µs/sample",
-        "sys %",
-        "loop µs/sample",
-        "rate Hz",
-        "samples",
-        "errors",
-    ]
+    headers = ["Python", "target", "depth", "Hz", "tool", "CPU µs/sample", "steady µs/sample",
+               "sys %", "loop µs/sample", "rate Hz", "held", "samples", "errors"]  # fmt: skip
     rows = []
     ratio_rows = []
     setup_ms = []
-    with tempfile.TemporaryDirectory(prefix="reader_cost.") as tmpname:
-        tmp = Path(tmpname)
-        for interp, depth, kind in plan:
-            where = [interp.label, kind, str(depth)]
-            try:
-                results = compare_one(interp, depth, kind, pyspy, settings, tmp)
-            except Exception as exc:  # report and carry on with the next target
-                rows.append([*where, "–", f"{type(exc).__name__}: {exc}", *[""] * 5])
-                continue
-            for tool in TOOLS:
-                runs = results[tool]
+    for interp, depth, kind in plan:
+        tools = usable[interp.label]
+        where = [interp.label, kind, str(depth)]
+        try:
+            with interp.target.scratch("reader_cost.") as tmpname:
+                results = compare_one(interp, depth, kind, tools, settings, Path(tmpname))
+        except Exception as exc:  # report and carry on with the next target
+            rows.append([*where, "", "–", f"{type(exc).__name__}: {exc}", *[""] * 7])
+            continue
+        for rate in settings.rates:
+            for tool in tools:
+                runs, short = results[(rate, tool.name)]
                 good = [s for s in runs if s.failure is None]
                 failures = sorted({s.failure for s in runs if s.failure})
                 if not good:
-                    rows.append([*where, tool, "FAILED: " + "; ".join(failures)[:150], *[""] * 5])
+                    rows.append([*where, str(rate), tool.name,
+                                 "FAILED: " + "; ".join(failures)[:200], *[""] * 7])  # fmt: skip
                     continue
-                rows.append(
-                    [
-                        *where,
-                        tool,
-                        spread([s.us_per_sample for s in good]),
-                        fmt(100 * sum(s.sys_s for s in good) / sum(s.cpu_s for s in good)),
-                        spread([s.loop_us_per_sample for s in good]) if tool == "spy_magic" else "",
-                        spread([s.rate for s in good]),
-                        str(sum(s.samples for s in good)),
-                        share(sum(s.errors for s in good), sum(s.samples for s in good))
-                        + (f"; {len(failures)} failed runs" if failures else ""),
-                    ]
-                )
-                if tool == "spy_magic":
+                reader_alone = isinstance(tool, SpyMagicReader)
+                rows.append([
+                    *where, str(rate), tool.name,
+                    spread([s.us_per_sample for s in good]),
+                    fmt(steady(runs, short)),
+                    fmt(100 * sum(s.sys_s for s in good) / sum(s.cpu_s for s in good)),
+                    spread([s.loop_us_per_sample for s in good]) if reader_alone else "",
+                    spread([s.rate for s in good]),
+                    spread([s.rate / s.asked for s in good], 2),
+                    str(sum(s.samples for s in good)),
+                    share(sum(s.errors for s in good), sum(s.samples for s in good))
+                    + (f"; {len(failures)} failed runs" if failures else ""),
+                ])  # fmt: skip
+                if reader_alone:
                     setup_ms += [s.setup_cpu_ms for s in good]
-            ratios = []
-            for other in TOOLS[1:]:
-                pairs = [
-                    (a, b)
-                    for a, b in zip(results["spy_magic"], results[other])
-                    if a.failure is None and b.failure is None
-                ]
-                ratios.append(
-                    spread([a.us_per_sample / b.us_per_sample for a, b in pairs], 2)
-                    if pairs
-                    else "–"
-                )
-                ratios.append(
-                    spread([a.loop_us_per_sample / b.us_per_sample for a, b in pairs], 2)
-                    if pairs
-                    else "–"
-                )
-            ratio_rows.append([*where, *ratios])
+            ratio_rows += ratios(where, rate, tools, results)
     say(md_table(headers, rows))
     say()
-    say("Ratios, spy_magic CPU per sample / py-spy CPU per sample (< 1: spy_magic is cheaper);")
-    say("'loop' uses spy_magic's sampling loop alone (its start-up left out, py-spy's kept).")
+    say("Ratios: spy_magic's CPU per sample / the rival's (< 1: spy_magic is cheaper), taken")
+    say("round by round (same target, seconds apart); steady = the ratio of the steady figures;")
+    say("'reader' = spy_magic (reader alone), 'reader loop' its sampling loop alone (its start-up")
+    say("left out, the rival's kept).")
     say()
-    say(
-        md_table(
-            [
-                "Python",
-                "target",
-                "depth",
-                "vs py-spy",
-                "loop vs py-spy",
-                "vs --nonblocking",
-                "loop vs --nonblocking",
-            ],
-            ratio_rows,
-        )
-    )
+    say(md_table(["Python", "target", "depth", "Hz", "rival", "spy_magic vs", "steady vs",
+                  "reader vs", "reader loop vs"], ratio_rows))  # fmt: skip
     say()
     if setup_ms:
         parts = {k: [d[k] for d in setup_ms] for k in ("start", "import", "construct")}
         whole = [sum(d.values()) for d in setup_ms]
         say(
-            f"Fixed cost per run, included in 'CPU µs/sample': spy_magic {spread(whole)} ms CPU "
-            f"before its first sample (interpreter start-up {spread(parts['start'])}, "
-            f"import spy_magic.reader {spread(parts['import'])}, StackReader() "
-            f"{spread(parts['construct'])}); py-spy's whole `py-spy dump` is in the first table."
+            f"Fixed cost per run of spy_magic (reader alone), included in 'CPU µs/sample': "
+            f"{spread(whole)} ms CPU before its first sample (interpreter start-up "
+            f"{spread(parts['start'])}, import spy_magic.reader {spread(parts['import'])}, "
+            f"StackReader() {spread(parts['construct'])})."
         )
         say()
+
+
+def ratios(where: list[str], rate: int, tools: list[Tool], results: Results) -> list[list[str]]:
+    """One row per rival: spy_magic's CPU per sample over the rival's, round by round."""
+    names = [t.name for t in tools]
+
+    def per_round(mine: str, figure: str, theirs: list[Sample]) -> str:
+        if mine not in names:
+            return "–"
+        values = [getattr(a, figure) / b.us_per_sample
+                  for a, b in zip(results[(rate, mine)][0], theirs)
+                  if a.failure is None and b.failure is None]  # fmt: skip
+        return spread(values, 2) if values else "–"
+
+    rows = []
+    for rival in (n for n in names if not n.startswith("spy_magic")):
+        theirs, their_short = results[(rate, rival)]
+        steady_ratio = float("nan")
+        if "spy_magic" in names:
+            denominator = steady(theirs, their_short)
+            if denominator > 0:
+                steady_ratio = steady(*results[(rate, "spy_magic")]) / denominator
+        rows.append([*where, str(rate), rival,
+                     per_round("spy_magic", "us_per_sample", theirs), fmt(steady_ratio, 2),
+                     per_round(SpyMagicReader.name, "us_per_sample", theirs),
+                     per_round(SpyMagicReader.name, "loop_us_per_sample", theirs)])  # fmt: skip
+    return rows
 
 
 # -- part 3: where the time goes ------------------------------------------------------------
@@ -861,27 +850,43 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not put samplers and targets on different CPUs",
     )
+    ap.add_argument(
+        "--target",
+        metavar="3.X",
+        help="only the Debian sid root's python3.X (3.14, 3.15; chrooted) as the target; part 2 "
+        "then compares at depth 85 (cpu) at 1000 and 100 Hz, with Tachyon where it applies",
+    )
+    ap.add_argument("--rates", help="part 2's rates, comma-separated (default 1000)")
+    ap.add_argument("--rounds", type=int, help="part 2's rounds (default 3, quick 2)")
+    ap.add_argument("--duration", type=int, help="part 2's seconds per run (default 5, quick 2)")
     args = ap.parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.target:
+        settings = replace(settings, rates=(1000, 100), compare=((85, "cpu", tuple(MINORS_ALL)),))
+    if args.rates:
+        settings = replace(settings, rates=tuple(int(r) for r in args.rates.split(",")))
+    if args.rounds:
+        settings = replace(settings, rounds=args.rounds)
+    if args.duration:
+        settings = replace(settings, duration=args.duration)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     started = time.monotonic()
 
-    interps, absent = find_interpreters()
+    interps, absent = find_interpreters(args.target)
     pyspy = find_pyspy()
     pyspy_version = run_text([pyspy, "--version"]) if pyspy else ""
-    placement = pin(not args.no_pin, "this process, pace_reader.py, py-spy")
+    placement = pin(not args.no_pin, "this process, the tools")
     print_header(interps, absent, pyspy, pyspy_version, settings, args.quick, placement)
     if not interps:
+        if args.target:  # the sid root is optional: say why, do not fail
+            say(f"Skipped: {absent[0]}.")
+            return 0
         say("No target interpreter found.")
         return 1
     if "1" not in skip:
         part1(interps, settings)
     if "2" not in skip:
-        if pyspy:
-            part2(interps, pyspy, settings, args.compare_all)
-        else:
-            say("## 2. skipped: py-spy not found (pip install py-spy)")
-            say()
+        part2(interps, settings, args.compare_all)
     if "3" not in skip:
         try:
             part3(interps, settings)
