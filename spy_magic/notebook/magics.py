@@ -104,7 +104,10 @@ class _LiveTop:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spy_magic-live", daemon=True)
+
+    def start(self) -> _LiveTop:
         self._thread.start()
+        return self
 
     def _run(self) -> None:
         while not self._stop.wait(LIVE_REFRESH_S):
@@ -120,7 +123,8 @@ class _LiveTop:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=5)
 
 
 def _check_output(args: argparse.Namespace) -> None:
@@ -146,12 +150,18 @@ class _InProcessSession:
         options = {k: v for k, v in options.items() if k not in outside_only}
         self.sampler = InProcessSampler(**options)
         self.sampler.add_collector(self.profile.add)
+        self._stopped = False
+
+    def start(self) -> _InProcessSession:
         self.sampler.start()
+        return self
 
     def stop(self) -> Profile:
-        self.sampler.stop()
-        self.sampler.join(10)
-        self.profile.metadata.update(self.sampler.metadata())
+        if not self._stopped:
+            self._stopped = True
+            self.sampler.stop()
+            self.sampler.join(10)
+            self.profile.metadata.update(self.sampler.metadata())
         return self.profile
 
 
@@ -183,20 +193,28 @@ class SpyMagics(Magics):
         body, last = self._compile(source, filename)
 
         options = sampler_options(args)
-        session, fallback_note = self._start_session(options)
+        # Whatever happens from here on (an interrupt while the helper starts, an error in
+        # the live view, a second interrupt while stopping), every session started for this
+        # cell is stopped before the cell ends: no helper outlives its cell.
+        opened: list = []
         live = None
-        if not args.quiet:
-            top = TopWidget()
-            live = _LiveTop(lambda: session.profile, top, f"In [{number}]")
-            live.handle = display(top, display_id=True)
-        value = None
-        failure: BaseException | None = None
         try:
-            value = self._execute(body, last)
-        except BaseException as exc:
-            failure = exc
-        finally:
+            session, fallback_note = self._start_session(options, opened)
+            if not args.quiet:
+                top = TopWidget()
+                live = _LiveTop(lambda: session.profile, top, f"In [{number}]")
+                live.handle = display(top, display_id=True)
+                live.start()
+            value = None
+            failure: BaseException | None = None
+            try:
+                value = self._execute(body, last)
+            except BaseException as exc:
+                failure = exc
             raw = session.stop()
+        finally:
+            for started in opened:
+                started.stop()  # a no-op for one stopped already
             if live is not None:
                 live.stop()
         pid = os.getpid()
@@ -207,8 +225,6 @@ class SpyMagics(Magics):
         profile.metadata.update(cell=number, target=f"In [{number}]")
         if fallback_note:
             profile.metadata["note"] = fallback_note
-        if live is not None:
-            live.stop()
         self._finish(profile, args, f"In [{number}]", live)
         if failure is not None:
             raise failure.with_traceback(_from_cell(failure.__traceback__, filename))
@@ -276,16 +292,23 @@ class SpyMagics(Magics):
             raise outcome["error"]
         return outcome.get("value")
 
-    def _start_session(self, options: dict):
+    def _start_session(self, options: dict, opened: list):
+        """A started session sampling this kernel, and a note when it samples from inside.
+        Each session is put in `opened` before it starts, for the caller to stop it whatever
+        happens (RemoteSession.start cleans up after itself when it fails)."""
+        remote = RemoteSession(os.getpid(), options)
+        opened.append(remote)
         try:
-            return RemoteSession(os.getpid(), options).start(), None
+            return remote.start(), None
         except (SessionError, ReaderError, OSError) as exc:
             note = (
                 f"could not read the kernel from outside ({exc}); sampled from inside with "
                 "sys._current_frames(), which is biased by the GIL"
             )
             print(f"spy_magic: {note}", file=sys.stderr)
-            return _InProcessSession(options), note
+            fallback = _InProcessSession(options)
+            opened.append(fallback)
+            return fallback.start(), note
 
     def _cell_files(self) -> dict[str, int]:
         return dict(getattr(self.shell.compile, "_filename_map", {}))
@@ -373,27 +396,35 @@ class SpyMagics(Magics):
         args = _parse(ATTACH_PARSER, line)
         _check_output(args)
         options = sampler_options(args)
+        session = RemoteSession(args.pid, options)
         try:
-            session = RemoteSession(args.pid, options).start()
+            session.start()  # on any failure it ends its helper itself
         except (SessionError, ReaderError) as exc:
             raise UsageError(f"%spy_attach: {exc}") from None
         ident = self._next_attachment
         self._next_attachment += 1
         label = f"attachment {ident} (pid {args.pid})"
         entry = {"session": session, "args": args, "label": label}
-        self.attachments[ident] = entry
-        if not args.quiet:
-            import ipywidgets
+        try:  # until the attachment is set up, a failure (or an interrupt) ends it
+            self.attachments[ident] = entry
+            if not args.quiet:
+                import ipywidgets
 
-            top = TopWidget()
-            button = ipywidgets.Button(description="Stop", icon="stop", button_style="warning")
-            button.on_click(lambda _: self._stop_attachment(ident))
-            handle = display(ipywidgets.VBox([button, top]), display_id=True)
-            entry.update(top=top, button=button, handle=handle)
-            entry["live"] = _LiveTop(lambda: session.profile, top, label)
-        threading.Thread(
-            target=self._await_end, args=(ident,), name="spy_magic-attach", daemon=True
-        ).start()
+                top = TopWidget()
+                button = ipywidgets.Button(description="Stop", icon="stop", button_style="warning")
+                button.on_click(lambda _: self._stop_attachment(ident))
+                handle = display(ipywidgets.VBox([button, top]), display_id=True)
+                entry.update(top=top, button=button, handle=handle)
+                entry["live"] = _LiveTop(lambda: session.profile, top, label).start()
+            threading.Thread(
+                target=self._await_end, args=(ident,), name="spy_magic-attach", daemon=True
+            ).start()
+        except BaseException:
+            self.attachments.pop(ident, None)
+            if "live" in entry:
+                entry["live"].stop()
+            session.stop()
+            raise
         print(f"spy_magic: sampling pid {args.pid} as {label}; %spy_stop {ident} to stop")
 
     def _await_end(self, ident: int) -> None:

@@ -7,6 +7,8 @@ profile = session.stop()
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -22,6 +24,12 @@ from ..reader import ReaderError
 
 PR_SET_PTRACER = 0x59616D61  # Yama: let this pid ptrace us
 START_TIMEOUT = 30.0
+REAP_TIMEOUT = 5.0  # seconds for a killed helper to be reaped
+
+# Every session whose helper may still run: ended when this process exits (a kernel shut down
+# or restarted), so no helper outlives the kernel that started it.
+_live: set[RemoteSession] = set()
+_live_lock = threading.Lock()
 
 
 class SessionError(ReaderError):
@@ -78,29 +86,73 @@ class RemoteSession:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = START_TIMEOUT) -> RemoteSession:
+        """Start the helper and wait until it samples. On any failure, an interrupt
+        (KeyboardInterrupt) included, the helper is killed before the exception goes on."""
+        try:
+            self._launch()
+            self._thread = threading.Thread(
+                target=self._collect, name="spy_magic-collect", daemon=True
+            )
+            self._thread.start()
+            self._send("go")
+            self._started.wait(timeout)
+        except BaseException:
+            self._abandon()
+            raise
+        if self.error is not None:
+            self._abandon()
+            raise SessionError(self.error)
+        if not self._started.is_set():
+            self._abandon()
+            raise SessionError(f"the sampling helper did not start within {timeout:g} s")
+        return self
+
+    def _launch(self) -> None:
         cmd = [self.python, "-m", "spy_magic.notebook.helper", "--pid", str(self.pid)]
+        cmd += ["--parent", str(os.getpid())]  # the helper ends when this process is gone
+        if threading.current_thread() is threading.main_thread():
+            cmd.append("--die-with-parent")  # this thread ends with the process: the OS may
+            # kill the helper then (PR_SET_PDEATHSIG fires when the starting *thread* exits)
         cmd += _option_args(self.options)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [os.path.dirname(os.path.dirname(os.path.dirname(__file__)))]
             + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
+        with _live_lock:
+            _live.add(self)
         self._process = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", env=env, start_new_session=True,
         )  # fmt: skip
         if self.pid == os.getpid():
             allow_ptrace_by(self._process.pid)
-        self._thread = threading.Thread(target=self._collect, name="spy_magic-collect", daemon=True)
-        self._thread.start()
-        self._send("go")
-        self._started.wait(timeout)
-        if self.error is not None:
-            raise SessionError(self.error)
-        if not self._started.is_set():
-            self.stop()
-            raise SessionError(f"the sampling helper did not start within {timeout:g} s")
-        return self
+
+    def _abandon(self) -> None:
+        """End the helper now, whatever it is doing (what it sampled is dropped).
+
+        SIGKILL first, so that a second interrupt cannot come between; a helper killed while
+        it holds the target's threads paused lets them go (the OS detaches a dead tracer's
+        tracees). A helper still starting up reads EOF on its closed stdin and returns.
+        """
+        process = self._process
+        collecting = self._thread is not None and self._thread.is_alive()
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            # The collector, if any, reads stdout to its end and closes the rest itself.
+            streams = [process.stdin] if collecting else [process.stdin, process.stdout,
+                                                          process.stderr]  # fmt: skip
+            for stream in streams:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    stream.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(REAP_TIMEOUT)
+        if not collecting:  # no collector to say it ended
+            self._started.set()
+            self.ended.set()
+        with _live_lock:
+            _live.discard(self)
 
     def _send(self, line: str) -> None:
         try:
@@ -137,8 +189,15 @@ class RemoteSession:
         finally:
             code = self._process.wait()
             if self.error is None and not self._started.is_set():
-                stderr = self._process.stderr.read().strip().splitlines()
+                try:
+                    stderr = self._process.stderr.read().strip().splitlines()
+                except (OSError, ValueError):
+                    stderr = []
                 self.error = stderr[-1] if stderr else f"the sampling helper exited ({code})"
+            with contextlib.suppress(OSError, ValueError):
+                self._process.stdin.close()
+            with _live_lock:
+                _live.discard(self)
             self._started.set()
             self.ended.set()
 
@@ -147,11 +206,33 @@ class RemoteSession:
         return not self.ended.is_set()
 
     def stop(self, timeout: float = 10.0) -> Profile:
-        """Stop sampling; everything collected so far is in the returned profile."""
-        if self._process is not None:
+        """Stop sampling; everything collected so far is in the returned profile.
+
+        Safe to call again, and on a session that never (or only half) started; interrupted
+        (a second KeyboardInterrupt), it kills the helper before the exception goes on.
+        """
+        if self._process is None or self.ended.is_set():
+            return self.profile
+        try:
+            if self._thread is None:  # started the helper but never collected: nothing to keep
+                self._abandon()
+                return self.profile
             self._send("stop")
             self.ended.wait(timeout)
             if not self.ended.is_set():
                 self._process.kill()
                 self.ended.wait(timeout)
+        except BaseException:
+            self._abandon()
+            raise
         return self.profile
+
+
+@atexit.register
+def _end_helpers() -> None:
+    """This process is exiting (a kernel shutting down or restarting): end its helpers."""
+    with _live_lock:
+        sessions = list(_live)
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            session._abandon()
