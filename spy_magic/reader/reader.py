@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 
@@ -34,6 +35,14 @@ from .threads import NativeIdResolver, ThreadStates
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
 READ_ATTEMPTS = 3  # copies of a stack that keeps moving before it is reported torn
+# After a pause fails (another tracer holds a thread, say), reads go on without pausing for a
+# while, then try again: first after PAUSE_RETRY_FIRST s, twice as long after each failure in
+# a row, at most PAUSE_RETRY_MAX s. A failed pause costs its read's sample, never the rest.
+# And never sooner than PAUSE_RETRY_COST times what the failed pause took: one that waited
+# for a thread that would not stop held the others stopped meanwhile.
+PAUSE_RETRY_FIRST = 0.01
+PAUSE_RETRY_MAX = 1.0
+PAUSE_RETRY_COST = 20
 _Q = struct.Struct("<Q")
 _I = struct.Struct("<I")
 
@@ -78,9 +87,13 @@ class StackReader:
         )
         self._states = ThreadStates(pid)
         # The last resort for a stack that tears READ_ATTEMPTS times: read it with the
-        # threads paused (see pause.py). `pause_error` says why that stopped being tried.
+        # threads paused (see pause.py). `pause_error` says why a pause failed (the last one
+        # that did; later ones are still tried), `pause_failures` how many did.
         self._pauser = ThreadPauser(pid) if pause_when_torn else None
         self.pause_error: str | None = None
+        self.pause_failures = 0
+        self._pause_backoff = 0.0  # seconds without pausing after the last failure
+        self._pause_retry_at = 0.0  # monotonic time before which no pause is tried
         self._paused_last = False
         self._want_names = thread_names
         self._names: dict[int, str] = {}
@@ -237,6 +250,8 @@ class StackReader:
             raise
 
     def _read(self) -> list[ThreadStack]:
+        if self._pauser is not None and self._pauser.unreleased:
+            self._pauser.release()  # threads a failed pause could not let go at once
         threads, changed = self._snapshot()
         # A stack that needed a pause last time likely will again: waste fewer copies on it.
         attempts = 1 if self._paused_last else READ_ATTEMPTS
@@ -246,9 +261,8 @@ class StackReader:
                 break
             # Something moved while we copied: another try usually gets a still moment.
             threads, changed = self._snapshot()
-        if changed and self._pauser is not None and self.pause_error is None:
+        if changed and self._pauser is not None and time.monotonic() >= self._pause_retry_at:
             threads, changed = self._paused_snapshot(threads, changed)
-            self._paused_last = True
         if changed:
             for stack in threads:
                 if stack.thread_id in changed:
@@ -264,14 +278,28 @@ class StackReader:
         from the torn snapshot just before: held threads all look stopped to /proc."""
         running = {s.native_id: None if s.idle is None else not s.idle for s in last}
         self._states.pinned = {tid: state for tid, state in running.items() if tid}
+        started = time.monotonic()
         try:
             with self._pauser.paused():
-                return self._snapshot()
+                snapshot = self._snapshot()
         except PauseFailed as exc:
             self.pause_error = str(exc)
+            self.pause_failures += 1
+            now = time.monotonic()
+            if exc.errno == errno.ENOSYS:
+                self._pause_retry_at = float("inf")  # no ptrace here: it never will work
+            else:
+                self._pause_backoff = min(
+                    PAUSE_RETRY_MAX, max(PAUSE_RETRY_FIRST, 2 * self._pause_backoff)
+                )
+                wait = max(self._pause_backoff, PAUSE_RETRY_COST * (now - started))
+                self._pause_retry_at = now + wait
             return last, torn
         finally:
             self._states.pinned = None
+        self._pause_backoff = 0.0
+        self._paused_last = True
+        return snapshot
 
     @property
     def paused_reads(self) -> int:
@@ -497,6 +525,8 @@ class StackReader:
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
+        if self._pauser is not None:
+            self._pauser.close()  # lets go of any thread a failed pause still holds
         self._states.close()
         self.mem.close()
 
