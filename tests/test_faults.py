@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, read_line, require_interpreter, wait_until
+from conftest import REPO, TARGETS, read_line, require_interpreter, wait_until
 
 from spy_magic.reader import StackReader, pause
 from spy_magic.reader.pause import PauseFailed, ThreadPauser
@@ -78,28 +78,8 @@ print("ready", flush=True)
 churn(0)
 """
 
-# Another tracer, holding the threads given: seized as strace or a second sampler would
-# (never stopped), and every signal one of them stops for handed on at once, as strace does,
-# so that whatever goes missing went missing in the pauser.
-FORWARDING_TRACER = r"""
-import ctypes, os, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-for tid in map(int, sys.argv[1:]):
-    if libc.ptrace(0x4206, tid, None, None) != 0:  # PTRACE_SEIZE
-        print("seize failed", ctypes.get_errno(), flush=True)
-        sys.exit(1)
-print("holding", flush=True)
-while True:
-    try:
-        tid, status = os.waitpid(-1, 0x40000000)  # __WALL
-    except ChildProcessError:
-        break
-    if os.WIFSTOPPED(status):
-        signum = os.WSTOPSIG(status) if status >> 16 == 0 else 0
-        libc.ptrace(7, tid, None, ctypes.c_void_p(signum))  # PTRACE_CONT
-time.sleep(3600)
-"""
+# Another tracer, holding the threads given and handing their signals on, as strace does.
+TRACER = TARGETS / "tracer.py"
 
 
 # --- looking at the target from /proc ----------------------------------------------------------
@@ -276,7 +256,7 @@ def signal_target(interpreter, spawn):
 
 def hold(spawn, tids) -> subprocess.Popen:
     """Another tracer, holding `tids` (and handing their signals on)."""
-    tracer = spawn([sys.executable, "-c", FORWARDING_TRACER, *map(str, tids)])
+    tracer = spawn([sys.executable, TRACER, *map(str, tids)])
     assert read_line(tracer) == "holding"
     return tracer
 

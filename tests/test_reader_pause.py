@@ -82,24 +82,14 @@ def test_signals_sent_during_pauses_all_arrive(interpreter, spawn):
     assert int(read_line(proc)) == sent
 
 
-TRACER = """
-import ctypes, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-for tid in map(int, sys.argv[1:]):
-    if libc.ptrace(0x4206, tid, None, None) != 0:  # PTRACE_SEIZE
-        print("seize failed", ctypes.get_errno(), flush=True)
-        sys.exit(1)
-print("holding", flush=True)
-time.sleep(60)
-"""
+TRACER = TARGETS / "tracer.py"  # holds the given threads, handing signals on
 
 
 def test_a_target_held_by_another_tracer_is_read_without_pausing(interpreter, spawn):
     proc = spawn(interpreter.argv(CHURN))
     assert read_line(proc) == "ready"
     tids = os.listdir(f"/proc/{proc.pid}/task")
-    tracer = spawn([sys.executable, "-c", TRACER, *tids])
+    tracer = spawn([sys.executable, TRACER, *tids])
     assert read_line(tracer) == "holding"
     whole = torn = 0
     with StackReader(proc.pid) as reader:

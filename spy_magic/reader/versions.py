@@ -13,7 +13,7 @@ there), one `PythonVersion` entry in `KNOWN`, and one interpreter in the tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .layouts import LAYOUTS
 
@@ -53,6 +53,16 @@ class PythonVersion:
         return self.text + ("t" if free_threaded else "")
 
 
+# 3.13's shapes hold for 3.14 and 3.15 too (their offsets, in the tables, differ).
+_V313 = PythonVersion(
+    (3, 13),
+    "chunks",
+    "locations",
+    gil_in_interpreter=True,
+    debug_offsets=True,
+    free_threaded_build=True,
+    instance_dicts="managed313",
+)
 KNOWN: dict[tuple[int, int], PythonVersion] = {
     v.minor: v
     for v in (
@@ -68,33 +78,9 @@ KNOWN: dict[tuple[int, int], PythonVersion] = {
             gil_in_interpreter=True,
             instance_dicts="dorv312",
         ),
-        PythonVersion(
-            (3, 13),
-            "chunks",
-            "locations",
-            gil_in_interpreter=True,
-            debug_offsets=True,
-            free_threaded_build=True,
-            instance_dicts="managed313",
-        ),
-        PythonVersion(
-            (3, 14),
-            "chunks",
-            "locations",
-            gil_in_interpreter=True,
-            debug_offsets=True,
-            free_threaded_build=True,
-            instance_dicts="managed313",
-        ),
-        PythonVersion(
-            (3, 15),
-            "chunks",
-            "locations",
-            gil_in_interpreter=True,
-            debug_offsets=True,
-            free_threaded_build=True,
-            instance_dicts="managed313",
-        ),
+        _V313,
+        replace(_V313, minor=(3, 14)),
+        replace(_V313, minor=(3, 15)),
     )
 }
 OLDEST = min(KNOWN)
