@@ -381,13 +381,19 @@ def test_in_process_fallback_samples_its_own_threads_and_says_it_is_biased():
             sum(range(1000))
 
     worker = threading.Thread(target=busy_worker, name="busy-worker")
+    # The sampling thread waits for the GIL the worker holds: a short switch interval and no
+    # load adaptation (which lowers the rate when samples come late) keep the count from
+    # depending on how busy the machine is.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     worker.start()
     try:
-        sampler = InProcessSampler(rate=200, duration=1.0)
+        sampler = InProcessSampler(rate=200, duration=1.0, adapt=False)
         samples = list(sampler)
     finally:
         stop.set()
         worker.join()
+        sys.setswitchinterval(switch)
     seen = Counter(t.thread_name for s in samples for t in s.traces)
     assert seen["busy-worker"] > 30, seen  # 1 s at 200 Hz, minus what the GIL hides
     assert not any(t.thread_name == "spy_magic-sampler" for s in samples for t in s.traces)

@@ -35,6 +35,7 @@ from .threads import NativeIdResolver, ThreadStates
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
 READ_ATTEMPTS = 3  # copies of a stack that keeps moving before it is reported torn
+PAUSED_ATTEMPTS = 2  # pauses for one read whose paused copy is torn as well
 # After a pause fails (another tracer holds a thread, say), reads go on without pausing for a
 # while, then try again: first after PAUSE_RETRY_FIRST s, twice as long after each failure in
 # a row, at most PAUSE_RETRY_MAX s. A failed pause costs its read's sample, never the rest.
@@ -95,6 +96,7 @@ class StackReader:
         self._pause_backoff = 0.0  # seconds without pausing after the last failure
         self._pause_retry_at = 0.0  # monotonic time before which no pause is tried
         self._paused_last = False
+        self._paused_read_count = 0
         self._want_names = thread_names
         self._names: dict[int, str] = {}
         self._names_at = -1.0
@@ -261,8 +263,17 @@ class StackReader:
                 break
             # Something moved while we copied: another try usually gets a still moment.
             threads, changed = self._snapshot()
-        if changed and self._pauser is not None and time.monotonic() >= self._pause_retry_at:
+        paused = False
+        for _ in range(PAUSED_ATTEMPTS):
+            if not changed or self._pauser is None or time.monotonic() < self._pause_retry_at:
+                break
+            # A thread can be held between two stores of a call, a return or a generator
+            # switch (on <= 3.10 a frame linked before it is marked executing): then the
+            # paused copy is torn too, and the next pause lands elsewhere.
             threads, changed = self._paused_snapshot(threads, changed)
+            paused = paused or self._paused_last
+        if paused:
+            self._paused_read_count += 1
         if changed:
             for stack in threads:
                 if stack.thread_id in changed:
@@ -304,7 +315,7 @@ class StackReader:
     @property
     def paused_reads(self) -> int:
         """Reads taken with the threads paused, because every non-blocking copy tore."""
-        return 0 if self._pauser is None else self._pauser.pauses
+        return self._paused_read_count
 
     def _snapshot(self) -> tuple[list[ThreadStack], set[int]]:
         """One pass over every thread, and the thread ids whose stack moved meanwhile."""
