@@ -86,11 +86,6 @@ class DebugOffsetsError(ValueError):
     """The bytes are not a `_Py_DebugOffsets` we can trust; the message says which check."""
 
 
-def struct_size(table: dict[str, int]) -> int:
-    """How many bytes of `_PyRuntime` hold this build's `_Py_DebugOffsets`."""
-    return table["debug.size"]
-
-
 def parse_header(raw: bytes) -> tuple[int, bool]:
     """(packed version, free-threaded) from the first 24 bytes; raises if there is no cookie."""
     if len(raw) < HEADER_SIZE or raw[:8] != COOKIE:

@@ -112,7 +112,6 @@ class StackReader:
         every field the target's own _Py_DebugOffsets describes (which also tells whether
         the build is free-threaded)."""
         interp = self.interpreter
-        text = _version_text(self.version)
         spec = versions.KNOWN.get(self.version[:2])
         free_threaded = False
         raw = b""
@@ -123,13 +122,16 @@ class StackReader:
         try:
             spec, table = versions.lookup(self.version[:2], free_threaded)
         except versions.UnknownBuild as exc:
-            build = text + ("t" if free_threaded else "")
-            raise UnsupportedVersion(self.pid, build, str(exc)) from None
+            raise UnsupportedVersion(self.pid, self._build_text(free_threaded), str(exc)) from None
         if not interp.runtime_address:
             raise NotReady(self.pid, "_PyRuntime not found")
         if spec.debug_offsets:
             table.update(self._debug_offsets(raw, table, free_threaded))
         return spec, table
+
+    def _build_text(self, free_threaded: bool) -> str:
+        """The version as error messages name it: "3.14.10", or "3.13.5t" free-threaded."""
+        return _version_text(self.version) + ("t" if free_threaded else "")
 
     def _read_debug_offsets(self) -> bytes:
         """The target's _Py_DebugOffsets, as many bytes as the largest known build's."""
@@ -151,7 +153,7 @@ class StackReader:
 
     def _debug_offsets(self, raw: bytes, table: dict[str, int], free_threaded: bool):
         """Every field the target describes itself, bounds-checked (debug_offsets.parse)."""
-        text = _version_text(self.version) + ("t" if free_threaded else "")
+        text = self._build_text(free_threaded)
         try:
             found = debug_offsets.parse(raw, table, free_threaded)
         except debug_offsets.DebugOffsetsError as exc:
@@ -213,7 +215,7 @@ class StackReader:
             # target's own _Py_DebugOffsets on 3.13+) do not describe this process.
             raise UnsupportedVersion(
                 self.pid,
-                _version_text(self.version) + ("t" if self.free_threaded else ""),
+                self._build_text(self.free_threaded),
                 "its first thread state does not point back at its interpreter: "
                 "the struct offsets do not match this process",
             )
