@@ -27,8 +27,10 @@ def run(args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_record_a_command_to_collapsed(tmp_path):
+    # function_c sleeps 10 ms a loop: at 500 Hz over 3 loops it is due ~15 samples, so
+    # missing it is a bug, not bad luck (at 100 Hz it was due 3, and missed 1 run in ~20).
     out = tmp_path / "profile.txt"
-    result = run(["record", "-f", "collapsed", "-o", out, "--", PYTHON,
+    result = run(["record", "-f", "collapsed", "-o", out, "--rate", "500", "--", PYTHON,
                   demo_path("slow_script"), "--repeat", "3"])  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
