@@ -18,6 +18,7 @@
 | `%%spy -o` folder removed by the cell             | value, flame graph kept; fallback named   |
 | SIGTERM / SIGHUP to `record --pid`                | writes what it collected, as SIGINT; 0    |
 | SIGTERM to `record -- cmd`                        | passed on; profile written; exit 128+15   |
+| ... whose cmd shuts down cleanly on it            | sent once; the cmd's status (0) kept      |
 | ... whose cmd ignores SIGTERM                     | cmd killed after the grace; exit 128+9    |
 | SIGTERM to `top`                                  | ends cleanly, exit 0, no traceback        |
 | `record -- cmd`; cmd exits 3 / dies of signal N   | exit 3 / 128+N, as time(1)                |
@@ -269,6 +270,29 @@ def test_sigterm_is_passed_on_to_the_launched_command(spawn, tmp_path):
     assert rec.returncode == 128 + signal.SIGTERM, text  # the command's status: SIGTERM
     assert read_jsonl(out).sample_count > 0
     assert not os.path.exists(f"/proc/{command_pid}"), "the command was left running"
+
+
+def test_command_shutting_down_on_sigterm_gets_it_once_and_its_status_kept(spawn, tmp_path):
+    out = tmp_path / "p.jsonl"
+    seen = tmp_path / "sigterms"
+    graceful = (
+        "import signal, sys, time\n"
+        "def shut_down(signum, frame):\n"
+        f"    open({str(seen)!r}, 'a').write('SIGTERM\\n')\n"
+        "    time.sleep(2)  # a clean shutdown takes a while\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, shut_down)\n"
+        "print('handling SIGTERM', flush=True)\n" + SLEEPER
+    )
+    rec = start_record(spawn, ["record", "-f", "jsonl", "-o", out, "--", PYTHON, "-c",
+                               graceful])  # fmt: skip
+    while "handling SIGTERM" not in rec.seen:  # sampling may begin before the script runs
+        rec.seen.append(read_line(rec, timeout=HANG_S))
+    rec.send_signal(signal.SIGTERM)
+    text = finish(rec)
+    assert rec.returncode == 0, text  # the command's own status after its clean shutdown
+    assert seen.read_text() == "SIGTERM\n"  # passed on once, not once more while it ends
+    assert read_jsonl(out).sample_count > 0
 
 
 def test_command_that_ignores_sigterm_is_killed_after_the_grace(spawn, tmp_path):

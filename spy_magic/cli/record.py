@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from .signals import Terminated, signal_name, terminating_signals
 
 FREEZE_EVERY = 2000
 END_GRACE_S = 5.0  # a launched command told to end has this long before it is killed
+EXITING_S = 0.2  # a command seen exiting becomes reapable within this (else: still running)
 
 EXTENSIONS = {
     "html": "html",
@@ -150,11 +152,13 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def end_command(process: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
-    """Send `signum`, give the command END_GRACE_S to exit, then kill it; reaped either way."""
+def end_command(process: subprocess.Popen, signum: int | None = signal.SIGTERM) -> None:
+    """Send `signum` (None: it was sent already), give the command END_GRACE_S to exit, then
+    kill it; reaped either way."""
     if process.poll() is None:
         try:
-            process.send_signal(signum)
+            if signum is not None:
+                process.send_signal(signum)
             process.wait(END_GRACE_S)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             process.kill()
@@ -171,10 +175,14 @@ def see_command_through(process: subprocess.Popen, signum: int | None) -> int:
         if signum is not None:
             print(f"spy_magic: waiting up to {END_GRACE_S:g} s for the command to exit on "
                   f"{signal_name(signum)}", file=sys.stderr)  # fmt: skip
-            end_command(process, signum)
+            end_command(process, None)
         else:
-            print("spy_magic: waiting for the command to exit (Ctrl-C ends it)", file=sys.stderr)
             try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(EXITING_S)  # one the sampler saw go may not be reaped yet
+                if process.poll() is None:
+                    print("spy_magic: waiting for the command to exit (Ctrl-C ends it)",
+                          file=sys.stderr)  # fmt: skip
                 process.wait()
             except Terminated as exc:
                 end_command(process, exc.signum)
