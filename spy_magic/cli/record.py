@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import signal
 import subprocess
@@ -18,7 +17,6 @@ from .signals import Terminated, signal_name, terminating_signals
 
 FREEZE_EVERY = 2000
 END_GRACE_S = 5.0  # a launched command told to end has this long before it is killed
-EXITING_S = 0.2  # a command seen exiting becomes reapable within this (else: still running)
 
 EXTENSIONS = {
     "html": "html",
@@ -165,11 +163,12 @@ def end_command(process: subprocess.Popen, signum: int | None = signal.SIGTERM) 
     process.wait()
 
 
-def see_command_through(process: subprocess.Popen, signum: int | None) -> int:
+def see_command_through(process: subprocess.Popen, signum: int | None, exited: bool) -> int:
     """Wait for a launched command that outlived the recording; its exit status.
 
     After SIGTERM or SIGHUP (`signum`, already passed on to it) it has END_GRACE_S to end.
     After a --duration or Ctrl-C it is the user's: waited for, and a Ctrl-C then kills it.
+    `exited`: the sampler saw it go (its exit may not be reapable yet).
     """
     if process.poll() is None:
         if signum is not None:
@@ -177,12 +176,11 @@ def see_command_through(process: subprocess.Popen, signum: int | None) -> int:
                   f"{signal_name(signum)}", file=sys.stderr)  # fmt: skip
             end_command(process, None)
         else:
+            if not exited:  # one the sampler saw go may just not be reapable yet
+                print(
+                    "spy_magic: waiting for the command to exit (Ctrl-C ends it)", file=sys.stderr
+                )
             try:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(EXITING_S)  # one the sampler saw go may not be reaped yet
-                if process.poll() is None:
-                    print("spy_magic: waiting for the command to exit (Ctrl-C ends it)",
-                          file=sys.stderr)  # fmt: skip
                 process.wait()
             except Terminated as exc:
                 end_command(process, exc.signum)
@@ -237,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             raise
         if process is None:
             return 0 if written else 1
-        return see_command_through(process, signum) or (0 if written else 1)
+        exited = sampler.end_reason == "target exited"
+        return see_command_through(process, signum, exited) or (0 if written else 1)
 
 
 def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, command) -> bool:
