@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from ..reader import ReaderError
 from . import demo, dump, record, top
+from .signals import Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReaderError as exc:
         print(f"spy_magic: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated as exc:  # SIGTERM, SIGHUP: as a shell reports a process they ended
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `... | head`: the reader left, nothing more to say

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..engine import DEFAULT_RATE
+from ..engine import DEFAULT_RATE, MAX_RATE
 
 
 def positive_float(text: str) -> float:
@@ -22,7 +23,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
     parser.add_argument(
         *(("--rate", "-r") if short_rate else ("--rate",)), type=positive_float,
         default=DEFAULT_RATE,
-        help=f"samples per second (default {DEFAULT_RATE:g})",
+        help=f"samples per second (default {DEFAULT_RATE:g}; at most {MAX_RATE:g}: a higher "
+        "rate is sampled at that)",
     )  # fmt: skip
     parser.add_argument(
         "--duration", "-d", type=positive_float, default=None,
@@ -54,9 +56,24 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
     )  # fmt: skip
 
 
+def clamp_rate(rate: float) -> tuple[float, str | None]:
+    """The rate to sample at, and what to tell the user when it is not the one asked."""
+    if rate <= MAX_RATE:
+        return rate, None
+    return MAX_RATE, (
+        f"--rate {rate:g} is above the {MAX_RATE:g} Hz the sampler can take (one read costs "
+        f"~100-250 µs); sampling at {MAX_RATE:g} Hz"
+    )
+
+
 def sampler_options(args: argparse.Namespace) -> dict:
+    """The Sampler keywords for parsed options; a clamped rate is said once, on stderr (the
+    same line from `record`, `top` and the magics)."""
+    rate, note = clamp_rate(args.rate)
+    if note:
+        print(f"spy_magic: {note}", file=sys.stderr)
     return {
-        "rate": args.rate,
+        "rate": rate,
         "duration": args.duration,
         "subprocesses": args.subprocesses,
         "idle": args.idle,

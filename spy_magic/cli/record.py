@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
+import signal
+import subprocess
 import sys
+import threading
 
 from ..engine import Sampler
 from ..profile import Profile
-from ..profile.exports import write
 from .options import add_sampling_options, sampler_options
+from .output import output_problem, save
+from .signals import Terminated, signal_name, terminating_signals
 
 FREEZE_EVERY = 2000
+END_GRACE_S = 5.0  # a launched command told to end has this long before it is killed
 
 EXTENSIONS = {
     "html": "html",
@@ -28,6 +32,12 @@ def add_parser(commands) -> None:
         "record",
         help="sample a process and write a profile (flame graph by default)",
         usage="%(prog)s [options] (--pid PID | -- COMMAND [ARGS...])",
+        description="Sample a process and write a profile. Ctrl-C, SIGTERM or SIGHUP stop "
+        "the recording and write what was collected (a launched command gets SIGTERM and "
+        "SIGHUP passed on).",
+        epilog="Exit status: with -- COMMAND, the command's own (128+N when signal N ended "
+        "it), as time(1) gives it; 1 when sampling failed or the profile had to be written "
+        "elsewhere than -o; 2 for bad options.",
     )
     parser.add_argument("--pid", "-p", type=int, help="sample this running process")
     add_sampling_options(parser)
@@ -97,11 +107,13 @@ def summary(profile: Profile, sampler: Sampler) -> list[str]:
 
 
 def record(sampler: Sampler, *, quiet: bool = False) -> Profile:
-    """Run the sampler to the end (or Ctrl-C) and return everything it collected."""
+    """Run the sampler to the end (or Ctrl-C, SIGTERM, SIGHUP) and return what it collected."""
     profile = Profile()
+    first_sample = threading.Event()
 
     def keep(sample) -> None:
         profile.add(sample)
+        first_sample.set()
         if profile.sample_count % FREEZE_EVERY == 0:
             # Kept samples are never freed: moving them out of the garbage collector's sight
             # spares the sampler full collections that would stall it for tens of ms.
@@ -110,17 +122,72 @@ def record(sampler: Sampler, *, quiet: bool = False) -> Profile:
     sampler.add_collector(keep)
     sampler.start()
     try:
+        announced = quiet
         while sampler.running:
-            sampler.join(0.2)
-    except KeyboardInterrupt:
+            if announced:
+                sampler.join(0.2)
+            elif first_sample.wait(0.2):  # said once samples arrive, not merely expected
+                announced = True
+                print(f"spy_magic: sampling pid {sampler.pid} at {sampler.rate:g} Hz; "
+                      "Ctrl-C stops and writes the profile", file=sys.stderr)  # fmt: skip
+    except KeyboardInterrupt as exc:
         if not quiet:
-            print("\nspy_magic: stopping…", file=sys.stderr)
+            why = f"{signal_name(exc.signum)}, " if isinstance(exc, Terminated) else ""
+            print(f"\nspy_magic: {why}stopping…", file=sys.stderr)
+        profile.metadata["stopped_by"] = (
+            signal_name(exc.signum) if isinstance(exc, Terminated) else "SIGINT"
+        )
         sampler.stop()
     sampler.join()
     profile.metadata.update(sampler.metadata())
     for change in sampler.rate_changes:
         profile.add_rate_change(change)
     return profile
+
+
+def exit_status(returncode: int) -> int:
+    """A command's status as a shell reports it: its exit code, or 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def end_command(process: subprocess.Popen, signum: int | None = signal.SIGTERM) -> None:
+    """Send `signum` (None: it was sent already), give the command END_GRACE_S to exit, then
+    kill it; reaped either way."""
+    if process.poll() is None:
+        try:
+            if signum is not None:
+                process.send_signal(signum)
+            process.wait(END_GRACE_S)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.kill()
+    process.wait()
+
+
+def see_command_through(process: subprocess.Popen, signum: int | None, exited: bool) -> int:
+    """Wait for a launched command that outlived the recording; its exit status.
+
+    After SIGTERM or SIGHUP (`signum`, already passed on to it) it has END_GRACE_S to end.
+    After a --duration or Ctrl-C it is the user's: waited for, and a Ctrl-C then kills it.
+    `exited`: the sampler saw it go (its exit may not be reapable yet).
+    """
+    if process.poll() is None:
+        if signum is not None:
+            print(f"spy_magic: waiting up to {END_GRACE_S:g} s for the command to exit on "
+                  f"{signal_name(signum)}", file=sys.stderr)  # fmt: skip
+            end_command(process, None)
+        else:
+            if not exited:  # one the sampler saw go may just not be reapable yet
+                print(
+                    "spy_magic: waiting for the command to exit (Ctrl-C ends it)", file=sys.stderr
+                )
+            try:
+                process.wait()
+            except Terminated as exc:
+                end_command(process, exc.signum)
+            except KeyboardInterrupt:
+                process.kill()
+                process.wait()
+    return exit_status(process.returncode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,33 +197,64 @@ def run(args: argparse.Namespace) -> int:
     if (args.pid is None) == (not command):
         print("spy_magic: error: give either --pid PID or -- COMMAND", file=sys.stderr)
         return 2
+    if args.output:  # before anything runs: a bad -o must not cost the recording
+        problem = output_problem(args.output)
+        if problem:
+            print(f"spy_magic: error: cannot write -o {args.output}: {problem}", file=sys.stderr)
+            return 2
     options = sampler_options(args)
-    if command:
+    with terminating_signals():
+        if command:
+            try:
+                sampler = Sampler.launch(command, **options)
+            except OSError as exc:
+                print(f"spy_magic: error: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
+                return 1
+        else:
+            sampler = Sampler(args.pid, **options)
+        process = sampler.process
         try:
-            sampler = Sampler.launch(command, **options)
-        except OSError as exc:
-            print(f"spy_magic: error: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
-            return 1
-    else:
-        sampler = Sampler(args.pid, **options)
-    profile = record(sampler)
+            profile = record(sampler)
+            stopped_by = profile.metadata.get("stopped_by")
+            signum = None if stopped_by in (None, "SIGINT") else signal.Signals[stopped_by]
+            if signum is not None and process is not None and process.poll() is None:
+                process.send_signal(signum)  # it was started for the recording: it ends too
+            if sampler.error is not None and profile.sample_count == 0:
+                print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
+                if process is not None and process.poll() is None:
+                    # It cannot be sampled; left alone it would run on unseen.
+                    print(f"spy_magic: ending the command (pid {sampler.pid})", file=sys.stderr)
+                    end_command(process)
+                return 1
+            written = _write(args, profile, sampler, command)
+        except BaseException:
+            # Whatever went wrong (a second Ctrl-C while writing included), the command we
+            # launched does not outlive us.
+            if process is not None:
+                end_command(process)
+            raise
+        if process is None:
+            return 0 if written else 1
+        exited = sampler.end_reason == "target exited"
+        return see_command_through(process, signum, exited) or (0 if written else 1)
+
+
+def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, command) -> bool:
+    """Write the profile and say how the recording went; False when it went elsewhere than
+    asked (or nowhere: not even the fallback could be written)."""
     profile.metadata["command"] = command or None
     profile.metadata["target"] = " ".join(command) if command else f"pid {sampler.pid}"
-    if sampler.error is not None and profile.sample_count == 0:
-        print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
-        return 1
     output = args.output or f"spy_magic-{sampler.pid}.{EXTENSIONS[args.format]}"
-    write(profile, output, args.format, **export_options(args))
+    try:
+        saved = save(profile, output, args.format, **export_options(args))
+    except OSError as exc:
+        print(f"spy_magic: error: {exc}", file=sys.stderr)
+        return False
     for line in summary(profile, sampler):
         print(f"spy_magic: {line}", file=sys.stderr)
-    print(f"spy_magic: wrote {args.format} to {os.path.abspath(output)}", file=sys.stderr)
-    if sampler.process is not None and sampler.process.poll() is None:
-        # --duration ended the recording, not the command: the profile is written already;
-        # the command is ours to see through (Ctrl-C ends it).
-        print("spy_magic: waiting for the command to exit (Ctrl-C ends it)", file=sys.stderr)
-        try:
-            sampler.process.wait()
-        except KeyboardInterrupt:
-            sampler.process.kill()
-            sampler.process.wait()
-    return 0
+    if saved.problem:
+        print(f"spy_magic: error: {saved.problem}; wrote {args.format} to {saved.path} "
+              "instead", file=sys.stderr)  # fmt: skip
+        return False
+    print(f"spy_magic: wrote {args.format} to {saved.path}", file=sys.stderr)
+    return True

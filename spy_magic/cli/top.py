@@ -12,6 +12,7 @@ from collections import Counter
 
 from ..engine import Sample, Sampler
 from .options import add_sampling_options, sampler_options
+from .signals import terminating_signals
 
 REFRESH_S = 1.0
 _CLEAR = "\x1b[H\x1b[2J"
@@ -75,7 +76,12 @@ def render(counts: TopCounts, sampler: Sampler, elapsed: float, width: int, heig
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("top", help="live view of the functions taking the most time")
+    parser = commands.add_parser(
+        "top",
+        help="live view of the functions taking the most time",
+        description="A live table of where a process spends its time, until Ctrl-C, SIGTERM "
+        "or SIGHUP.",
+    )
     parser.add_argument("--pid", "-p", type=int, required=True, help="process to watch")
     add_sampling_options(parser)
     parser.set_defaults(run=run)
@@ -85,22 +91,24 @@ def run(args: argparse.Namespace) -> int:
     counts = TopCounts()
     sampler = Sampler(args.pid, **sampler_options(args))
     sampler.add_collector(counts.add)
-    sampler.start()
     started = time.monotonic()
     interactive = sys.stdout.isatty()
-    try:
-        while sampler.running:
-            sampler.join(REFRESH_S)
-            size = shutil.get_terminal_size((100, 30))
-            text = render(counts, sampler, time.monotonic() - started, size.columns, size.lines)
-            if interactive:
-                sys.stdout.write(_CLEAR + text + "\n")
-            else:
-                sys.stdout.write(text + "\n\n")
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        sampler.stop()
-    sampler.join()
+    with terminating_signals():
+        try:
+            sampler.start()
+            while sampler.running:
+                sampler.join(REFRESH_S)
+                size = shutil.get_terminal_size((100, 30))
+                elapsed = time.monotonic() - started
+                text = render(counts, sampler, elapsed, size.columns, size.lines)
+                if interactive:
+                    sys.stdout.write(_CLEAR + text + "\n")
+                else:
+                    sys.stdout.write(text + "\n\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the table ends, no traceback
+            sampler.stop()
+        sampler.join()
     if sampler.error is not None and counts.samples == 0:
         print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
         return 1

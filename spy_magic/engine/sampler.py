@@ -30,7 +30,7 @@ from ..reader.process import process_is_gone
 from .children import ChildWatcher
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach, command_label
-from .timer import DEFAULT_RATE, PoissonTimer
+from .timer import DEFAULT_RATE, MAX_RATE, PoissonTimer, check_rate
 
 Collector = Callable[[Sample], None]
 _END = object()
@@ -74,8 +74,11 @@ class BaseSampler:
         adapt: bool = True,
         max_queue: int = 1_000_000,
     ) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate}")
+        rate = check_rate(rate)
+        if rate > MAX_RATE:
+            raise ValueError(
+                f"rate {rate:g} Hz is above the most the sampler takes, {MAX_RATE:g} Hz"
+            )
         if duration is not None and not duration > 0:
             raise ValueError(f"duration must be positive, got {duration}")
         self.asked_rate = float(rate)

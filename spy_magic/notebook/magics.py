@@ -22,10 +22,10 @@ from IPython.display import display
 
 from ..cli.dump import format_dump
 from ..cli.options import add_sampling_options, sampler_options
+from ..cli.output import output_problem, save
 from ..cli.record import EXTENSIONS
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
-from ..profile.exports import write
 from ..reader import ReaderError, StackReader
 from .cells import trim_profile
 from .session import RemoteSession, SessionError
@@ -127,12 +127,24 @@ class _LiveTop:
             self._thread.join(timeout=5)
 
 
-def _check_output(args: argparse.Namespace) -> None:
-    """Refuse `-o` into a folder that does not exist before anything runs, not after."""
-    if args.output:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise UsageError(f"-o {args.output}: no folder {folder}")
+def _check_output(args: argparse.Namespace, prog: str) -> None:
+    """Refuse an `-o` that cannot be written before anything runs, not after the cell."""
+    problem = output_problem(args.output) if args.output else None
+    if problem:
+        raise UsageError(f"{prog}: cannot write -o {args.output}: {problem}; nothing was run")
+
+
+def _save(profile: Profile, args: argparse.Namespace, **options) -> None:
+    """Write `-o`; a write that fails anyway (its folder removed meanwhile) goes to a file
+    the warning names, and never costs the cell its value or its flame graph."""
+    try:
+        saved = save(profile, args.output, args.format, **options)
+    except OSError as exc:
+        print(f"spy_magic: warning: {exc}; the profile is only shown", file=sys.stderr)
+        return
+    if saved.problem:
+        print(f"spy_magic: warning: {saved.problem}; wrote it to {saved.path} instead",
+              file=sys.stderr)  # fmt: skip
 
 
 def _cell_number(shell) -> int:
@@ -181,7 +193,7 @@ class SpyMagics(Magics):
     def spy(self, line: str, cell: str):
         __tracebackhide__ = True  # IPython leaves this frame out of tracebacks
         args = _parse(SPY_PARSER, line)
-        _check_output(args)
+        _check_output(args, "%%spy")
         if args.subprocess:
             return self._spy_subprocess(args, cell)
         if args.python:
@@ -322,7 +334,7 @@ class SpyMagics(Magics):
             }  # fmt: skip
             if args.format == "collapsed":
                 options["threads"] = args.threads
-            write(profile, args.output, args.format, **options)
+            _save(profile, args, **options)
         if args.quiet:
             return
         widget = FlameGraphWidget(data=flame_tree(profile))
@@ -394,7 +406,7 @@ class SpyMagics(Magics):
     @line_magic
     def spy_attach(self, line: str):
         args = _parse(ATTACH_PARSER, line)
-        _check_output(args)
+        _check_output(args, "%spy_attach")
         options = sampler_options(args)
         session = RemoteSession(args.pid, options)
         try:
@@ -448,7 +460,7 @@ class SpyMagics(Magics):
             entry["button"].disabled = True
             entry["button"].description = "Stopped"
         if args.output:
-            write(profile, args.output, args.format)
+            _save(profile, args)
         if "handle" in entry:
             widget = FlameGraphWidget(data=flame_tree(profile))
             entry["handle"].update(profile_bundle(profile, entry["label"], widget), raw=True)
