@@ -60,6 +60,11 @@ class PoissonTimer:
             raise ValueError(f"sampling rate must be positive, got {rate}")
         self.rate = float(rate)
 
+    def restart_schedule(self) -> None:
+        """Count the next deadlines from now: what ran until now was not sampling's pace
+        (the first, cold read), so it should neither make samples late nor skip any."""
+        self._deadline = self.elapsed()
+
     def next_gap(self) -> float:
         return self._rng.expovariate(self.rate)
 
