@@ -86,6 +86,12 @@ def summary(profile: Profile, sampler: Sampler) -> list[str]:
         f"p99 {lateness['p99'] * 1e3:.3f} ms, max {lateness['max'] * 1e3:.3f} ms",
     ]
     meta = sampler.metadata()
+    if meta.get("late_unscheduled"):
+        lines.append(
+            f"late: {meta['late_unscheduled']} samples because the machine did not run the "
+            f"sampler in time (busy CPUs; the rate was kept), {meta.get('late_behind', 0)} "
+            "because a sample cost more than the gap to the next"
+        )
     if meta.get("paused_reads"):
         lines.append(
             f"paused the target for {meta['paused_reads']} reads: its stack moved faster than "

@@ -17,7 +17,7 @@ from typing import Callable
 
 import psutil
 
-from ..reader import NotPython, NotReady, ReaderError, StackReader
+from ..reader import NoSuchProcess, NotPython, NotReady, ProcessExited, ReaderError, StackReader
 from .sample import ProcessLabel, SampleError
 from .spy import ProcessSpy, ReaderFactory, command_label
 
@@ -153,6 +153,9 @@ class ChildWatcher:
                         child.pid, None, "NotReady", f"child {child.pid} never became ready"
                     )
                 )
+            return
+        except (ProcessExited, NoSuchProcess):
+            known.ignored = True  # it ended before it could be read: nothing to report
             return
         except ReaderError as exc:
             known.ignored = True

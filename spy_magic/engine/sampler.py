@@ -7,21 +7,23 @@
 Sampling and processing run on separate threads joined by a queue: the sampling thread only
 reads stacks and enqueues; consumers iterate, or register collectors that a dispatch thread
 calls. A failed read is recorded in the sample, never raised; the target exiting ends
-sampling with everything collected kept. When sampling cannot keep up, the effective rate is
-lowered (and raised again when it can), each change recorded as a RateChange.
+sampling with everything collected kept. When a sample takes too long to repeat at the
+asked rate, the effective rate is lowered (and raised again when it can), each change
+recorded as a RateChange saying why; lateness from a busy machine is counted, not acted on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
+import os
 import queue
 import statistics
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Callable
 
@@ -35,11 +37,18 @@ from .timer import DEFAULT_RATE, MAX_RATE, PoissonTimer, check_rate
 Collector = Callable[[Sample], None]
 _END = object()
 
-# Load adaptation: judged over windows of this many samples.
-ADAPT_WINDOW = 64
-MAX_SAMPLER_CPU = 0.5  # a sample may cost at most this share of its mean period
+# Load adaptation. Only the sampler's own cost lowers the rate: a sample that takes most of
+# its period cannot be repeated at that rate. Lateness from not being scheduled in time (a
+# busy machine) is counted and reported, not acted on: a lower rate would not make the
+# scheduler run us sooner, it would only throw samples away.
+ADAPT_WINDOW = 64  # a window closes after this many samples ...
+ADAPT_WINDOW_SECONDS = 0.5  # ... or after this long with at least ADAPT_MIN_SAMPLES in it
+ADAPT_MIN_SAMPLES = 8
+MAX_SAMPLER_LOAD = 0.8  # lower the rate when a sample takes more than this share of a period
+TARGET_SAMPLER_LOAD = 0.6  # ... to the rate at which it takes this share
+RECOVER_BELOW = 0.4  # raise it again when a sample would take under this share at the higher rate
+RECOVER_WINDOWS = 2  # calm windows in a row before raising
 MIN_RATE = 1.0
-RECOVER_BELOW = 0.35  # raise the rate again when a sample costs under this share of its period
 PR_SET_TIMERSLACK = 29
 
 
@@ -51,6 +60,94 @@ def _tighten_timer_slack() -> None:
         libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(1), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+class _SchedClock:
+    """The sampling thread's CPU time, and how long this process's threads waited for a CPU.
+
+    The wait is the run-queue delay of /proc/.../schedstat, each file kept open (a pread is
+    ~2 µs). Every thread's wait counts, not just the sampler's: a sample that waits for the
+    GIL held by one of our threads the machine did not run waited for the machine. Where the
+    kernel has no schedstat, waiting reads as 0.
+    """
+
+    def __init__(self) -> None:
+        self._own = self._open("/proc/thread-self/schedstat")
+        self._others: list[int] = []
+        self._own_tid = threading.get_native_id()
+        self.refresh()
+
+    @staticmethod
+    def _open(path: str) -> int | None:
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+
+    def refresh(self) -> None:
+        """Follow the process's threads as they come and go (called once per window)."""
+        self._close_others()
+        if self._own is None:
+            return
+        try:
+            tids = [t for t in os.listdir("/proc/self/task") if int(t) != self._own_tid]
+        except OSError:
+            tids = []
+        self._others = [
+            fd for t in tids if (fd := self._open(f"/proc/self/task/{t}/schedstat")) is not None
+        ]
+
+    def read(self) -> tuple[float, float]:
+        """(CPU seconds of this thread, seconds all our threads waited for a CPU)."""
+        cpu = time.thread_time()  # schedstat's CPU time is only updated at ticks
+        waited = 0.0
+        for fd in (self._own, *self._others):
+            if fd is not None:
+                with contextlib.suppress(OSError, ValueError):  # a thread ended
+                    waited += _run_delay(fd)
+        return cpu, waited
+
+    def _close_others(self) -> None:
+        for fd in self._others:
+            os.close(fd)
+        self._others = []
+
+    def close(self) -> None:
+        self._close_others()
+        if self._own is not None:
+            os.close(self._own)
+            self._own = None
+
+
+def _run_delay(fd: int) -> float:
+    """Seconds a thread spent runnable but not running, from its open schedstat."""
+    return int(os.pread(fd, 96, 0).split()[1]) / 1e9
+
+
+class _AdaptWindow:
+    """What one adaptation window saw: what each sample cost the sampler."""
+
+    def __init__(self, opened: float = 0.0) -> None:
+        self.opened = opened
+        self.costs: list[float] = []
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def add(self, cost: float, wall: float, cpu: float) -> None:
+        self.costs.append(cost)
+        self.wall += wall
+        self.cpu += max(0.0, cpu)
+
+    def full(self, now: float) -> bool:
+        return len(self.costs) >= ADAPT_WINDOW or (
+            len(self.costs) >= ADAPT_MIN_SAMPLES and now - self.opened >= ADAPT_WINDOW_SECONDS
+        )
+
+    def median_cost(self) -> float:
+        return statistics.median(self.costs)
+
+    def cpu_share(self) -> float:
+        return min(1.0, self.cpu / self.wall) if self.wall > 0 else 1.0
 
 
 class BaseSampler:
@@ -91,6 +188,8 @@ class BaseSampler:
         self.samples_taken = 0
         self.dropped_stale = 0
         self.dropped_queue = 0
+        self.late_behind = 0  # late because the previous sample was still being taken
+        self.late_unscheduled = 0  # late because the sampler was not run in time
         self.error: BaseException | None = None  # why sampling could not start
         self.timer: PoissonTimer | None = None
         self.started_at: float | None = None  # wall-clock time.time() at start
@@ -174,6 +273,8 @@ class BaseSampler:
             "samples_taken": self.samples_taken,
             "dropped_stale": self.dropped_stale,
             "dropped_queue": self.dropped_queue,
+            "late_behind": self.late_behind,
+            "late_unscheduled": self.late_unscheduled,
             "started_at": self.started_at,
             "end_reason": self.end_reason,
         }
@@ -216,9 +317,17 @@ class BaseSampler:
 
     def _loop(self) -> None:
         timer = self.timer = PoissonTimer(self.asked_rate, seed=self.seed, stop_event=self._stop)
-        costs: deque[float] = deque(maxlen=ADAPT_WINDOW)
-        lates: deque[float] = deque(maxlen=ADAPT_WINDOW)
+        clock = _SchedClock()
+        try:
+            self._schedule(timer, clock)
+        finally:
+            clock.close()
+
+    def _schedule(self, timer: PoissonTimer, clock: _SchedClock) -> None:
+        window = _AdaptWindow()
         calm_windows = 0
+        busy_until = 0.0  # when the previous sample would have ended, had it run unhindered
+        late_cause: str | None = None  # why the previous sample was late
         while True:
             if self.duration is not None and timer.elapsed() >= self.duration:
                 self.end_reason = "duration"
@@ -229,7 +338,22 @@ class BaseSampler:
                 return
             self.dropped_stale += tick.skipped
             began = timer.elapsed()
-            cpu_began = time.thread_time()
+            usage_began = clock.read()
+            if tick.late is None:
+                late_cause = None
+            else:
+                # Late because time went by that was not ours (the machine ran something
+                # else), or because the previous sample's own cost ran past this deadline.
+                # A backlog keeps the cause that started it: after one long wait for a CPU,
+                # the next few deadlines are due while we catch up.
+                if busy_until <= tick.deadline:
+                    late_cause = "unscheduled"
+                elif late_cause is None:
+                    late_cause = "behind"
+                if late_cause == "behind":
+                    self.late_behind += 1
+                else:
+                    self.late_unscheduled += 1
             traces: list[Trace] = []
             errors: list[SampleError] = []
             self._take(traces, errors)
@@ -245,47 +369,55 @@ class BaseSampler:
             if self._finished():
                 self.end_reason = "target exited"
                 return
+            ended = timer.elapsed()
+            wall = ended - began
+            cpu, unscheduled = (after - before for after, before in zip(clock.read(), usage_began))
+            # What the sample cost us: its wall time less the time we waited for a CPU. A
+            # read that waits (for a paused thread, for our own busy processing thread) is
+            # as unrepeatable as one that computes; time the machine gave others is not ours.
+            cost = max(cpu, wall - unscheduled)
+            busy_until = began + cost
+            if self.samples_taken == 1:
+                # The first read decodes every code object on the stacks (tens of ms on a
+                # deep one): start the schedule after it instead of skipping what it overran.
+                timer.restart_schedule()
+                continue
             if self.adapt:
-                # CPU time, not wall time: preemption and other threads' GC pauses are not
-                # what a sample costs.
-                costs.append(time.thread_time() - cpu_began)
-                lates.append(tick.late or 0.0)
-                if len(costs) == ADAPT_WINDOW:
-                    calm_windows = self._adapt(timer, costs, lates, calm_windows)
-                    costs.clear()
-                    lates.clear()
+                window.add(cost, wall, cpu)
+                if window.full(ended):
+                    calm_windows = self._adapt(timer, window, calm_windows)
+                    window = _AdaptWindow(ended)
+                    clock.refresh()
 
-    def _adapt(self, timer: PoissonTimer, costs: deque, lates: deque, calm_windows: int) -> int:
-        """Lower the rate when samples cost too much or lateness piles up; recover slowly.
+    def _adapt(self, timer: PoissonTimer, window: _AdaptWindow, calm_windows: int) -> int:
+        """Lower the rate when samples take too long to repeat at it; recover when calm.
 
         Returns the number of calm windows in a row (the recovery counter).
         """
         period = 1.0 / timer.rate
-        cost = statistics.median(costs)
-        late_share = sum(1 for x in lates if x > period) / len(lates)
+        cost = window.median_cost()
         now = timer.elapsed()
-        new_rate = None
-        reason = ""
-        if cost > MAX_SAMPLER_CPU * period:
-            new_rate = max(MIN_RATE, MAX_SAMPLER_CPU / cost)
-            reason = (
-                f"a sample costs {cost * 1e6:.0f} µs, over half of the {period * 1e6:.0f} µs period"
-            )
-        elif late_share > 0.5:
-            new_rate = max(MIN_RATE, timer.rate / 2)
-            reason = f"{late_share:.0%} of recent samples were over a period late"
-        if new_rate is not None and new_rate < timer.rate * 0.95:
-            self.rate_changes.append(RateChange(now, timer.rate, new_rate, reason))
-            timer.set_rate(new_rate)
+        if cost > MAX_SAMPLER_LOAD * period:
+            new_rate = max(MIN_RATE, TARGET_SAMPLER_LOAD / cost)
+            if new_rate < timer.rate * 0.95:
+                reason = (
+                    f"the sampler could not keep up: a sample takes {cost * 1e6:.0f} µs "
+                    f"({window.cpu_share():.0%} of it CPU), {cost / period:.0%} of the "
+                    f"{period * 1e6:.0f} µs period"
+                )
+                self.rate_changes.append(RateChange(now, timer.rate, new_rate, reason))
+                timer.set_rate(new_rate)
+                return 0
+        if timer.rate >= self.asked_rate:
             return 0
-        calm = late_share < 0.05 and cost < RECOVER_BELOW * period
-        if timer.rate >= self.asked_rate or not calm:
+        higher = min(self.asked_rate, timer.rate * 2)
+        if cost >= RECOVER_BELOW / higher:
             return 0
-        if calm_windows + 1 < 3:
+        if calm_windows + 1 < RECOVER_WINDOWS:
             return calm_windows + 1
-        new_rate = min(self.asked_rate, timer.rate * 1.5)
-        self.rate_changes.append(RateChange(now, timer.rate, new_rate, "sampling keeps up again"))
-        timer.set_rate(new_rate)
+        reason = f"a sample takes {cost * 1e6:.0f} µs again: the sampler keeps up"
+        self.rate_changes.append(RateChange(now, timer.rate, higher, reason))
+        timer.set_rate(higher)
         return 0
 
     # -- the processing thread ---------------------------------------------------------------

@@ -74,6 +74,11 @@ class PoissonTimer:
     def set_rate(self, rate: float) -> None:
         self.rate = check_rate(rate)
 
+    def restart_schedule(self) -> None:
+        """Count the next deadlines from now: what ran until now was not sampling's pace
+        (the first, cold read), so it should neither make samples late nor skip any."""
+        self._deadline = self.elapsed()
+
     def next_gap(self) -> float:
         return self._rng.expovariate(self.rate)
 
