@@ -96,10 +96,14 @@ def test_sampled_gaps_follow_the_exponential(spawn):
     proc = spawn([PYTHON, demo_path("slow_script"), "--repeat", "100"])
     rate = 200
     with Sampler(proc.pid, rate=rate, duration=3.0, seed=11) as sampler:
-        stamps = [s.timestamp for s in sampler]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        # Each sample's deadline: when it was taken, less how late that was.
+        deadlines = [s.timestamp - (s.late or 0.0) for s in sampler]
+    if sampler.dropped_stale > len(deadlines) // 100:
+        # Deadlines skipped while the sampler was not run (10 periods and more) join two
+        # gaps into one: that is a loaded machine's schedule, not the timer's.
+        pytest.skip(f"the machine left the sampler unrun for {sampler.dropped_stale} deadlines")
+    gaps = [b - a for a, b in zip(deadlines, deadlines[1:])]
     assert len(gaps) > 300
-    # Real sleeps overshoot by tens of µs: compare against the schedule's own rate.
     assert ks_exponential(gaps, rate) < ks_critical(len(gaps)), "gaps are not exponential"
 
 
