@@ -8,8 +8,10 @@
 - `jsonl`: every sample as taken, one JSON object per line; `read_jsonl` restores it.
 - `html`: one offline page with the interactive flame graph (`html.py`, `flametree.py`).
 
-JSON outputs are ASCII-escaped: names read from a target may hold lone surrogates, which a
-UTF-8 encoder would reject but a `\\uXXXX` escape carries through.
+Names read from a target may hold lone surrogates (a file name's bytes that are not UTF-8,
+`reader.decode_name`), which UTF-8 cannot carry. JSON outputs are ASCII-escaped, so they
+travel as `\\udcff` and jsonl reads back the exact name; text outputs (collapsed, the html
+page's text) show each as U+FFFD (`reader.printable`). Every output is valid UTF-8.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, Callable, Union
 
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
-from ..reader import Frame
+from ..reader import Frame, printable
 from .model import (
     Profile,
     TraceFilter,
@@ -73,8 +75,8 @@ def _sample_ends(profile: Profile) -> list[float]:
 # -- collapsed ------------------------------------------------------------------------------
 def escape_collapsed(label: str) -> str:
     """A label made safe for one collapsed-stack field: `;` becomes `；` (U+FF1B),
-    CR/LF become the two-character escapes `\\r`/`\\n`."""
-    return label.translate(_COLLAPSED_ESCAPES)
+    CR/LF become the two-character escapes `\\r`/`\\n`, an undecodable byte U+FFFD."""
+    return printable(label).translate(_COLLAPSED_ESCAPES)
 
 
 def to_collapsed(
@@ -596,8 +598,8 @@ def _is_binary(f: Any) -> bool:
 def write(profile: Profile, path_or_file: PathOrFile, format: str, **options: Any) -> None:
     """Write `profile` as `format` (a key of FORMATS) to a path or an open text/binary file.
 
-    Text goes out as UTF-8; characters UTF-8 cannot carry (lone surrogates, only possible
-    in collapsed output) become backslash escapes rather than failing the write.
+    Text goes out as UTF-8. No format produces a character UTF-8 cannot carry (a lone
+    surrogate); should one slip through, it becomes a backslash escape, not a failed write.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {sorted(FORMATS)}")
