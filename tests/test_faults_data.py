@@ -8,6 +8,18 @@ case → what is promised
 - that profile as collapsed, speedscope, chrometrace, html, jsonl; `top`, the notebook's
   text view → valid UTF-8 every time: JSON carries `\\udcff`, text U+FFFD; jsonl reads back
   the exact file, thread and command names
+- `read_jsonl` of a file cut in the middle of a line (a trace, a sample, the last one; from a
+  path, a binary or text file, lines) → the samples before the cut, and a
+  `JsonlTruncatedWarning` saying one line was lost and how many samples were read
+- a cut in the header, a line of garbage (middle or end), a cut line with lines after it →
+  `JsonlError` naming the line and why
+- a wrong type (or a missing key) in each field of the header, a trace, a sample, a sample
+  error, a rate change; a record that is not an object, of unknown type, out of order →
+  `JsonlError`: file, line, field, what was expected, what was there; one line, no traceback
+  of ours
+- a PNG, an html/speedscope/chrometrace/collapsed export, a text file that is not UTF-8, an
+  empty file → `JsonlError` saying what the file is (or that it has no header)
+- JSON nested 200,000 deep (header or record) → `JsonlError`, not RecursionError
 """
 
 from __future__ import annotations
@@ -22,7 +34,13 @@ from conftest import REPO, read_line, require_interpreter, target_env
 
 from spy_magic.engine import Sampler
 from spy_magic.profile import Profile
-from spy_magic.profile.exports import FORMATS, read_jsonl, write
+from spy_magic.profile.exports import (
+    FORMATS,
+    JsonlError,
+    JsonlTruncatedWarning,
+    read_jsonl,
+    write,
+)
 
 # The oldest walker (3.8: PyFrameObject, 2-byte str kinds read through `surrogatepass`) and
 # the newest standard build on the host.
@@ -167,3 +185,254 @@ def test_live_views_show_non_utf8_names_as_replacement_characters(non_utf8_targe
     plain = top_text(profile)
     plain.encode("utf-8")
     assert f"park\u00e9 ({shown(script)})" in plain, plain
+
+
+# --- read_jsonl on what is not a whole profile -------------------------------------------------
+
+WORK_TARGET = """\
+import sys, threading, time
+def spin():
+    while True:
+        sum(range(1000))
+def nap():
+    while True:
+        time.sleep(0.001)
+threading.Thread(target=spin, name="spinner", daemon=True).start()
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+nap()
+"""
+
+
+@pytest.fixture(scope="module")
+def recording(spawn_module, tmp_path_factory):
+    """(profile, its jsonl file's bytes): 60 samples of a real two-thread target."""
+    interp = require_interpreter("pyenv-3.12")
+    proc = spawn_module.python(interp, WORK_TARGET)
+    assert read_line(proc) == "ready"
+    profile = Profile({"target": "work"})
+    sampler = Sampler(proc.pid, rate=500)
+    for sample in sampler:
+        profile.add(sample)
+        if profile.sample_count == 60:
+            sampler.stop()
+    assert profile.trace_count > 60, "both threads should show"
+    path = tmp_path_factory.mktemp("jsonl") / "run.jsonl"
+    write(profile, path, "jsonl")
+    return profile, path.read_bytes()
+
+
+def samples_in(lines: list[bytes]) -> int:
+    return sum(b'"type":"sample"' in line for line in lines)
+
+
+def jsonl_error(source, *expected: str) -> JsonlError:
+    """The JsonlError read_jsonl raises for `source`; its message holds each of `expected`."""
+    with pytest.raises(JsonlError) as caught:
+        read_jsonl(source)
+    message = str(caught.value)
+    for text in expected:
+        assert text in message, message
+    assert "\n" not in message and len(message) < 300, message
+    return caught.value
+
+
+@pytest.mark.parametrize("where", ["a trace record", "a sample record", "the last record"])
+@pytest.mark.parametrize("given", ["path", "binary file", "text file", "lines"])
+def test_jsonl_cut_mid_line_gives_the_samples_before_and_says_a_line_was_lost(
+    recording, tmp_path, where, given
+):
+    profile, data = recording
+    lines = data.splitlines(keepends=True)
+    traces = [i for i, line in enumerate(lines) if b'"type":"trace"' in line]
+    samples = [i for i, line in enumerate(lines) if b'"type":"sample"' in line]
+    cut = {
+        "a trace record": traces[-1],
+        "a sample record": samples[len(samples) // 2],
+        "the last record": len(lines) - 1,
+    }[where]
+    kept = lines[:cut]
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(b"".join(kept) + lines[cut][: len(lines[cut]) // 2])
+    source = {
+        "path": path,
+        "binary file": open(path, "rb"),  # noqa: SIM115 - closed below
+        "text file": open(path, encoding="utf-8"),  # noqa: SIM115
+        "lines": path.read_text().splitlines(),
+    }[given]
+    try:
+        with pytest.warns(JsonlTruncatedWarning) as warned:
+            back = read_jsonl(source)
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+    assert back.sample_count == samples_in(kept)
+    assert back.samples[:] == profile.samples[: back.sample_count]
+    (warning,) = [w.message for w in warned]
+    assert warning.lines_lost == 1 and warning.samples == back.sample_count
+    assert f"line {cut + 1}" in str(warning) and f"{back.sample_count} samples" in str(warning)
+
+
+def test_jsonl_cut_in_the_header_is_not_a_profile(recording):
+    _, data = recording
+    header = data.splitlines()[0]
+    jsonl_error([header[:40].decode()], "line 1", "not a spy_magic jsonl profile", "not JSON")
+
+
+@pytest.mark.parametrize("at", ["middle", "end"])
+def test_jsonl_line_of_garbage_names_the_line(recording, tmp_path, at):
+    """A whole line (it has its line end) that is not a record: damaged, not cut short."""
+    _, data = recording
+    lines = data.splitlines(keepends=True)
+    where = len(lines) // 2 if at == "middle" else len(lines)
+    lines.insert(where, b"this is not json\n")
+    path = tmp_path / "garbage.jsonl"
+    path.write_bytes(b"".join(lines))
+    error = jsonl_error(path, str(path), f"line {where + 1}", "not JSON")
+    assert error.line == where + 1 and error.source == str(path)
+
+
+def test_jsonl_cut_line_with_more_lines_after_it_names_the_line(recording):
+    _, data = recording
+    lines = data.decode().splitlines()
+    lines[5] = lines[5][:10]
+    jsonl_error(lines, "line 6", "not JSON", "more lines follow")
+
+
+HEADER = {"type": "header", "format": "spy_magic.profile", "version": 2, "metadata": {}}
+TRACE = {
+    "type": "trace", "id": 0, "pid": 10, "thread_id": 1, "native_id": 11,
+    "thread_name": "MainThread", "gil": True, "idle": False,
+    "frames": [["run", "app.py", 3, 1]], "processes": [[10, "python app.py"]],
+}  # fmt: skip
+SAMPLE = {"type": "sample", "timestamp": 0.5, "late": None, "traces": [0], "errors": []}
+ERROR = {"pid": 10, "thread_id": 1, "kind": "TornStack", "message": "retry"}
+RATE = {"timestamp": 0.1, "old_rate": 100.0, "new_rate": 50.0, "reason": "slow"}
+
+# (record, field, wrong value, what the message must say). One row per field; a missing field
+# and a wrong container where the field holds several values.
+WRONG_FIELDS = [
+    ("header", "version", "2", "'version' must be an integer"),
+    ("header", "metadata", [1], "'metadata' must be an object"),
+    ("header", "rate_changes", {}, "'rate_changes' must be a list"),
+    ("header", "rate_changes", [5], "each rate change must be an object"),
+    ("header", "rate_changes", [{**RATE, "new_rate": "fast"}], "'new_rate' must be a number"),
+    ("header", "rate_changes", [{**RATE, "reason": None}], "'reason' must be a string"),
+    ("trace", "id", "0", "'id' must be an integer"),
+    ("trace", "pid", 1.5, "'pid' must be an integer"),
+    ("trace", "pid", None, "'pid' must be an integer"),
+    ("trace", "thread_id", True, "'thread_id' must be an integer"),
+    ("trace", "native_id", "11", "'native_id' must be an integer or null"),
+    ("trace", "thread_name", 7, "'thread_name' must be a string or null"),
+    ("trace", "gil", 1, "'gil' must be true or false"),
+    ("trace", "idle", "no", "'idle' must be true or false or null"),
+    ("trace", "frames", "run", "'frames' must be a list"),
+    ("trace", "frames", [["run", "app.py", 3]], "[name, filename, line, firstlineno]"),
+    ("trace", "frames", [["run", "app.py", "3", 1]], "[name, filename, line, firstlineno]"),
+    ("trace", "frames", [{"name": "run"}], "[name, filename, line, firstlineno]"),
+    ("trace", "processes", {"10": "x"}, "'processes' must be a list"),
+    ("trace", "processes", [["10", "python"]], "[pid, command]"),
+    ("trace", "pid", ..., "trace has no 'pid'"),
+    ("sample", "timestamp", "0.5", "'timestamp' must be a number"),
+    ("sample", "timestamp", float("nan"), "'timestamp' must be a number"),
+    ("sample", "late", "late", "'late' must be a number or null"),
+    ("sample", "traces", 0, "'traces' must be a list"),
+    ("sample", "traces", ["0"], "must be a trace id"),
+    ("sample", "traces", [True], "must be a trace id"),
+    ("sample", "traces", [[0]], "must be a trace id"),
+    ("sample", "traces", [3], "trace 3, which was never defined"),
+    ("sample", "errors", {}, "'errors' must be a list"),
+    ("sample", "errors", ["torn"], "each of 'errors' must be an object"),
+    ("sample", "errors", [{**ERROR, "kind": 1}], "'kind' must be a string"),
+    ("sample", "errors", [{**ERROR, "thread_id": "1"}], "'thread_id' must be an integer or null"),
+    ("sample", "timestamp", ..., "sample has no 'timestamp'"),
+]
+
+
+@pytest.mark.parametrize(
+    "record,field,value,message",
+    WRONG_FIELDS,
+    ids=[f"{r}.{f}={v!r}"[:50] for r, f, v, _ in WRONG_FIELDS],
+)
+def test_jsonl_wrong_type_in_a_field_names_the_line_and_what_was_expected(
+    record, field, value, message
+):
+    records = {"header": dict(HEADER), "trace": dict(TRACE), "sample": dict(SAMPLE)}
+    if value is ...:
+        del records[record][field]
+    else:
+        records[record][field] = value
+    lines = [json.dumps(records[k]) for k in ("header", "trace", "sample")]
+    line = ["header", "trace", "sample"].index(record) + 1
+    error = jsonl_error([*lines, json.dumps({**SAMPLE, "timestamp": 9.0})], message)
+    assert error.line == line, str(error)
+
+
+def test_jsonl_unchanged_fields_read(recording):
+    """The rows above change one field each of records that read fine as they are."""
+    lines = [json.dumps(r) for r in ({**HEADER, "rate_changes": [RATE]}, TRACE, SAMPLE)]
+    lines.append(json.dumps({**SAMPLE, "timestamp": 0.6, "errors": [ERROR], "late": 0.001}))
+    back = read_jsonl(lines)
+    assert back.sample_count == 2 and back.errors[0].error.kind == "TornStack"
+    assert back.samples[0].traces[0].frames[0].name == "run"
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("[1, 2]", "a record must be a JSON object, got [1,2]"),
+        ('"sample"', "a record must be a JSON object"),
+        ('{"type": "frame"}', 'unknown record type "frame" (expected trace or sample)'),
+        (json.dumps({**SAMPLE, "timestamp": 0.1, "traces": []}), "older than the last one"),
+    ],
+)
+def test_jsonl_record_of_the_wrong_shape_names_the_line(line, message):
+    lines = [json.dumps(HEADER), json.dumps(TRACE), json.dumps(SAMPLE), line]
+    assert jsonl_error(lines, "line 4", message).line == 4
+
+
+@pytest.mark.parametrize("fmt", ["png", "html", "speedscope", "chrometrace", "collapsed"])
+def test_a_file_that_is_not_jsonl_says_what_it_is(recording, tmp_path, fmt):
+    profile, _ = recording
+    path = tmp_path / f"not.{fmt}"
+    if fmt == "png":
+        from spy_magic.notebook.views import flame_png
+
+        path.write_bytes(flame_png(profile))
+    else:
+        write(profile, path, fmt)
+    what = {
+        "png": "a PNG image",
+        "html": "an HTML page",
+        "speedscope": "a speedscope file",
+        "chrometrace": "a Chrome trace",
+        "collapsed": "collapsed stacks",
+    }[fmt]
+    error = jsonl_error(path, str(path), "line 1", "not a spy_magic jsonl profile", what)
+    assert error.line == 1
+    with open(path, "rb") as f:  # the same from an open binary file
+        jsonl_error(f, "not a spy_magic jsonl profile", what)
+
+
+def test_a_text_file_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(HEADER).encode() + b"\n\xff\xfe\n")
+    with open(path, encoding="utf-8") as f:  # decoded ahead: the line is not known
+        jsonl_error(f, str(path), "not UTF-8 text")
+    jsonl_error(path, "line 2", "not UTF-8 text")  # read as bytes: the same line
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"], ids=["empty", "blank lines"])
+def test_an_empty_file_says_it_has_no_header(tmp_path, content):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(content)
+    jsonl_error(path, str(path), "empty: no spy_magic jsonl header")
+
+
+@pytest.mark.parametrize("line", [1, 2])
+def test_deeply_nested_json_is_a_clear_error_not_recursion(line):
+    deep = "[" * 200_000 + "]" * 200_000
+    lines = [json.dumps(HEADER), deep] if line == 2 else [deep]
+    jsonl_error(lines, f"line {line}", "nested deeper than it can be parsed")
+    nested = {**HEADER, "metadata": {"deep": json.loads("[" * 300 + "]" * 300)}}
+    assert read_jsonl([json.dumps(nested)]).metadata["deep"]  # deep but parseable: kept
