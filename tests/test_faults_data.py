@@ -20,6 +20,16 @@ case → what is promised
 - a PNG, an html/speedscope/chrometrace/collapsed export, a text file that is not UTF-8, an
   empty file → `JsonlError` saying what the file is (or that it has no header)
 - JSON nested 200,000 deep (header or record) → `JsonlError`, not RecursionError
+- `read_jsonl` in a notebook cell → the user sees `JsonlError: FILE, line N: ...`, or the
+  truncation warning on stderr with the samples read
+- on each real kernel (ipykernel 7, 6, CPython 3.14): a `%%spy --subprocesses` cell that
+  forks (multiprocessing's fork context, `os.fork`) → the child's traces are rooted at the
+  cell's `<module>`, no ipykernel/IPython/tornado/asyncio/spy_magic frame in them
+- a fork Pool made by an earlier cell (plain or `%%spy`) → its workers rooted once at that
+  cell's `<module>`, no kernel frame
+- a nested `%%spy` (`get_ipython().run_cell_magic("spy", ...)` in a `%%spy` cell) → the
+  outer profile reads outer line → inner cell → its code, none of the inner magic's frames;
+  the inner profile is rooted at the inner cell
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import os
 import subprocess
 import sys
 
+import notebook_kernels as nk  # tests/ is on sys.path under pytest
 import pytest
 from conftest import REPO, read_line, require_interpreter, target_env
 
@@ -436,3 +447,181 @@ def test_deeply_nested_json_is_a_clear_error_not_recursion(line):
     jsonl_error(lines, f"line {line}", "nested deeper than it can be parsed")
     nested = {**HEADER, "metadata": {"deep": json.loads("[" * 300 + "]" * 300)}}
     assert read_jsonl([json.dumps(nested)]).metadata["deep"]  # deep but parseable: kept
+
+
+# --- notebook: forked children and nested magics trimmed like the cell ----------------------
+
+# Defined in each kernel: each trace of a profile as [pid, root-first "name@file" labels].
+STACKS_SOURCE = r"""
+def _spy_stacks(p):
+    import json as _json
+    return _json.dumps([[t.pid, [f"{f.name}@{f.filename}" for f in reversed(t.frames)]]
+                        for _i, _s, t in p.iter_traces()])
+"""
+KERNEL_MACHINERY = ("ipykernel", "IPython", "tornado", "zmq", "spy_magic", "asyncio", "traitlets")
+SPIN = """\
+import multiprocessing, os, time
+
+def forked_work(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+"""
+FORK_CELLS = {
+    "multiprocessing fork": SPIN
+    + """
+child = multiprocessing.get_context("fork").Process(target=forked_work, args=(1.5,))
+child.start()
+child.join()
+""",
+    "os.fork": SPIN
+    + """
+child = os.fork()
+if child == 0:
+    try:
+        forked_work(1.5)
+    finally:
+        os._exit(0)
+os.waitpid(child, 0)
+""",
+}
+CHILD_ATTEMPTS = 3  # a cell whose child was never sampled (a starved machine) runs again
+
+
+@pytest.fixture(scope="module", params=nk.KERNELS)
+def kernel(request, tmp_path_factory):
+    """A live kernel of each kind with spy_magic loaded and `_spy_stacks` defined."""
+    pytest.importorskip("nbclient", reason="the notebook tests need nbclient")
+    spec_dir = tmp_path_factory.mktemp("kernelspecs")
+    try:
+        info = nk.kernel_for(request.param)
+    except nk.KernelUnavailable as exc:
+        message = f"no {request.param} kernel here: {exc}"
+        if os.environ.get(nk.REQUIRE_ENV):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    nk.write_kernelspec(spec_dir, info)
+    nb = nk.NotebookKernel(info, spec_dir, tmp_path_factory.mktemp("cwd"))
+    try:
+        for source in ("%load_ext spy_magic", STACKS_SOURCE):
+            cell = nb.run(source)
+            assert not cell_errors(cell), cell.outputs
+        nb.pid = nb.json("import json, os\nprint(json.dumps(os.getpid()))")
+        yield nb
+    finally:
+        nb.close()
+
+
+def cell_errors(cell) -> list:
+    return [f"{o.ename}: {o.evalue}" for o in cell.outputs if o.output_type == "error"]
+
+
+def profiled_stacks(nb, source: str) -> tuple[int, list[tuple[int, list[str]]]]:
+    """Run a `%%spy -r` cell; (its number, its profile's traces as (pid, root-first labels))."""
+    cell = nb.run(source)
+    assert not cell_errors(cell), cell_errors(cell)
+    return cell.execution_count, nb.json(f"print(_spy_stacks(Out[{cell.execution_count}]))")
+
+
+def machinery_in(labels: list[str]) -> list[str]:
+    return [label for label in labels if any(part in label for part in KERNEL_MACHINERY)]
+
+
+def child_stacks(nb, source: str) -> tuple[int, list[list[str]]]:
+    """(cell number, the stacks of the processes the kernel forked) of a cell that forks."""
+    for _ in range(CHILD_ATTEMPTS):
+        number, stacks = profiled_stacks(nb, source)
+        children = [labels for pid, labels in stacks if pid != nb.pid]
+        if any("forked_work@" in label for labels in children for label in labels):
+            return number, children
+    pytest.skip(f"the forked child was never sampled in {CHILD_ATTEMPTS} runs (a starved machine)")
+
+
+@pytest.mark.parametrize("how", list(FORK_CELLS))
+def test_forked_child_of_the_cell_is_rooted_at_the_cell(kernel, how):
+    number, children = child_stacks(kernel, "%%spy --subprocesses -r -q\n" + FORK_CELLS[how])
+    cell = f"In [{number}]"
+    problems = [labels for labels in children if labels[0] != f"<module>@{cell}"]
+    problems += [labels for labels in children if machinery_in(labels)]
+    assert not problems, problems[:3]
+    working = [labels for labels in children if labels[-1] == f"forked_work@{cell}"]
+    assert working, children[:3]
+
+
+@pytest.mark.parametrize("earlier", ["plain cell", "%%spy cell"])
+def test_pool_forked_by_an_earlier_cell_is_rooted_at_that_cell(kernel, earlier):
+    """Its workers carry the stack of the cell that made the pool, the kernel's below it; a
+    `%%spy` cell's own line (the magic call) is not a second root."""
+    made = kernel.run(
+        ("%%spy -q\n" if earlier == "%%spy cell" else "")
+        + "import multiprocessing\n\ndef pool_square_sum(n):\n"
+        "    return sum(i * i for i in range(n))\n\n"
+        "early_pool = multiprocessing.get_context('fork').Pool(2)\n"
+    )
+    assert not cell_errors(made), cell_errors(made)
+    try:
+        _, stacks = profiled_stacks(
+            kernel, "%%spy --subprocesses -r -q\nearly_pool.map(pool_square_sum, [3_000_000] * 4)\n"
+        )
+    finally:
+        kernel.run("early_pool.terminate(); early_pool.join()")
+    workers = [labels for pid, labels in stacks if pid != kernel.pid]
+    if not any("pool_square_sum@" in label for labels in workers for label in labels):
+        pytest.skip("no worker was sampled while it worked (a starved machine)")
+    root = f"<module>@In [{made.execution_count}]"
+    problems = [labels for labels in workers if labels[0] != root or machinery_in(labels)]
+    problems += [labels for labels in workers if labels.count(root) > 1]
+    assert not problems, problems[:3]
+
+
+NESTED_CELL = """\
+%%spy -r -q
+import time
+
+def inner_work():
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        pass
+
+inner = get_ipython().run_cell_magic("spy", "-r -q", "inner_work()\\n")
+"""
+
+
+def test_nested_spy_cell_reads_as_a_continuation_of_the_outer_cell(kernel):
+    number, stacks = profiled_stacks(kernel, NESTED_CELL)
+    cell = f"In [{number}]"
+    main = [labels for pid, labels in stacks if pid == kernel.pid]
+    problems = [
+        labels for labels in main if machinery_in(labels) or labels[0] != f"<module>@{cell}"
+    ]
+    assert not problems, problems[:3]
+    working = [labels for labels in main if f"inner_work@{cell}" in labels]
+    assert working, main[:5]
+    # The outer cell's line, the inner cell's code, the function it calls: nothing between.
+    assert {tuple(labels[:3]) for labels in working} == {
+        (f"<module>@{cell}", f"<module>@{cell}", f"inner_work@{cell}")
+    }, working[:3]
+    # The inner magic's own profile is rooted at the inner cell, as any %%spy's.
+    inner = kernel.json("print(_spy_stacks(inner))")
+    assert inner and all(labels[0] == f"<module>@{cell}" for _, labels in inner), inner[:3]
+    assert not [labels for _, labels in inner if machinery_in(labels)], inner[:3]
+
+
+def test_read_jsonl_errors_and_warnings_reach_the_notebook_user(kernel, recording, tmp_path):
+    _, data = recording
+    lines = data.splitlines(keepends=True)
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"".join([*lines[:3], b"<html>\n", *lines[3:]]))
+    cell = kernel.run(f"from spy_magic.profile import read_jsonl\nread_jsonl({str(garbage)!r})")
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    assert error.ename == "JsonlError", error
+    assert (
+        error.evalue == f"{garbage}, line 4: not JSON (Expecting value: line 1 column 1 (char 0))"
+    )
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:-1]) + lines[-1][:9])
+    cell = kernel.run(f"print(read_jsonl({str(cut)!r}).sample_count)")
+    assert not cell_errors(cell), cell_errors(cell)
+    assert nk.stdout(cell).strip() == str(samples_in(lines[:-1]))
+    warned = nk.stderr(cell)
+    assert "JsonlTruncatedWarning" in warned and "1 line lost" in warned, warned
