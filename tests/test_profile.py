@@ -744,7 +744,8 @@ def test_lone_surrogates_survive_text_writes(tmp_path) -> None:
     p = profile_of(Sample(0.0, [trace(Frame("bad\udcff", "x.py", 1, 1))]))
     path = tmp_path / "out.txt"
     write(p, path, "collapsed")
-    assert path.read_text(encoding="utf-8") == "bad\\udcff (x.py:1) 1\n"
+    # collapsed is text: an undecodable byte shows as U+FFFD (JSON keeps the exact name)
+    assert path.read_text(encoding="utf-8") == "bad\ufffd (x.py:1) 1\n"
     assert json.loads(to_speedscope(p))["shared"]["frames"][0]["name"] == "bad\udcff"
 
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from ..engine.spy import command_label
-from ..reader import StackReader, ThreadStack
+from ..reader import StackReader, ThreadStack, printable
 
 
 def _thread_header(thread: ThreadStack, free_threaded: bool = False) -> str:
@@ -30,7 +30,8 @@ def format_dump(
     threads: Sequence[ThreadStack],
     free_threaded: bool = False,
 ) -> str:
-    """The stacks as text, innermost frame first."""
+    """The stacks as text, innermost frame first; a byte of a name that is not UTF-8
+    shows as U+FFFD (`printable`), so the text is valid UTF-8 whatever the names hold."""
     build = ".".join(map(str, version)) + (" free-threaded" if free_threaded else "")
     lines = [
         f"Process {pid}: {command_label(pid, limit=200)}",
@@ -44,7 +45,7 @@ def format_dump(
         for frame in thread.frames:
             lines.append(f"    {frame.name} ({frame.filename}:{frame.line})")
         lines.append("")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def add_parser(commands) -> None:
@@ -58,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     with StackReader(args.pid) as reader:
         threads = reader.read()
         if args.json:
-            print(json.dumps([t.to_dict() for t in threads], indent=2, ensure_ascii=False))
+            # ASCII: a name's undecodable byte stays a `\udcff` escape, valid JSON that
+            # json.loads turns back into the name Python itself holds.
+            print(json.dumps([t.to_dict() for t in threads], indent=2, ensure_ascii=True))
         else:
             print(
                 format_dump(

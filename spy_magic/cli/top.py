@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 from ..engine import Sample, Sampler
+from ..reader import printable
 from .options import add_sampling_options, sampler_options
 from .signals import terminating_signals
 
@@ -72,7 +73,7 @@ def render(counts: TopCounts, sampler: Sampler, elapsed: float, width: int, heig
         lines.append(f"{own:7.2f} {total:7.2f}  {name} ({where})"[:width])
     if counts.traces == 0:
         lines.append("  (no Python stacks yet)")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def add_parser(commands) -> None:

@@ -15,6 +15,7 @@ from ..reader import (
     ReaderError,
     StackReader,
     UnsupportedVersion,
+    decode_name,
 )
 from .sample import ProcessLabel, SampleError, Trace
 
@@ -31,7 +32,7 @@ def command_label(pid: int, limit: int = 60) -> str:
     """A short command line for a pid, for labels ("python worker.py --n 3")."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
+            argv = [decode_name(a) for a in fh.read().split(b"\0") if a]
     except OSError:
         argv = []
     if not argv:

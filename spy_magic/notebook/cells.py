@@ -5,6 +5,13 @@ asyncio and IPython; its other threads (heartbeat, iopub, history, our own colle
 machinery too. The user wants none of that: each main-thread trace is cut at the cell's own
 frame, machinery-only threads are dropped, and frames from cells read "In [n]" instead of a
 temporary file name.
+
+Two more places carry the kernel's frames: a process the kernel forked (multiprocessing's
+fork start method, `os.fork`) starts with a copy of the stack that forked it, so its traces
+are cut at their outermost cell frame as well; and a magic of ours run from cell code (a
+nested `%%spy`, `get_ipython().run_cell_magic("spy", ...)`) puts IPython's and our frames
+between the cell's code and the inner cell's, which are dropped, so the inner cell's code
+reads as called from the outer cell's line (and the magic's own work as time on that line).
 """
 
 from __future__ import annotations
@@ -73,6 +80,46 @@ class CellNamer:
         return renamed
 
 
+def _is_our_magic(filename: str) -> bool:
+    return filename.replace("\\", "/").endswith("spy_magic/notebook/magics.py")
+
+
+def _calls_our_magic(frames: tuple[Frame, ...], index: int) -> bool:
+    """Whether the cell frame at `index` called one of our magics: the frames just inside
+    it (frames are innermost first) are IPython's or generated (`<decorator-gen-N>`), then
+    ours. A cell calling our library (or IPython's display) is not this: those frames stay."""
+    for frame in frames[index - 1 :: -1] if index > 0 else ():
+        if _is_our_magic(frame.filename):
+            return True
+        if not (is_machinery(frame.filename) or frame.filename.startswith("<")):
+            return False
+    return False
+
+
+def _next_cell_inside(frames: tuple[Frame, ...], index: int, namer: CellNamer) -> int | None:
+    """The nearest cell frame inside (called by) the one at `index`, if any."""
+    for inner in range(index - 1, -1, -1):
+        if namer.is_cell(frames[inner].filename):
+            return inner
+    return None
+
+
+def _without_magic_calls(frames: tuple[Frame, ...], namer: CellNamer) -> tuple[Frame, ...]:
+    """`frames` less what lies between a cell frame that called our magic and the cell code
+    that magic ran (all of it when the magic was doing its own work, starting or stopping)."""
+    kept = []
+    index = len(frames) - 1
+    while index >= 0:
+        kept.append(frames[index])
+        if namer.is_cell(frames[index].filename) and _calls_our_magic(frames, index):
+            inner = _next_cell_inside(frames, index, namer)
+            index = -1 if inner is None else inner
+        else:
+            index -= 1
+    kept.reverse()
+    return tuple(kept)
+
+
 def trim_trace(
     trace: Trace,
     namer: CellNamer,
@@ -83,20 +130,36 @@ def trim_trace(
 
     `cell_threads` are the (pid, thread id) pairs that ran the cell itself (the kernel's
     main thread, and the thread running a top-level await): their traces are cut at it.
+    Any other trace with kernel machinery below a cell frame (a forked child's copy of the
+    stack that forked it) is cut at its outermost cell frame; when that frame is only an
+    earlier cell's `%%spy` line, at the cell body the magic ran.
     """
     frames = trace.frames
+    cut = None
     if (trace.pid, trace.thread_id) in cell_threads and cell_file is not None:
         # Cut at the outermost frame of this cell: everything below it is the kernel.
-        cut = None
         for index in range(len(frames) - 1, -1, -1):
             if frames[index].filename == cell_file:
                 cut = index
                 break
         if cut is None:
             return None  # the kernel itself, before or after the cell ran
+    else:
+        for index in range(len(frames) - 1, -1, -1):
+            if namer.is_cell(frames[index].filename):
+                if any(is_machinery(f.filename) for f in frames[index + 1 :]):
+                    cut = index
+                    if frames[index].filename != cell_file and _calls_our_magic(frames, index):
+                        inner = _next_cell_inside(frames, index, namer)
+                        cut = index if inner is None else inner
+                break
+        if cut is None and not any(
+            not is_library(f.filename) or namer.is_cell(f.filename) for f in frames
+        ):
+            return None  # a kernel thread (heartbeat, iopub, history, our collector, ...)
+    if cut is not None:
         frames = frames[: cut + 1]
-    elif not any(not is_library(f.filename) or namer.is_cell(f.filename) for f in frames):
-        return None  # a kernel thread (heartbeat, iopub, history, our collector, ...)
+    frames = _without_magic_calls(frames, namer)
     return dataclasses.replace(trace, frames=tuple(namer.frame(f) for f in frames))
 
 
@@ -111,12 +174,19 @@ def trim_profile(
     namer = CellNamer(cell_files)
     cell_threads = frozenset(cell_threads)
     out = Profile(dict(profile.metadata))
+    # The engine shares one Trace per repeated stack: trim each once, and share the result.
+    trimmed: dict[int, tuple[Trace, Trace | None]] = {}
     for sample in profile.samples:
         traces = []
         for trace in sample.traces:
-            kept = trim_trace(trace, namer, cell_threads, cell_file)
-            if kept is not None:
-                traces.append(kept)
+            known = trimmed.get(id(trace))
+            if known is None:
+                known = trimmed[id(trace)] = (
+                    trace,
+                    trim_trace(trace, namer, cell_threads, cell_file),
+                )
+            if known[1] is not None:
+                traces.append(known[1])
         out.add(Sample(sample.timestamp, traces, sample.late, list(sample.errors)))
     for change in profile.rate_changes:
         out.add_rate_change(change)

@@ -19,6 +19,7 @@ from collections import Counter
 from ..profile import Profile
 from ..profile.exports import thread_stack_counts, to_html
 from ..profile.flametree import build_tree
+from ..reader import printable
 
 EMBED_MIN_FRACTION = 0.002  # frames under 0.2 % of the samples are merged when embedded
 PNG_MAX_DEPTH = 48
@@ -39,7 +40,7 @@ def top_text(profile: Profile, limit: int = 15) -> str:
     errors = profile.error_counts()
     if errors:
         lines.append("errors: " + ", ".join(f"{k} {n}" for k, n in errors.most_common()))
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def flame_tree(profile: Profile, min_fraction: float = EMBED_MIN_FRACTION) -> dict:

@@ -2,6 +2,8 @@
 
 from .exports import (
     FORMATS,
+    JsonlError,
+    JsonlTruncatedWarning,
     escape_collapsed,
     read_jsonl,
     to_chrometrace,
@@ -15,6 +17,8 @@ from .model import FunctionStats, Profile, ThreadInfo, TimedError
 __all__ = [
     "FORMATS",
     "FunctionStats",
+    "JsonlError",
+    "JsonlTruncatedWarning",
     "Profile",
     "ThreadInfo",
     "TimedError",

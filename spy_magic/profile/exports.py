@@ -8,21 +8,26 @@
 - `jsonl`: every sample as taken, one JSON object per line; `read_jsonl` restores it.
 - `html`: one offline page with the interactive flame graph (`html.py`, `flametree.py`).
 
-JSON outputs are ASCII-escaped: names read from a target may hold lone surrogates, which a
-UTF-8 encoder would reject but a `\\uXXXX` escape carries through.
+Names read from a target may hold lone surrogates (a file name's bytes that are not UTF-8,
+`reader.decode_name`), which UTF-8 cannot carry. JSON outputs are ASCII-escaped, so they
+travel as `\\udcff` and jsonl reads back the exact name; text outputs (collapsed, the html
+page's text) show each as U+FFFD (`reader.printable`). Every output is valid UTF-8.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Callable, Union
 
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
-from ..reader import Frame
+from ..reader import Frame, printable
 from .model import (
     Profile,
     TraceFilter,
@@ -73,8 +78,8 @@ def _sample_ends(profile: Profile) -> list[float]:
 # -- collapsed ------------------------------------------------------------------------------
 def escape_collapsed(label: str) -> str:
     """A label made safe for one collapsed-stack field: `;` becomes `；` (U+FF1B),
-    CR/LF become the two-character escapes `\\r`/`\\n`."""
-    return label.translate(_COLLAPSED_ESCAPES)
+    CR/LF become the two-character escapes `\\r`/`\\n`, an undecodable byte U+FFFD."""
+    return printable(label).translate(_COLLAPSED_ESCAPES)
 
 
 def to_collapsed(
@@ -325,25 +330,102 @@ def _trace_to_json(trace: Trace) -> dict[str, Any]:
     }
 
 
+class JsonlError(ValueError):
+    """A jsonl profile that cannot be read. The message names the file (when it has a
+    name), the line, and what was expected there; `reason`, `line`, `source` give the parts."""
+
+    def __init__(self, reason: str, line: int | None = None, source: str | None = None) -> None:
+        self.reason, self.line, self.source = reason, line, source
+        where = ", ".join(p for p in (source, None if line is None else f"line {line}") if p)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class JsonlTruncatedWarning(UserWarning):
+    """A jsonl profile ends in lines that are not whole records (its writer was cut off):
+    the samples before them were read; `lines_lost` lines at the end were not."""
+
+    def __init__(self, message: str, lines_lost: int, samples: int) -> None:
+        super().__init__(message)
+        self.lines_lost = lines_lost
+        self.samples = samples
+
+
+_NONE = type(None)
+_NUMBER = frozenset((int, float))
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               _NONE: "null", list: "a list", dict: "an object"}  # fmt: skip
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:  # any finite JSON number (bool is an int in Python, not here)
+        return type(value) in (int, float) and math.isfinite(value)
+    return type(value) is kind
+
+
+def _shown(value: Any) -> str:
+    text = _dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(record: dict, key: str, what: str, *kinds: type) -> Any:
+    """`record[key]` if it is one of `kinds`; else a JsonlError saying what was expected."""
+    if key not in record:
+        raise JsonlError(f"{what} has no {key!r}")
+    value = record[key]
+    if not any(_is(value, kind) for kind in kinds):
+        expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+        raise JsonlError(f"{what}: {key!r} must be {expected}, got {_shown(value)}")
+    return value
+
+
+def _items(value: list, what: str, shape: str, *kinds: type) -> list:
+    """`value` if each item is a list of `kinds` in order, else a JsonlError about `shape`."""
+    for item in value:
+        if (
+            type(item) is not list
+            or len(item) != len(kinds)
+            or not all(_is(v, k) for v, k in zip(item, kinds))
+        ):
+            raise JsonlError(f"{what}: each item must be {shape}, got {_shown(item)}")
+    return value
+
+
 def _trace_from_json(d: dict[str, Any], frames: dict[tuple, Frame]) -> Trace:
-    """A Trace from its JSON form; `frames` interns equal frames (saves time and memory:
-    a profile repeats the same few frames millions of times)."""
+    """A Trace from its JSON form, every field checked; `frames` interns equal frames (saves
+    time and memory: a profile repeats the same few frames millions of times)."""
     stack = []
-    for f in d["frames"]:
+    frame_lists = _field(d, "frames", "trace", list)
+    _items(frame_lists, "trace 'frames'", "[name, filename, line, firstlineno]", str, str, int, int)
+    for f in frame_lists:
         key = tuple(f)
         frame = frames.get(key)
         if frame is None:
             frame = frames[key] = Frame(*f)
         stack.append(frame)
+    processes = d.get("processes", [])
+    if type(processes) is not list:
+        raise JsonlError(f"trace: 'processes' must be a list, got {_shown(processes)}")
+    _items(processes, "trace 'processes'", "[pid, command]", int, str)
     return Trace(
-        pid=d["pid"],
-        thread_id=d["thread_id"],
-        native_id=d["native_id"],
-        thread_name=d["thread_name"],
-        gil=d["gil"],
-        idle=d["idle"],
+        pid=_field(d, "pid", "trace", int),
+        thread_id=_field(d, "thread_id", "trace", int),
+        native_id=_field(d, "native_id", "trace", int, _NONE),
+        thread_name=_field(d, "thread_name", "trace", str, _NONE),
+        gil=_field(d, "gil", "trace", bool),
+        idle=_field(d, "idle", "trace", bool, _NONE),
         frames=tuple(stack),
-        processes=tuple(ProcessLabel(*p) for p in d.get("processes", ())),
+        processes=tuple(ProcessLabel(*p) for p in processes),
+    )
+
+
+def _error_from_json(e: Any) -> SampleError:
+    if type(e) is not dict:
+        raise JsonlError(f"sample: each of 'errors' must be an object, got {_shown(e)}")
+    return SampleError(
+        pid=_field(e, "pid", "sample error", int),
+        thread_id=_field(e, "thread_id", "sample error", int, _NONE),
+        kind=_field(e, "kind", "sample error", str),
+        message=_field(e, "message", "sample error", str),
     )
 
 
@@ -400,8 +482,16 @@ def encode_rate_change(change: RateChange) -> str:
     return _dumps({"type": "rate_change", **_rate_change_to_json(change)})
 
 
-def decode_rate_change(record: dict[str, Any]) -> RateChange:
-    return RateChange(record["timestamp"], record["old_rate"], record["new_rate"], record["reason"])
+def decode_rate_change(record: Any) -> RateChange:
+    what = "rate change"
+    if type(record) is not dict:
+        raise JsonlError(f"each rate change must be an object, got {_shown(record)}")
+    return RateChange(
+        _field(record, "timestamp", what, float),
+        _field(record, "old_rate", what, float),
+        _field(record, "new_rate", what, float),
+        _field(record, "reason", what, str),
+    )
 
 
 class SampleDecoder:
@@ -415,23 +505,54 @@ class SampleDecoder:
 
     def define(self, record: dict[str, Any]) -> None:
         """Learn a `trace` record."""
-        self._traces[record["id"]] = _trace_from_json(record, self._frames)
+        number = _field(record, "id", "trace", int)
+        self._traces[number] = _trace_from_json(record, self._frames)
 
     def decode(self, record: dict[str, Any]) -> Sample:
+        """A `sample` record as a Sample; a JsonlError if any field is not what it should be."""
+        # The common record (known trace ids, no errors) checked inline: a long recording
+        # has millions; anything else takes the checked path, which also words the error.
+        try:
+            timestamp, late = record["timestamp"], record["late"]
+            refs, errors = record["traces"], record["errors"]
+            if (
+                not errors
+                and type(errors) is list
+                and type(refs) is list
+                and type(timestamp) in _NUMBER
+                and timestamp - timestamp == 0  # finite
+                and (late is None or (type(late) in _NUMBER and late - late == 0))
+            ):
+                known = self._traces
+                traces = [known[t] for t in refs if type(t) is int]
+                if len(traces) == len(refs):
+                    return Sample(timestamp, traces, late)
+        except (KeyError, TypeError):
+            pass
+        return self._decode_checked(record)
+
+    def _decode_checked(self, record: dict[str, Any]) -> Sample:
+        timestamp = _field(record, "timestamp", "sample", float)
+        late = _field(record, "late", "sample", float, _NONE)
         traces = []
-        for t in record["traces"]:
-            if isinstance(t, int):
+        for t in _field(record, "traces", "sample", list):
+            if type(t) is int:
                 trace = self._traces.get(t)
                 if trace is None:
-                    raise ValueError(f"sample refers to trace {t}, which was never defined")
+                    raise JsonlError(f"sample refers to trace {t}, which was never defined")
                 traces.append(trace)
-            else:
+            elif type(t) is dict:  # version 1: the trace written out in full
                 traces.append(_trace_from_json(t, self._frames))
+            else:
+                raise JsonlError(
+                    f"sample: each of 'traces' must be a trace id (an integer), got {_shown(t)}"
+                )
+        errors = _field(record, "errors", "sample", list)
         return Sample(
-            timestamp=record["timestamp"],
+            timestamp=timestamp,
             traces=traces,
-            late=record["late"],
-            errors=[SampleError(**e) for e in record["errors"]],
+            late=late,
+            errors=[_error_from_json(e) for e in errors] if errors else [],
         )
 
 
@@ -456,52 +577,145 @@ def to_jsonl(profile: Profile) -> str:
     return "".join(line + "\n" for line in jsonl_lines(profile))
 
 
-def _read_lines(source: PathOrFile | Iterable[str]) -> Iterator[str]:
+def _source_name(source: Any) -> str | None:
     if isinstance(source, (str, os.PathLike)):
-        with open(source, encoding="utf-8") as f:
-            yield from f
+        return os.fsdecode(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else None
+
+
+def _read_lines(source: PathOrFile | Iterable[str]) -> Iterator[str]:
+    """The lines of `source` as text; bytes that are not UTF-8 come through as lone
+    surrogates (`surrogateescape`), which `_parse` refuses, so a binary file is one more
+    file that is not a profile rather than a UnicodeDecodeError."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            for raw in f:
+                yield raw.decode("utf-8", "surrogateescape")
         return
     for line in source:
-        yield line.decode("utf-8") if isinstance(line, bytes) else line
+        yield line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_COLLAPSED_LINE = re.compile(r".*\S \d+$")
+
+
+def _parse(text: str) -> tuple[Any, str | None]:
+    """(the line's JSON value, None), or (None, why it is not JSON)."""
+    if not text.isascii() and _SURROGATES.search(text):
+        return None, "not UTF-8 text"
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "JSON nested deeper than it can be parsed"
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+
+
+def _what_it_is(text: str) -> str:
+    """What a first line that is not a profile header looks like, for the error."""
+    head = text.lstrip()[:300]
+    if head.startswith("\udc89PNG"):
+        return " (it is a PNG image)"
+    if head.lower().startswith(("<!doctype html", "<html")):
+        return " (it is an HTML page: an html export?)"
+    if head.startswith("{") and "speedscope" in head:
+        return " (it is a speedscope file)"
+    if head.startswith("{") and '"traceEvents"' in head:
+        return " (it is a Chrome trace)"
+    if _COLLAPSED_LINE.match(text.strip()):
+        return " (it looks like collapsed stacks)"
+    return ""
+
+
+def _profile_from_header(record: Any, text: str) -> Profile:
+    is_header = type(record) is dict and record.get("type") == "header"
+    if not is_header or record.get("format") != JSONL_FORMAT:
+        raise JsonlError(
+            f"not a spy_magic jsonl profile: the first line is not its header{_what_it_is(text)}"
+        )
+    version = record.get("version", 0)
+    if not _is(version, int):
+        raise JsonlError(f"header: 'version' must be an integer, got {_shown(version)}")
+    if version > JSONL_VERSION:
+        raise JsonlError(f"jsonl version {version} is newer than supported ({JSONL_VERSION})")
+    metadata = record.get("metadata")
+    if metadata is not None and type(metadata) is not dict:
+        raise JsonlError(f"header: 'metadata' must be an object, got {_shown(metadata)}")
+    changes = record.get("rate_changes", [])
+    if type(changes) is not list:
+        raise JsonlError(f"header: 'rate_changes' must be a list, got {_shown(changes)}")
+    profile = Profile(metadata or {})
+    for change in changes:
+        profile.add_rate_change(decode_rate_change(change))
+    return profile
 
 
 def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
     """A Profile from `to_jsonl` output: a path, a text or binary file, or lines.
 
     Metadata comes back as JSON gives it (tuples as lists, non-JSON values as strings).
+    A file cut off in the middle of its last line (its writer was stopped) gives the
+    samples before the cut, with a `JsonlTruncatedWarning` saying how many lines were lost.
+    Anything else that is not a profile raises `JsonlError`, naming the line and what was
+    expected there.
     """
+    name = _source_name(source)
     profile: Profile | None = None
     decoder = SampleDecoder()
-    for number, raw in enumerate(_read_lines(source), 1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError(f"line {number}: not JSON ({exc})") from None
-        if profile is None:
-            if record.get("format") != JSONL_FORMAT or record.get("type") != "header":
-                raise ValueError(f"not a {JSONL_FORMAT} jsonl file (line {number})")
-            if record.get("version", 0) > JSONL_VERSION:
-                raise ValueError(
-                    f"jsonl version {record['version']} is newer than supported ({JSONL_VERSION})"
-                )
-            profile = Profile(record.get("metadata") or {})
-            for c in record.get("rate_changes", ()):
-                profile.add_rate_change(decode_rate_change(c))
-            continue
-        kind = record.get("type")
-        try:
-            if kind == "trace":
-                decoder.define(record)
+    cut: tuple[int, str] | None = None  # an unreadable last line, unless more lines follow
+    number = 0
+    try:
+        for number, raw in enumerate(_read_lines(source), 1):
+            if not raw.strip():
                 continue
-            if kind != "sample":
-                raise ValueError(f"unknown record type {kind!r}")
-            profile.add(decoder.decode(record))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"line {number}: {exc}") from None
+            if cut is not None:
+                raise JsonlError(f"{cut[1]}, and more lines follow it", cut[0])
+            try:  # the common line inline: a long recording has millions
+                record, why = (json.loads(raw), None) if raw.isascii() else _parse(raw)
+            except (ValueError, RecursionError):
+                record, why = _parse(raw)
+            if why is not None:
+                if profile is None:
+                    raise JsonlError(f"not a spy_magic jsonl profile: {why}{_what_it_is(raw)}")
+                if raw.endswith(("\n", "\r")) or why.startswith("JSON nested"):
+                    raise JsonlError(why)  # a whole line that is not a record
+                cut = (number, why)  # no line end: cut off here, if it is the last line
+                continue
+            if profile is None:
+                profile = _profile_from_header(record, raw)
+            elif type(record) is not dict:
+                raise JsonlError(f"a record must be a JSON object, got {_shown(record)}")
+            elif record.get("type") == "sample":
+                profile.add(decoder.decode(record))
+            elif record.get("type") == "trace":
+                decoder.define(record)
+            else:
+                raise JsonlError(
+                    f"unknown record type {_shown(record.get('type'))} (expected trace or sample)"
+                )
+    except JsonlError as exc:
+        if exc.source is not None:
+            raise
+        raise JsonlError(exc.reason, number if exc.line is None else exc.line, name) from None
+    except UnicodeDecodeError as exc:  # a text-mode file, which decodes a chunk ahead
+        after = f" after line {number}" if number else ""
+        raise JsonlError(f"not UTF-8 text{after} ({exc.reason})", None, name) from None
+    except ValueError as exc:  # Profile.add: a sample older than the one before it
+        raise JsonlError(str(exc), number, name) from None
     if profile is None:
-        raise ValueError("empty jsonl: no header")
+        raise JsonlError("empty: no spy_magic jsonl header", None, name)
+    if cut is not None:
+        warnings.warn(
+            JsonlTruncatedWarning(
+                f"{name or 'jsonl profile'}: cut off in line {cut[0]} ({cut[1]}): 1 line lost; "
+                f"{profile.sample_count} samples read before it",
+                lines_lost=1,
+                samples=profile.sample_count,
+            ),
+            stacklevel=2,
+        )
     return profile
 
 
@@ -596,8 +810,8 @@ def _is_binary(f: Any) -> bool:
 def write(profile: Profile, path_or_file: PathOrFile, format: str, **options: Any) -> None:
     """Write `profile` as `format` (a key of FORMATS) to a path or an open text/binary file.
 
-    Text goes out as UTF-8; characters UTF-8 cannot carry (lone surrogates, only possible
-    in collapsed output) become backslash escapes rather than failing the write.
+    Text goes out as UTF-8. No format produces a character UTF-8 cannot carry (a lone
+    surrogate); should one slip through, it becomes a backslash escape, not a failed write.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {sorted(FORMATS)}")

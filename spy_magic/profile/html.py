@@ -24,6 +24,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..reader import printable
+
 ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js")
 EXPORTS_MARKER = "// @@spy-flamegraph-exports@@"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -184,7 +186,10 @@ _BOOT_JS = """
 def render_html(tree: dict, *, title: str, metadata: dict | None = None) -> str:
     """The whole page, as a string; it references no file and no URL."""
     metadata = dict(metadata or {})
-    esc = html.escape
+
+    def esc(text: str) -> str:
+        return html.escape(printable(text))  # a lone surrogate has no HTML spelling
+
     stats = "".join(
         f'<div class="spy-stat"><dt>{esc(label)}</dt><dd title="{esc(text)}">{esc(text)}</dd></div>'
         for label, text in header_items(tree, metadata)

@@ -11,7 +11,7 @@ from .errors import (
     TornStack,
     UnsupportedVersion,
 )
-from .model import Frame, ThreadStack
+from .model import Frame, ThreadStack, decode_name, printable
 from .reader import StackReader
 
 __all__ = [
@@ -27,4 +27,6 @@ __all__ = [
     "ThreadStack",
     "TornStack",
     "UnsupportedVersion",
+    "decode_name",
+    "printable",
 ]

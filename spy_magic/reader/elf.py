@@ -6,6 +6,8 @@ import mmap
 import struct
 from dataclasses import dataclass, field
 
+from .model import decode_name
+
 ET_EXEC = 2
 ET_DYN = 3
 PT_LOAD = 1
@@ -67,7 +69,7 @@ def _cstr(blob: bytes, offset: int) -> str:
     end = blob.find(b"\0", offset)
     if end < 0:
         end = len(blob)
-    return blob[offset:end].decode("utf-8", "replace")
+    return decode_name(blob[offset:end])
 
 
 def parse_elf(

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .errors import ReaderError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def decode_name(raw: bytes) -> str:
+    """Bytes read from a target (a path, a command line, a C string) as text.
+
+    Undecodable bytes become lone surrogates, as Python itself decodes file names
+    (`surrogateescape`): nothing is lost, and `os.fsencode` gives the bytes back. Such a name
+    then needs `printable` (text output) or an ASCII JSON escape (`\\udcff`) on its way out.
+    """
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate (an undecodable byte of a name) as U+FFFD, for text
+    meant to be shown: a terminal, an HTML page, a collapsed-stack file. UTF-8 cannot
+    carry a lone surrogate, so leaving one in makes a strict writer fail."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)

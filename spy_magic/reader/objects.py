@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .errors import AccessDenied, MemoryReadError, ProcessExited, ReaderError
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
+from .model import decode_name
 from .versions import KNOWN
 
 _Q = struct.Struct("<Q")
@@ -158,7 +159,7 @@ class ObjectReader:
             chunk = self.mem.read(here, step)
             nul = chunk.find(b"\0")
             if nul >= 0:
-                return (out + chunk[:nul]).decode("utf-8", "replace")
+                return decode_name(out + chunk[:nul])
             out += chunk
         raise BadObject(addr, f"C string longer than {limit} bytes")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .elf import ET_EXEC, ElfError, ElfFile, parse_elf
 from .errors import AccessDenied, NoSuchProcess, NotPython, NotReady, ProcessExited
+from .model import decode_name
 
 # The only symbols the reader looks up: finding just these is far cheaper than all of them.
 WANTED_SYMBOLS = frozenset({"_PyRuntime", "Py_Version", "PyCode_Type", "Py_Main"})
@@ -61,8 +62,8 @@ class Interpreter:
 def read_maps(pid: int) -> list[Mapping]:
     """Parse /proc/PID/maps; raise NoSuchProcess / AccessDenied as the kernel says."""
     try:
-        with open(f"/proc/{pid}/maps") as fh:
-            text = fh.read()
+        with open(f"/proc/{pid}/maps", "rb") as fh:
+            text = decode_name(fh.read())  # a mapped file's name may be any bytes
     except FileNotFoundError:
         raise NoSuchProcess(pid) from None
     except ProcessLookupError:
