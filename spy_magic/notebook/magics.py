@@ -25,7 +25,7 @@ from ..cli.options import add_sampling_options, sampler_options
 from ..cli.record import EXTENSIONS
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
-from ..profile.exports import write
+from ..profile.exports import LOSSLESS_FORMATS, write
 from ..reader import ReaderError, StackReader
 from .cells import trim_profile
 from .session import RemoteSession, SessionError
@@ -317,7 +317,7 @@ class SpyMagics(Magics):
         self, profile: Profile, args: argparse.Namespace, title: str, live: _LiveTop | None = None
     ) -> None:
         if args.output:
-            options = {} if args.format == "jsonl" else {
+            options = {} if args.format in LOSSLESS_FORMATS else {
                 "by": "function" if args.function else "line"
             }  # fmt: skip
             if args.format == "collapsed":
