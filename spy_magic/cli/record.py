@@ -9,7 +9,8 @@ import sys
 
 from ..engine import Sampler
 from ..profile import Profile
-from ..profile.exports import write
+from ..profile.exports import LOSSLESS_FORMATS, write
+from ..profile.recording import RecordingWriter
 from .options import add_sampling_options, sampler_options
 
 FREEZE_EVERY = 2000
@@ -20,6 +21,9 @@ EXTENSIONS = {
     "speedscope": "speedscope.json",
     "chrometrace": "trace.json",
     "jsonl": "jsonl",
+    "pstats": "pstats",
+    "gecko": "gecko.json",
+    "binary": "bin",
 }
 
 
@@ -32,6 +36,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--pid", "-p", type=int, help="sample this running process")
     add_sampling_options(parser)
     add_output_options(parser)
+    parser.add_argument(
+        "--recording", metavar="FILE",
+        help="also stream every sample to FILE as a binary recording while sampling "
+        "(survives a kill; `replay` converts it); -f binary streams to -o itself",
+    )  # fmt: skip
     parser.add_argument(
         "command", nargs=argparse.REMAINDER, help="run this command and sample it (after --)"
     )
@@ -55,9 +64,10 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def export_options(args: argparse.Namespace) -> dict:
-    if args.format == "jsonl":
+    if args.format in LOSSLESS_FORMATS:
         return {}  # lossless: every sample as taken
-    options: dict = {"by": "function" if (args.function or args.nolineno) else "line"}
+    by_function = args.function or args.nolineno or args.format == "pstats"  # cProfile's unit
+    options: dict = {"by": "function" if by_function else "line"}
     if args.format == "collapsed":
         options["threads"] = args.threads  # the html page has its own thread filter
     return options
@@ -130,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if (args.pid is None) == (not command):
         print("spy_magic: error: give either --pid PID or -- COMMAND", file=sys.stderr)
         return 2
+    if args.recording and args.format == "binary":
+        print("spy_magic: error: -f binary streams the recording to -o; drop --recording",
+              file=sys.stderr)  # fmt: skip
+        return 2
     options = sampler_options(args)
     if command:
         try:
@@ -139,17 +153,40 @@ def run(args: argparse.Namespace) -> int:
             return 1
     else:
         sampler = Sampler(args.pid, **options)
+    target = {
+        "command": command or None,
+        "target": " ".join(command) if command else f"pid {sampler.pid}",
+    }
+    output = args.output or f"spy_magic-{sampler.pid}.{EXTENSIONS[args.format]}"
+    # The binary recording is written while sampling, so a kill leaves it readable.
+    stream_path = output if args.format == "binary" else args.recording
+    try:
+        stream = RecordingWriter(stream_path, target) if stream_path else None
+    except OSError as exc:
+        print(f"spy_magic: error: cannot write {stream_path}: {exc.strerror}", file=sys.stderr)
+        if sampler.process is not None:  # launched for nothing
+            sampler.process.kill()
+            sampler.process.wait()
+        return 1
+    if stream is not None:
+        stream.attach(sampler)
     profile = record(sampler)
-    profile.metadata["command"] = command or None
-    profile.metadata["target"] = " ".join(command) if command else f"pid {sampler.pid}"
+    profile.metadata.update(target)
+    if stream is not None:
+        stream.close(profile.metadata)
     if sampler.error is not None and profile.sample_count == 0:
+        if stream_path:
+            os.unlink(stream_path)  # nothing was recorded
         print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
         return 1
-    output = args.output or f"spy_magic-{sampler.pid}.{EXTENSIONS[args.format]}"
-    write(profile, output, args.format, **export_options(args))
+    if args.format != "binary":
+        write(profile, output, args.format, **export_options(args))
     for line in summary(profile, sampler):
         print(f"spy_magic: {line}", file=sys.stderr)
     print(f"spy_magic: wrote {args.format} to {os.path.abspath(output)}", file=sys.stderr)
+    if args.recording and args.format != "binary":
+        print(f"spy_magic: wrote the recording to {os.path.abspath(args.recording)}",
+              file=sys.stderr)  # fmt: skip
     if sampler.process is not None and sampler.process.poll() is None:
         # --duration ended the recording, not the command: the profile is written already;
         # the command is ours to see through (Ctrl-C ends it).
