@@ -381,11 +381,15 @@ def test_bad_arguments_are_a_one_line_usage_error(nb, source):
 # --- -o FILE --format F -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["html", "collapsed", "speedscope", "chrometrace", "jsonl"])
+@pytest.mark.parametrize(
+    "fmt", ["html", "collapsed", "speedscope", "chrometrace", "jsonl", "pstats", "gecko", "binary"]
+)
 def test_output_file_in_each_format(nb, fmt, tmp_path):
     import json
+    import pstats
 
     from spy_magic.profile.exports import read_jsonl
+    from spy_magic.profile.recording import read_recording
 
     path = tmp_path / f"profile.{fmt}"
     cell = nb.run(
@@ -395,6 +399,14 @@ def test_output_file_in_each_format(nb, fmt, tmp_path):
     )
     assert errors(cell) == [] and cell.outputs == [], cell.outputs  # -q: nothing shown
     here = f"In [{cell.execution_count}]"
+    if fmt in ("pstats", "binary"):
+        if fmt == "pstats":
+            names = {(key[2], key[0]) for key in pstats.Stats(str(path)).stats}
+        else:
+            profile = read_recording(path)
+            names = {(f.name, f.filename) for _i, _s, t in profile.iter_traces() for f in t.frames}
+        assert ("busy_for_export", here) in names, sorted(names)[:10]
+        return
     text = path.read_text(encoding="utf-8")
     if fmt == "html":
         assert text.lstrip().lower().startswith("<!doctype html") and "busy_for_export" in text
@@ -413,6 +425,9 @@ def test_output_file_in_each_format(nb, fmt, tmp_path):
     elif fmt == "chrometrace":
         events = json.loads(text)["traceEvents"]
         assert "busy_for_export" in {e.get("name") for e in events}
+    elif fmt == "gecko":
+        document = json.loads(text)
+        assert "busy_for_export" in document["shared"]["stringArray"]
     else:
         profile = read_jsonl(path)
         frames = {(f.name, f.filename) for _i, _s, t in profile.iter_traces() for f in t.frames}
