@@ -318,7 +318,7 @@ class SpyMagics(Magics):
     ) -> None:
         if args.output:
             options = {} if args.format in LOSSLESS_FORMATS else {
-                "by": "function" if args.function else "line"
+                "by": "function" if args.function or args.format == "pstats" else "line"
             }  # fmt: skip
             if args.format == "collapsed":
                 options["threads"] = args.threads
