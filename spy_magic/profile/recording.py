@@ -243,7 +243,7 @@ class RecordingWriter:
             if payload:
                 out += _frame(DATA, payload)
         if out:
-            self._write(out)  # one write: a kill leaves whole frames or a cut last one
+            self._write(out)  # whole frames at once: a kill leaves at most the last one cut
         self._last_flush = time.monotonic()
 
     def close(self, metadata: dict | None = None) -> None:
