@@ -94,6 +94,7 @@ def test_pstats_loads_and_shows_the_3_2_1_split(cpu_split):
         assert caller[2] == "<module>" and caller[0] == split
         assert edge == (nc, cc, tt, ct)
     total = sum(own.values())
+    print("tottime shares:", {name: round(tt / total, 3) for name, tt in own.items()})
     assert profile.sample_count >= 100, profile
     for name, truth in SPLIT.items():
         assert abs(own[name] / total - truth) < 0.1, (name, own, total)
@@ -392,6 +393,7 @@ def test_a_killed_recorder_leaves_a_readable_recording(spawn, tmp_path):
     assert recorder.returncode == -signal.SIGKILL
     assert target.poll() is None  # the target runs on
     profile, notes = read_quietly(out)
+    print(f"killed: {before} samples read before the kill, {profile.sample_count} recovered")
     assert profile.sample_count >= before >= 200
     assert profile.metadata["pid"] == target.pid
     assert len(notes) == 1 and f"{profile.sample_count} samples recovered" in notes[0], notes
