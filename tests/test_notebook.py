@@ -381,9 +381,12 @@ def test_bad_arguments_are_a_one_line_usage_error(nb, source):
 # --- -o FILE --format F -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["html", "collapsed", "speedscope", "chrometrace", "jsonl"])
+@pytest.mark.parametrize(
+    "fmt", ["html", "collapsed", "speedscope", "chrometrace", "jsonl", "pstats", "gecko", "binary"]
+)
 def test_output_file_in_each_format(nb, fmt, tmp_path):
     import json
+    import pstats
 
     from spy_magic.profile.exports import read_jsonl
 
@@ -395,6 +398,20 @@ def test_output_file_in_each_format(nb, fmt, tmp_path):
     )
     assert errors(cell) == [] and cell.outputs == [], cell.outputs  # -q: nothing shown
     here = f"In [{cell.execution_count}]"
+    if fmt in ("pstats", "binary"):
+        if fmt == "pstats":
+            names = {(key[2], key[0]) for key in pstats.Stats(str(path)).stats}
+        else:  # read by the kernel's Python: a 3.14+ one writes zstd, which this may not read
+            shown = nb.run(
+                "import json\nfrom spy_magic.profile.recording import read_recording\n"
+                f"p = read_recording({str(path)!r})\n"
+                "print(json.dumps(sorted({(f.name, f.filename) for _i, _s, t in p.iter_traces()"
+                " for f in t.frames})))\n"
+            )
+            assert errors(shown) == [], shown.outputs
+            names = {tuple(n) for n in json.loads(nk.stdout(shown))}
+        assert ("busy_for_export", here) in names, sorted(names)[:10]
+        return
     text = path.read_text(encoding="utf-8")
     if fmt == "html":
         assert text.lstrip().lower().startswith("<!doctype html") and "busy_for_export" in text
@@ -413,6 +430,9 @@ def test_output_file_in_each_format(nb, fmt, tmp_path):
     elif fmt == "chrometrace":
         events = json.loads(text)["traceEvents"]
         assert "busy_for_export" in {e.get("name") for e in events}
+    elif fmt == "gecko":
+        document = json.loads(text)
+        assert "busy_for_export" in document["shared"]["stringArray"]
     else:
         profile = read_jsonl(path)
         frames = {(f.name, f.filename) for _i, _s, t in profile.iter_traces() for f in t.frames}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import marshal
 import math
 import re
 import threading
@@ -24,6 +25,8 @@ from spy_magic.profile import (
     to_speedscope,
     write,
 )
+from spy_magic.profile.exports import BINARY_FORMATS
+from spy_magic.profile.recording import read_recording
 from spy_magic.reader import Frame
 
 MAIN = Frame("<module>", "app.py", 30, 1)
@@ -706,16 +709,35 @@ def test_jsonl_rejects_bad_input() -> None:
 
 
 # -- every format ---------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(BINARY_FORMATS))
+def test_binary_formats_write_bytes(fmt: str, tmp_path) -> None:
+    p = rich_profile()
+    data = FORMATS[fmt](p)
+    if fmt == "pstats":
+        stats = marshal.loads(data)
+        assert ("/tmp/日本.py", 1, "ünïcødé") in stats and ("x\ud800.py", 2, "bad\udcff") in stats
+    else:
+        assert read_recording(io.BytesIO(data)) == p
+    path, bio = tmp_path / f"out.{fmt}", io.BytesIO()
+    write(p, path, fmt)
+    write(p, bio, fmt)
+    assert path.read_bytes() == bio.getvalue()
+    with pytest.raises(TypeError, match="binary format"):
+        write(p, io.StringIO(), fmt)
+
+
+@pytest.mark.parametrize("fmt", sorted(set(FORMATS) - set(BINARY_FORMATS)))
 def test_every_format_writes_and_parses(fmt: str, tmp_path) -> None:
     p = rich_profile()
     text = FORMATS[fmt](p)
-    if fmt in ("speedscope", "chrometrace"):
+    if fmt in ("speedscope", "chrometrace", "gecko"):
         doc = json.loads(text)
         if fmt == "speedscope":
             check_speedscope(doc)
-        else:
+        elif fmt == "chrometrace":
             check_chrome_nesting(doc)
+        else:
+            assert doc["meta"]["preprocessedProfileVersion"] == 57 and len(doc["threads"]) == 2
     elif fmt == "jsonl":
         assert all(json.loads(line) for line in text.splitlines())
     elif fmt == "html":

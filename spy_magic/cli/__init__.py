@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ..reader import ReaderError
-from . import demo, dump, record, top
+from . import demo, dump, record, replay, top
 from .signals import Terminated
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
     record.add_parser(commands)
+    replay.add_parser(commands)
     top.add_parser(commands)
     dump.add_parser(commands)
     demo.add_parser(commands)

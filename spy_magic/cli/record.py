@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +13,8 @@ import threading
 
 from ..engine import Sampler
 from ..profile import Profile
+from ..profile.exports import LOSSLESS_FORMATS
+from ..profile.recording import RecordingWriter
 from .options import add_sampling_options, sampler_options
 from .output import output_problem, save
 from .signals import Terminated, signal_name, terminating_signals
@@ -24,6 +28,9 @@ EXTENSIONS = {
     "speedscope": "speedscope.json",
     "chrometrace": "trace.json",
     "jsonl": "jsonl",
+    "pstats": "pstats",
+    "gecko": "gecko.json",
+    "binary": "bin",
 }
 
 
@@ -42,6 +49,11 @@ def add_parser(commands) -> None:
     parser.add_argument("--pid", "-p", type=int, help="sample this running process")
     add_sampling_options(parser)
     add_output_options(parser)
+    parser.add_argument(
+        "--recording", metavar="FILE",
+        help="also stream every sample to FILE as a binary recording while sampling "
+        "(survives a kill; `replay` converts it); -f binary streams to -o itself",
+    )  # fmt: skip
     parser.add_argument(
         "command", nargs=argparse.REMAINDER, help="run this command and sample it (after --)"
     )
@@ -65,9 +77,10 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def export_options(args: argparse.Namespace) -> dict:
-    if args.format == "jsonl":
+    if args.format in LOSSLESS_FORMATS:
         return {}  # lossless: every sample as taken
-    options: dict = {"by": "function" if (args.function or args.nolineno) else "line"}
+    by_function = args.function or args.nolineno or args.format == "pstats"  # cProfile's unit
+    options: dict = {"by": "function" if by_function else "line"}
     if args.format == "collapsed":
         options["threads"] = args.threads  # the html page has its own thread filter
     return options
@@ -203,10 +216,15 @@ def run(args: argparse.Namespace) -> int:
     if (args.pid is None) == (not command):
         print("spy_magic: error: give either --pid PID or -- COMMAND", file=sys.stderr)
         return 2
-    if args.output:  # before anything runs: a bad -o must not cost the recording
-        problem = output_problem(args.output)
+    if args.recording and args.format == "binary":
+        print("spy_magic: error: -f binary streams the recording to -o; drop --recording",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    # Before anything runs: a bad -o or --recording must not cost the recording.
+    for flag, path in (("-o", args.output), ("--recording", args.recording)):
+        problem = output_problem(path) if path else None
         if problem:
-            print(f"spy_magic: error: cannot write -o {args.output}: {problem}", file=sys.stderr)
+            print(f"spy_magic: error: cannot write {flag} {path}: {problem}", file=sys.stderr)
             return 2
     options = sampler_options(args)
     with terminating_signals():
@@ -220,19 +238,42 @@ def run(args: argparse.Namespace) -> int:
             sampler = Sampler(args.pid, **options)
         process = sampler.process
         try:
+            target = {
+                "command": command or None,
+                "target": " ".join(command) if command else f"pid {sampler.pid}",
+            }
+            output = args.output or f"spy_magic-{sampler.pid}.{EXTENSIONS[args.format]}"
+            # The binary recording is written while sampling, so a kill leaves it readable.
+            stream_path = output if args.format == "binary" else args.recording
+            try:
+                stream = RecordingWriter(stream_path, target) if stream_path else None
+            except OSError as exc:
+                print(f"spy_magic: error: cannot write {stream_path}: {exc.strerror}",
+                      file=sys.stderr)  # fmt: skip
+                if process is not None:  # launched for nothing
+                    end_command(process)
+                return 1
+            if stream is not None:
+                stream.attach(sampler)
             profile = record(sampler)
+            profile.metadata.update(target)
+            if stream is not None:
+                stream.close(profile.metadata)
             stopped_by = profile.metadata.get("stopped_by")
             signum = None if stopped_by in (None, "SIGINT") else signal.Signals[stopped_by]
             if signum is not None and process is not None and process.poll() is None:
                 process.send_signal(signum)  # it was started for the recording: it ends too
             if sampler.error is not None and profile.sample_count == 0:
+                if stream_path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(stream_path)  # nothing was recorded
                 print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
                 if process is not None and process.poll() is None:
                     # It cannot be sampled; left alone it would run on unseen.
                     print(f"spy_magic: ending the command (pid {sampler.pid})", file=sys.stderr)
                     end_command(process)
                 return 1
-            written = _write(args, profile, sampler, command)
+            written = _write(args, profile, sampler, output)
         except BaseException:
             # Whatever went wrong (a second Ctrl-C while writing included), the command we
             # launched does not outlive us.
@@ -245,22 +286,26 @@ def run(args: argparse.Namespace) -> int:
         return see_command_through(process, signum, exited) or (0 if written else 1)
 
 
-def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, command) -> bool:
+def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, output: str) -> bool:
     """Write the profile and say how the recording went; False when it went elsewhere than
     asked (or nowhere: not even the fallback could be written)."""
-    profile.metadata["command"] = command or None
-    profile.metadata["target"] = " ".join(command) if command else f"pid {sampler.pid}"
-    output = args.output or f"spy_magic-{sampler.pid}.{EXTENSIONS[args.format]}"
-    try:
-        saved = save(profile, output, args.format, **export_options(args))
-    except OSError as exc:
-        print(f"spy_magic: error: {exc}", file=sys.stderr)
-        return False
+    if args.format == "binary":  # streamed while sampling, to a path checked beforehand
+        saved_path, problem = os.path.abspath(output), None
+    else:
+        try:
+            saved = save(profile, output, args.format, **export_options(args))
+        except OSError as exc:
+            print(f"spy_magic: error: {exc}", file=sys.stderr)
+            return False
+        saved_path, problem = saved.path, saved.problem
     for line in summary(profile, sampler):
         print(f"spy_magic: {line}", file=sys.stderr)
-    if saved.problem:
-        print(f"spy_magic: error: {saved.problem}; wrote {args.format} to {saved.path} "
+    if args.recording:
+        print(f"spy_magic: wrote the recording to {os.path.abspath(args.recording)}",
+              file=sys.stderr)  # fmt: skip
+    if problem:
+        print(f"spy_magic: error: {problem}; wrote {args.format} to {saved_path} "
               "instead", file=sys.stderr)  # fmt: skip
         return False
-    print(f"spy_magic: wrote {args.format} to {saved.path}", file=sys.stderr)
+    print(f"spy_magic: wrote {args.format} to {saved_path}", file=sys.stderr)
     return True

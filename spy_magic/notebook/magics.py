@@ -26,6 +26,7 @@ from ..cli.output import output_problem, save
 from ..cli.record import EXTENSIONS
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
+from ..profile.exports import LOSSLESS_FORMATS
 from ..reader import ReaderError, StackReader
 from .cells import trim_profile
 from .session import RemoteSession, SessionError
@@ -329,8 +330,8 @@ class SpyMagics(Magics):
         self, profile: Profile, args: argparse.Namespace, title: str, live: _LiveTop | None = None
     ) -> None:
         if args.output:
-            options = {} if args.format == "jsonl" else {
-                "by": "function" if args.function else "line"
+            options = {} if args.format in LOSSLESS_FORMATS else {
+                "by": "function" if args.function or args.format == "pstats" else "line"
             }  # fmt: skip
             if args.format == "collapsed":
                 options["threads"] = args.threads

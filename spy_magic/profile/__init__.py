@@ -12,7 +12,10 @@ from .exports import (
     to_speedscope,
     write,
 )
+from .gecko import to_gecko
 from .model import FunctionStats, Profile, ThreadInfo, TimedError
+from .pstats_export import to_pstats
+from .recording import RecordingError, RecordingTruncatedWarning, RecordingWriter, read_recording
 
 __all__ = [
     "FORMATS",
@@ -20,13 +23,19 @@ __all__ = [
     "JsonlError",
     "JsonlTruncatedWarning",
     "Profile",
+    "RecordingError",
+    "RecordingTruncatedWarning",
+    "RecordingWriter",
     "ThreadInfo",
     "TimedError",
     "escape_collapsed",
     "read_jsonl",
+    "read_recording",
     "to_chrometrace",
     "to_collapsed",
+    "to_gecko",
     "to_jsonl",
+    "to_pstats",
     "to_speedscope",
     "write",
 ]

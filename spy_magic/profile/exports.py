@@ -7,6 +7,9 @@
   samples sharing a stack become nested B/E events at the real sample times.
 - `jsonl`: every sample as taken, one JSON object per line; `read_jsonl` restores it.
 - `html`: one offline page with the interactive flame graph (`html.py`, `flametree.py`).
+- `pstats` (`pstats_export.py`), `gecko` (`gecko.py`, the Firefox Profiler) and `binary`
+  (`recording.py`: the recording `record -f binary` streams) live in their own modules;
+  FORMATS below is the one registry of them all.
 
 Names read from a target may hold lone surrogates (a file name's bytes that are not UTF-8,
 `reader.decode_name`), which UTF-8 cannot carry. JSON outputs are ASCII-escaped, so they
@@ -28,6 +31,7 @@ from typing import IO, Any, Callable, Union
 
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from ..reader import Frame, printable
+from .gecko import to_gecko
 from .model import (
     Profile,
     TraceFilter,
@@ -37,6 +41,7 @@ from .model import (
     process_labels,
     thread_label,
 )
+from .pstats_export import to_pstats
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 JSONL_FORMAT = "spy_magic.profile"
@@ -790,13 +795,27 @@ def to_html(
     return render_html(tree, title=title or _profile_name(profile), metadata=header)
 
 
-FORMATS: dict[str, Callable[..., str]] = {
+def to_binary(profile: Profile, *, compression: str = "auto") -> bytes:
+    """The whole profile as a binary recording, the file `record -f binary` streams
+    (`recording.py`; read it back with `read_recording`)."""
+    from .recording import to_recording  # recording imports this module
+
+    return to_recording(profile, compression=compression)
+
+
+# Each format's writer returns its whole output: str (written as UTF-8) or bytes.
+FORMATS: dict[str, Callable[..., str | bytes]] = {
     "collapsed": to_collapsed,
     "speedscope": to_speedscope,
     "chrometrace": to_chrometrace,
     "jsonl": to_jsonl,
     "html": to_html,
+    "pstats": to_pstats,
+    "gecko": to_gecko,
+    "binary": to_binary,
 }
+LOSSLESS_FORMATS = ("jsonl", "binary")  # every sample as taken: no view options
+BINARY_FORMATS = ("pstats", "binary")  # bytes, not text
 
 
 def _is_binary(f: Any) -> bool:
@@ -812,9 +831,21 @@ def write(profile: Profile, path_or_file: PathOrFile, format: str, **options: An
 
     Text goes out as UTF-8. No format produces a character UTF-8 cannot carry (a lone
     surrogate); should one slip through, it becomes a backslash escape, not a failed write.
+    Binary formats (BINARY_FORMATS) need a path or a binary file.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {sorted(FORMATS)}")
+    if format in BINARY_FORMATS:
+        to_path = isinstance(path_or_file, (str, os.PathLike))
+        if not to_path and not _is_binary(path_or_file):
+            raise TypeError(f"{format} is a binary format: give a path or a binary file")
+        data = FORMATS[format](profile, **options)
+        if to_path:
+            with open(path_or_file, "wb") as f:  # type: ignore[arg-type]
+                f.write(data)
+        else:
+            path_or_file.write(data)  # type: ignore[arg-type]
+        return
     if format == "jsonl":
         if options:
             raise TypeError(f"jsonl is lossless and takes no options: {sorted(options)}")
