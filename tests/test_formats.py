@@ -609,5 +609,6 @@ def test_binary_record_to_an_unwritable_path_is_a_clear_error(tmp_path):
     result = run(
         ["record", "-f", "binary", "-o", out, "--", PYTHON, "-c", "import time; time.sleep(60)"]
     )
-    assert result.returncode == 1, result.stderr
+    # Tried before anything runs, like any -o: exit 2, the command never started.
+    assert result.returncode == 2, result.stderr
     assert str(out) in result.stderr and "Traceback" not in result.stderr

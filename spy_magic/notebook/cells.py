@@ -80,6 +80,9 @@ class CellNamer:
         return renamed
 
 
+_MAGIC_DISPATCH = frozenset({"run_cell_magic", "run_line_magic"})
+
+
 def _is_our_magic(filename: str) -> bool:
     return filename.replace("\\", "/").endswith("spy_magic/notebook/magics.py")
 
@@ -88,12 +91,16 @@ def _calls_our_magic(frames: tuple[Frame, ...], index: int) -> bool:
     """Whether the cell frame at `index` called one of our magics: the frames just inside
     it (frames are innermost first) are IPython's or generated (`<decorator-gen-N>`), then
     ours. A cell calling our library (or IPython's display) is not this: those frames stay."""
+    dispatching = False
     for frame in frames[index - 1 :: -1] if index > 0 else ():
         if _is_our_magic(frame.filename):
             return True
         if not (is_machinery(frame.filename) or frame.filename.startswith("<")):
             return False
-    return False
+        dispatching = dispatching or frame.name.rsplit(".", 1)[-1] in _MAGIC_DISPATCH
+    # Caught inside IPython's magic dispatch with no magic frame yet (or any more): a nested
+    # %%spy starting or ending. Another magic caught there for that instant loses nothing.
+    return dispatching
 
 
 def _next_cell_inside(frames: tuple[Frame, ...], index: int, namer: CellNamer) -> int | None:
