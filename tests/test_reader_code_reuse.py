@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import TARGETS, read_line, require_interpreter
 
-from spy_magic.reader import StackReader
+from spy_magic.reader import StackReader, codes
 
 CHURN = TARGETS / "code_churn.py"
 NAME = re.compile(r"^f_(\d+)$")
@@ -35,7 +35,20 @@ def churn_interpreter(request):
 
 
 def test_reused_code_addresses_are_not_trusted(churn_interpreter, spawn):
-    proc = spawn(churn_interpreter.argv(CHURN, SHORT_CALL_S))
+    assert_churn_read_right(churn_interpreter, spawn)
+
+
+def test_a_full_code_cache_leaves_no_stale_frames(churn_interpreter, spawn, monkeypatch):
+    # A cache that fills up starts again empty. Frames the walkers derived from its entries
+    # must go with them: an address later reused by another code would otherwise still be
+    # named from them, with no entry left to check. A tiny limit empties it every few reads.
+    monkeypatch.setattr(codes, "MAX_CODES", 3)
+    assert_churn_read_right(churn_interpreter, spawn)
+
+
+def assert_churn_read_right(interpreter, spawn) -> None:
+    """Read code_churn.py until ITERATIONS iterations were seen; every stack must be true."""
+    proc = spawn(interpreter.argv(CHURN, SHORT_CALL_S))
     assert read_line(proc) == "ready"
     seen: list[int] = []
     problems: list[str] = []

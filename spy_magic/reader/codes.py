@@ -153,8 +153,6 @@ class CodeCache:
             info.code_start = address + layout["code.code_adaptive"]
             info.code_units = _q.unpack_from(raw, layout["varobject.ob_size"])[0]
             info.first_traceable = _i.unpack_from(raw, layout["code.firsttraceable"])[0]
-        if len(self._entries) > MAX_CODES:
-            self._entries.clear()
         self._entries[address] = info
         return info
 
@@ -184,8 +182,18 @@ class CodeCache:
         info.copies[copy] = start
         return start
 
-    def begin_snapshot(self) -> None:
+    def begin_snapshot(self) -> bool:
+        """Start a snapshot; True when the cache was full and starts again empty.
+
+        Only here, between snapshots, so the reader can drop everything derived from the
+        entries at once (the walkers' frames): a frame served from such a cache after its
+        entry is gone would have no entry left to be checked against.
+        """
         self.generation += 1
+        if len(self._entries) > MAX_CODES:
+            self._entries.clear()
+            return True
+        return False
 
     def due(self, used: set[int]) -> list[int]:
         """The cached codes among `used`, all of which must be re-checked.

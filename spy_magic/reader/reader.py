@@ -323,7 +323,8 @@ class StackReader:
         """One pass over every thread, and the thread ids whose stack moved meanwhile."""
         layout = self.layout
         now = time.monotonic()
-        self.codes.begin_snapshot()
+        if self.codes.begin_snapshot():
+            self.walker.forget_frames()  # made from entries the full code cache dropped
         fetch = Fetch(self.mem, self._plan)
         try:
             head = _Q.unpack_from(
