@@ -2,9 +2,11 @@
 
 A code object's address can be reused after it dies, so every cached entry keeps what must
 still hold for it to be right: the code's type, first line and pointers, and the characters
-of its name, file name and line table. Whenever a code comes back into use after a snapshot
-without it, the reader re-checks those (in the same scatter read that verifies the
-snapshot); a mismatch evicts the entry and the snapshot is taken again.
+of its name, file name and line table. Whenever a freshly walked frame uses a code, the
+reader re-checks those (in the same scatter read that verifies the snapshot); a mismatch
+evicts the entry and the snapshot is taken again. That holds for a code loaded during the
+snapshot too: it is read after the frames that point to it were copied, so the frame may
+have returned and its code's address been reused in between (`loaded_now`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _i = struct.Struct("<i")
 MAX_NAME_CHARS = 1 << 16
 MAX_TABLE_BYTES = 1 << 24
 CHECK_BYTES = 128  # how much of a name or line table a re-check compares
+MAX_CODES = 50_000  # entries kept; past that the cache starts again empty
 
 # A region to re-read and the (offset, bytes) spots in it that must be unchanged.
 Check = tuple[int, int, tuple[tuple[int, bytes], ...]]
@@ -150,8 +153,6 @@ class CodeCache:
             info.code_start = address + layout["code.code_adaptive"]
             info.code_units = _q.unpack_from(raw, layout["varobject.ob_size"])[0]
             info.first_traceable = _i.unpack_from(raw, layout["code.firsttraceable"])[0]
-        if len(self._entries) > 50_000:
-            self._entries.clear()
         self._entries[address] = info
         return info
 
@@ -181,26 +182,47 @@ class CodeCache:
         info.copies[copy] = start
         return start
 
-    def begin_snapshot(self) -> None:
+    def begin_snapshot(self) -> bool:
+        """Start a snapshot; True when the cache was full and starts again empty.
+
+        Only here, between snapshots, so the reader can drop everything derived from the
+        entries at once (the walkers' frames): a frame served from such a cache after its
+        entry is gone would have no entry left to be checked against.
+        """
         self.generation += 1
+        if len(self._entries) > MAX_CODES:
+            self._entries.clear()
+            return True
+        return False
 
     def due(self, used: set[int]) -> list[int]:
-        """The cached codes among `used` that must be re-checked: all not loaded just now.
+        """The cached codes among `used`, all of which must be re-checked.
 
         A freed code object's address, and those of its name, file name and line table, are
         often all reused at once by the next code object (exec'd code, notebook cells), so
         neither "it was in use a moment ago" nor equal pointers prove an entry still right.
-        The walkers only report codes of frames they walked afresh (an unchanged stack tail
-        is reused as a whole), which keeps this list short.
+        Nor does "loaded during this snapshot": the load came after the copy of the frame
+        that points to it. The walkers only report codes of frames they walked afresh (an
+        unchanged stack tail is reused as a whole), which keeps this list short.
+        """
+        entries = self._entries
+        return [address for address in used if address in entries]
+
+    def loaded_now(self, used: set[int]) -> bool:
+        """Whether any of these codes was loaded during this snapshot.
+
+        Such a code was read after the frames of the walk that used it were copied: those
+        frames must then be re-read after it (with it, `due`), not just compared with the
+        snapshot's second copy. Otherwise a frame that returned in between, its code freed
+        and the address given to the next code object, is named after that next code.
         """
         generation = self.generation
         entries = self._entries
-        out = []
         for address in used:
             entry = entries.get(address)
-            if entry is not None and entry.loaded_in != generation:
-                out.append(address)
-        return out
+            if entry is not None and entry.loaded_in == generation:
+                return True
+        return False
 
     def check_regions(self, addresses: list[int]) -> list[tuple[int, int]]:
         """The memory to re-read to confirm these entries (see `confirm`), in order."""

@@ -323,7 +323,8 @@ class StackReader:
         """One pass over every thread, and the thread ids whose stack moved meanwhile."""
         layout = self.layout
         now = time.monotonic()
-        self.codes.begin_snapshot()
+        if self.codes.begin_snapshot():
+            self.walker.forget_frames()  # made from entries the full code cache dropped
         fetch = Fetch(self.mem, self._plan)
         try:
             head = _Q.unpack_from(
@@ -379,18 +380,25 @@ class StackReader:
                 idle=None if running is None else not running,
             )
             walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
+            walk_used: set[int] = set()
             try:
-                stack.frames = tuple(self._walk(fetch, tstate, values, memos, walk_checks, used))
+                stack.frames = tuple(
+                    self._walk(fetch, tstate, values, memos, walk_checks, walk_used)
+                )
+                used |= walk_used
                 # Compare against the second copy where there is one; what the walk read on
                 # demand is read again after the walk, and then so is the thread state: stale
                 # frames past the stack's top never change, so only the state locating the
-                # top tells a re-read of them from a stack that really has them.
+                # top tells a re-read of them from a stack that really has them. A walk that
+                # used a code loaded during this snapshot is read again as a whole: the code
+                # was read after the copies, and the frames must be seen to hold it after.
+                all_late = self.codes.loaded_now(walk_used)
                 late = False
                 for check in walk_checks:
                     address, size, spots = check
                     if not size:
                         continue
-                    again = fetch.second_copy(address, size)
+                    again = None if all_late else fetch.second_copy(address, size)
                     if again is None:
                         checks.append(check)
                         owners.append(thread_id)
@@ -399,7 +407,7 @@ class StackReader:
                         changed_early.add(thread_id)
                         break
                 else:
-                    if late:
+                    if late and not all_late:
                         checks.append(walk_checks[0])
                         owners.append(thread_id)
             except TornStack as exc:
