@@ -77,11 +77,16 @@ def test_interrupt_writes_what_was_recorded(spawn, tmp_path):
     out = tmp_path / "p.txt"
     rec = subprocess.Popen(
         [*SPY, "record", "--pid", str(proc.pid), "-f", "collapsed", "-o", str(out)],
-        stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    time.sleep(1.5)
+    # Interrupted once it samples (said when the first sample is in), not after a fixed time
+    # a loaded machine may spend starting up; then ~50 samples in, function_a is among them.
+    while not read_line(rec).startswith("spy_magic: sampling pid"):
+        pass
+    time.sleep(0.5)
     rec.send_signal(signal.SIGINT)
-    _, err = rec.communicate(timeout=30)
+    err, _ = rec.communicate(timeout=30)
+    err = getattr(rec, "_line_buffer", b"").decode() + err.decode()
     assert rec.returncode == 0, err
     assert out.exists() and "function_a" in out.read_text()
 
