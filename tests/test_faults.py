@@ -438,3 +438,33 @@ def test_fault_a_thread_stops_too_late_for_the_pause_is_let_go_when_it_does(
             assert all(state_of(proc.pid, tid) == "t" for tid in tasks(proc.pid))
     assert_let_go(proc.pid)
     signals.check(5)
+
+
+# A sampler that pauses its target over and over, as fast as it can: what a kill -9 of
+# `record` or of the notebook's helper at the worst moment leaves behind.
+_PAUSE_FOREVER = """
+import sys
+from spy_magic.reader.pause import ThreadPauser
+pauser = ThreadPauser(int(sys.argv[1]))
+print("pausing", flush=True)
+while True:
+    with pauser.paused():
+        pass
+"""
+
+
+def test_fault_sampler_killed_while_pausing_leaves_the_target_running(signal_target, spawn):
+    """SIGKILL of a sampler in the middle of its pauses, ten times at random moments: the OS
+    lets go of a dead tracer's threads, and the target runs on, every signal handled."""
+    import random
+
+    proc, signals = signal_target(workers=3)
+    rng = random.Random(7)
+    for _ in range(10):
+        sampler = spawn([sys.executable, "-c", _PAUSE_FOREVER, proc.pid], cwd=REPO)
+        assert read_line(sampler).strip() == "pausing"
+        time.sleep(rng.uniform(0.0, 0.05))
+        sampler.kill()
+        sampler.wait()
+        assert_let_go(proc.pid)
+        signals.check(1)
