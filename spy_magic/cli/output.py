@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +69,8 @@ def save(profile: Profile, path: str, format: str, **options: Any) -> Saved:
         problem = f"could not write {path}: {exc.strerror or exc}"
     name = os.path.basename(os.path.normpath(path)) or "profile"
     last: OSError | None = None
+    import tempfile  # only when a write failed: spares every start its import
+
     for folder in (tempfile.gettempdir(), os.getcwd()):
         try:
             fd, fallback = tempfile.mkstemp(prefix="spy_magic-", suffix=f"-{name}", dir=folder)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import threading
 import time
@@ -93,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     sampler = Sampler(args.pid, **sampler_options(args))
     sampler.add_collector(counts.add)
     started = time.monotonic()
+    import shutil  # here, not at the top: every other command starts without it
+
     interactive = sys.stdout.isatty()
     with terminating_signals():
         try:

@@ -26,6 +26,7 @@ DEFAULT_RATE = 100.0
 # on a sleeping target; 4984 of 5000 Hz at depth 85 in benchmarks/). Twice that leaves room
 # for a faster machine; above it a period is shorter than any read.
 MAX_RATE = 10_000.0
+WOKE_LATE_AFTER = 100e-6  # seconds past its deadline a sleeper may wake and still be on time
 STALE_PERIODS = 10  # deadlines missed by this many mean periods are skipped
 # A backlog whose expected count is this large is counted with the normal approximation.
 _EXACT_COUNT_BELOW = 30.0
@@ -109,7 +110,10 @@ class PoissonTimer:
         if self._deadline > now:
             if self._stop.wait(self._deadline - now):
                 return None
-            return Tick(self._deadline, None, skipped)
+            # A sleep that overran (the machine ran something else) is late too; a wake-up
+            # within WOKE_LATE_AFTER is the timer's own jitter: on time.
+            overslept = self.elapsed() - self._deadline
+            return Tick(self._deadline, overslept if overslept > WOKE_LATE_AFTER else None, skipped)
         if self._stop.is_set():
             return None
         return Tick(self._deadline, now - self._deadline, skipped)

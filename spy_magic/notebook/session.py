@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import os
 import subprocess
@@ -42,7 +41,7 @@ def allow_ptrace_by(pid: int) -> bool:
     Returns False where the call is unavailable or refused (no Yama: nothing to allow).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_PTRACER, ctypes.c_ulong(pid), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False

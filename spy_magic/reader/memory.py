@@ -7,7 +7,6 @@ regions (a scatter read); `/proc/PID/mem` is the fallback where that syscall is 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -20,7 +19,7 @@ class _IOVec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)
 _process_vm_readv = getattr(_libc, "process_vm_readv", None)
 if _process_vm_readv is not None:
     _process_vm_readv.restype = ctypes.c_ssize_t
