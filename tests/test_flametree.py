@@ -317,7 +317,7 @@ def test_render_html_is_self_contained_and_escaped():
     assert page.count("<script") == 3
     assert page.lower().count("</script") == 3
     blob = re.search(
-        r'<script type="application/json" id="spy-flame-data">(.*?)</script>', page, re.S
+        r'<script type="application/json" class="sfg-data">(.*?)</script>', page, re.S
     ).group(1)
     assert json.loads(blob) == json.loads(json.dumps(tree))
     assert "\u2028" not in page
