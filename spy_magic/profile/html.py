@@ -69,6 +69,21 @@ def _script_text(js: str) -> str:
     return re.sub(r"<(/script|!--)", r"<\\\1", js, flags=re.I)
 
 
+def compact_js(js: str) -> str:
+    """The script without its comment lines, blank lines and indentation, for inlining
+    (about a sixth smaller). Line by line, so automatic semicolons stay where they were;
+    sound for our files, which hold no template literal or string spanning lines."""
+    js = re.sub(r"\A\s*/\*.*?\*/", "", js, count=1, flags=re.S)  # the header comment
+    kept = (line.strip() for line in js.splitlines())
+    return "\n".join(line for line in kept if line and not line.startswith("//"))
+
+
+def compact_css(css: str) -> str:
+    """The stylesheet without comments and indentation."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    return "\n".join(line.strip() for line in css.splitlines() if line.strip())
+
+
 def _fmt_count(n: float) -> str:
     return f"{round(n):,}"
 
@@ -246,7 +261,7 @@ def _report_body(data: dict, title: str, metadata: dict | None, verdict: str | N
         + functions_table(data)
         + '<script type="application/json" class="sfg-data">'
         + f"{_json_for_script(data)}</script>"
-        + f"<script>\n{_script_text(classic_script())}</script>"
+        + f"<script>\n{_script_text(compact_js(classic_script()))}</script>"
         + f"<script>{_BOOT_JS % json.dumps(options)}</script>"
     )
 
@@ -270,7 +285,7 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="generator" content="spy_magic">\n'
         f"<title>{esc(title)}</title>\n"
-        f"<style>{_PAGE_CSS}\n{asset('flamegraph.css')}</style>\n"
+        f"<style>{_PAGE_CSS}\n{compact_css(asset('flamegraph.css'))}</style>\n"
         "</head>\n<body>\n"
         f'<div class="sfg-report spy-page">{body}</div>\n'
         "</body>\n</html>\n"
@@ -299,4 +314,6 @@ def render_report(
         )
     body = _report_body(data, title, metadata, verdict, kept_up,
                         {"height": "auto", "maxHeight": max_height}, inner)  # fmt: skip
-    return f'<div class="sfg-report"><style>{asset("flamegraph.css")}</style>{body}</div>'
+
+    css = compact_css(asset("flamegraph.css"))
+    return f'<div class="sfg-report"><style>{css}</style>{body}</div>'
