@@ -145,9 +145,8 @@ def test_bundle_is_static_and_opens_on_the_view_asked():
     assert set(bundle) == {"text/plain", "text/html", "image/png"}
     report = bundle["text/html"]
     assert report.startswith('<div class="sfg-report">')
-    assert summarize(profile).verdict in report and summarize(profile).verdict in bundle[
-        "text/plain"
-    ]
+    verdict = summarize(profile).verdict
+    assert verdict in report and verdict in bundle["text/plain"]
     data = json.loads(re.search(r'class="sfg-data">(.*?)</script>', report, re.S).group(1))
     assert data["by"] == "line" and set(data["views"]) == {"line", "function"}
     assert data["seconds_per_sample"] == pytest.approx(summarize(profile).seconds_per_sample)
