@@ -157,8 +157,6 @@ body {
 }
 .sfg-report.spy-page { border: 0; border-radius: 0; background: none; padding: 0 12px 12px; }
 .spy-page .spy-header { padding: 12px 6px 10px; }
-.spy-page .sfg-graph { height: max(420px, calc(100vh - 100px)); display: flex; }
-.spy-page .sfg-graph > .sfg { flex: 1 1 auto; }
 @media (prefers-color-scheme: dark) {
   body { background: #010409; color: #e6edf3; }
 }
@@ -172,6 +170,9 @@ _BOOT_JS = """
   var report = script && script.closest ? script.closest('.sfg-report') : null;
   if (!report) return;
   var graph = report.querySelector('.sfg-graph');
+  if (options.maxHeight === 'window') {  // a page: at most the window, less its header
+    options.maxHeight = Math.max(420, window.innerHeight - graph.getBoundingClientRect().top - 90);
+  }
   try {
     var data = JSON.parse(report.querySelector('script.sfg-data').textContent);
     options.table = report.querySelector('table.sfg-table');
@@ -278,7 +279,7 @@ def render_html(
     tree or a views payload (`flametree.build_views`); `verdict` a line under the figures."""
     esc = html.escape
     body = _report_body(data, title, metadata, verdict, kept_up,
-                        {"height": "fill", "globalKeys": True})  # fmt: skip
+                        {"height": "auto", "maxHeight": "window", "globalKeys": True})  # fmt: skip
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
