@@ -947,6 +947,7 @@ var SpyFlameGraph = (function () {
       total: t.total[0],
       modelTotal: this.model.total,
       nodes: t.n,
+      rows: t.below[0] + 1,
       orientation: this.orientation,
       groupBy: this.groupBy,
       by: this.by,

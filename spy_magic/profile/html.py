@@ -192,8 +192,9 @@ _BOOT_JS = """
 def _header_html(title: str, items: list[tuple[str, str]], verdict: str | None,
                  kept_up: bool) -> str:  # fmt: skip
     esc = html.escape
-    # Spans, not <dl>: a notebook's styles for rendered HTML float and indent <dt>/<dd>.
-    stats = "".join(
+    # Spans, not <dl>: a notebook's styles for rendered HTML float and indent <dt>/<dd>. The
+    # separators show only where our stylesheet was stripped (an untrusted notebook).
+    stats = '<span class="spy-sep"> · </span>'.join(
         f'<span class="spy-stat"><span class="spy-key">{esc(label)}</span> '
         f'<span class="spy-val" title="{esc(text)}">{esc(text)}</span></span>'
         for label, text in items
