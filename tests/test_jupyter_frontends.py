@@ -587,7 +587,8 @@ def _saved_profiles(path: Path) -> list[dict] | None:
     except (OSError, ValueError):
         return None
     outputs = [o for c in nb["cells"] for o in c.get("outputs", []) if "data" in o]
-    profiles = [o for o in outputs if "sfg-report" in "".join(o["data"].get("text/html", ""))]
+    text = lambda o: "".join(o["data"].get("text/plain", ""))  # noqa: E731
+    profiles = [o for o in outputs if text(o).startswith("spy_magic:")]
     return profiles if len(profiles) == 2 else None
 
 
@@ -608,6 +609,11 @@ def _check_reopened(page, outputs) -> None:
     """Each profile output shows the live report again: drawn, hoverable, zoomable."""
     for index, output in enumerate(outputs):
         _show(output)
+        page.wait_for_function(
+            "e => e.querySelector('.sfg canvas') || /Error displaying/.test(e.innerText)",
+            arg=output.element_handle(),
+        )
+        assert "Error displaying widget" not in output.inner_text(), output.inner_text()
         output.locator(".sfg canvas").wait_for(state="visible")
         assert output.locator(".sfg-fallback").count() == 0  # the script replaced it
         flame = output.locator(".sfg")
@@ -664,18 +670,6 @@ def test_saved_notebook_reopens_with_its_profile(frontend, save_state, server, b
         while (saved := _saved_profiles(path)) is None:
             assert time.monotonic() < deadline, "the notebook was not saved with its profiles"
             time.sleep(0.2)
-        size = path.stat().st_size
-        per_profile = (size - empty_size) / 2
-        print(f"\n{tag}: saved notebook {size} bytes, {per_profile:.0f} a profile")
-        assert per_profile <= PER_PROFILE_LIMIT, (size, empty_size)
-        for output in saved:
-            assert "application/vnd.jupyter.widget-view+json" not in output["data"]
-            assert len(json.dumps(output)) <= PER_PROFILE_LIMIT
-        # The live tables were closed once replaced: no widget state to save, or to miss.
-        widgets = json.loads(path.read_text())["metadata"].get("widgets", {})
-        models = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-        assert models == {}, sorted(m.get("model_name") for m in models.values())
-
         # The kernel goes away (a restart, a shutdown); the page is loaded afresh.
         server.shut_kernels_down(page)
         page.reload()
@@ -688,6 +682,19 @@ def test_saved_notebook_reopens_with_its_profile(frontend, save_state, server, b
         _show(outputs[0])
         page.screenshot(path=shot("reopened"))
         outputs[1].screenshot(path=shot("reopened-function"))
+
+        # What the profiles cost the saved file.
+        size = path.stat().st_size
+        per_profile = (size - empty_size) / 2
+        print(f"\n{tag}: saved notebook {size} bytes, {per_profile:.0f} a profile")
+        assert per_profile <= PER_PROFILE_LIMIT, (size, empty_size)
+        for output in saved:
+            assert "application/vnd.jupyter.widget-view+json" not in output["data"]
+            assert len(json.dumps(output)) <= PER_PROFILE_LIMIT
+        # The live tables were closed once replaced: no widget state to save, or to miss.
+        widgets = json.loads(path.read_text())["metadata"].get("widgets", {})
+        models = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        assert models == {}, sorted(m.get("model_name") for m in models.values())
 
         # Someone else's copy (its signature no longer matches): scripts are stripped, the
         # header, the table and the picture still show, and still no error.

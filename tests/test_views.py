@@ -129,6 +129,8 @@ def test_summary_numbers_and_other_verdicts():
     assert late.verdict == ("late: p99 25 ms behind a 10 ms schedule, 3 samples skipped: the "
                             "machine was too busy for the rate asked")  # fmt: skip
     assert not late.kept_up
+    one = summarize(_timed_profile([0.03] * 50, late=0.025, rate=100, dropped_stale=1))
+    assert ", 1 sample skipped:" in one.verdict
     few = summarize(_timed_profile([0.02] * 100, rate=100))
     assert few.verdict == "fewer samples than asked: 50 Hz of 100 Hz" and not few.kept_up
     empty = summarize(Profile({"rate": 100}))

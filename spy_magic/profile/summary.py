@@ -139,7 +139,7 @@ def _verdict(
         return text, False
     period = 1.0 / asked if asked else None
     if period and (p99 > period or dropped):
-        skipped = f", {dropped} samples skipped" if dropped else ""
+        skipped = f", {dropped} sample{'s' * (dropped != 1)} skipped" if dropped else ""
         return (
             f"late: p99 {_ms(p99)} behind a {_ms(period)} schedule{skipped}: the machine "
             "was too busy for the rate asked"
