@@ -3,7 +3,11 @@
 Writes an HTML page (`render_html`) from a synthetic tree (3 processes, 6 threads, ~20k
 nodes), opens it from file:// and drives it like a person: hover, click to zoom, Escape,
 search, icicle toggle, thread/process filters; then times a 50k-node build + first draw.
-Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright is missing.
+A small hand-made profile (a function called from two lines) checks the report around it:
+the by line / by function toggle, the tooltip's seconds and the function's true total, the
+sortable function table, Python and JS formatting alike, and the notebook fragment sized to
+its stack. Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright
+is missing.
 """
 
 from __future__ import annotations
