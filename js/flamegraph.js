@@ -3,21 +3,30 @@
  *
  * Usage:
  *   SpyFlameGraph.render(container, data, options) -> instance
- * where `data` is the dict built by spy_magic/profile/flametree.py (format
- * "spy_magic.flametree" v1: a string table plus, per thread, flat node arrays), and
- * options (all optional):
+ * where `data` is built by spy_magic/profile/flametree.py: one flame tree (format
+ * "spy_magic.flametree" v1: a string table plus, per thread, flat node arrays), or both
+ * views of a profile (format "spy_magic.flameviews" v1: the tree by line and the tree by
+ * function over one string table, the exact own/total of each function, and the seconds
+ * one sample stands for), and options (all optional):
  *   height:     'auto' (default: fit the tree, at most maxHeight px), 'fill' (fill the
  *               container, which must have a height), or a number of px
  *   maxHeight:  cap for 'auto' (default 600)
  *   orientation:'flame' (root at the bottom, default) or 'icicle' (root at the top)
  *   groupBy:    'none' (merge threads, default), 'process' or 'thread'
+ *   by:         'line' or 'function': the view shown first (default: the data's "by")
  *   search:     an initial search term
+ *   table:      the <table> of functions the page rendered from the same data (rows in
+ *               the data's order): made sortable, a row click finds the function
  *   globalKeys: also handle keys typed while nothing else has the focus (standalone page)
  *   css:        a stylesheet (flamegraph.css) to inject once into the document
  *
+ * Nothing is aggregated here beyond merging the selected threads' trees: both views and
+ * every function total come from Python, so the page and the tables agree.
+ *
  * The instance: state(), findFrames(name), zoomTo(idOrName), reset(), back(),
- * setSearch(term), setOrientation(o), setFilter({pid, thread}), setGroupBy(g), destroy().
- * The last rendered instance is also window.__spyFlame (a hook for tests and debugging).
+ * setSearch(term), setOrientation(o), setFilter({pid, thread}), setGroupBy(g), setBy(by),
+ * sortTable(key, descending), destroy(). The last rendered instance is also
+ * window.__spyFlame, and each one its root element's __spyFlame (hooks for tests).
  *
  * Shipping: this file is an ES module (the export block at the very end) that also runs
  * as a classic script once that block is cut off (spy_magic/profile/html.py does so; the
@@ -74,6 +83,22 @@ var SpyFlameGraph = (function () {
     if (p >= 1) return p.toFixed(1) + '%';
     if (p < 0.01) return '<0.01%';
     return p.toFixed(2) + '%';
+  }
+
+  // Three significant figures, as spy_magic/profile/summary.py's fmt_seconds prints them.
+  function fmtSec(seconds) {
+    if (!(seconds > 0)) return '0 s';
+    if (seconds >= 100) return seconds.toFixed(0) + ' s';
+    if (seconds >= 10) return seconds.toFixed(1) + ' s';
+    if (seconds >= 1) return seconds.toFixed(2) + ' s';
+    var ms = seconds * 1000;
+    if (ms >= 10) return ms.toFixed(0) + ' ms';
+    if (ms >= 1) return ms.toFixed(1) + ' ms';
+    return ms.toFixed(2) + ' ms';
+  }
+
+  function escapeRegex(s) {
+    return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
   }
 
   function hashString(s) {  // FNV-1a, 32 bits
@@ -155,6 +180,35 @@ var SpyFlameGraph = (function () {
     for (var i = 0; i < this.threads.length; i++) {
       var t = this.threads[i];
       this.pidTotals[t.pid] = (this.pidTotals[t.pid] || 0) + t.total;
+    }
+  }
+
+  var BY = ['line', 'function'];
+
+  // The views of `data` ({line: Model, function: Model}; a single tree is the 'line' view)
+  // and the exact own/total of each function, keyed "nameId:fileId" in the shared strings.
+  function Views(data) {
+    if (typeof data === 'string') data = JSON.parse(data);
+    this.models = {};
+    this.functions = new Map();
+    this.perSample = 0;
+    this.by = 'line';
+    if (!data || data.format !== 'spy_magic.flameviews') {
+      this.models.line = new Model(data);
+      return;
+    }
+    if (data.version !== 1) throw new Error('unsupported flame views version ' + data.version);
+    for (var i = 0; i < BY.length; i++) {
+      var tree = data.views && data.views[BY[i]];
+      if (tree) this.models[BY[i]] = new Model(Object.assign({}, tree, { strings: data.strings }));
+    }
+    if (!this.models.line && !this.models['function']) throw new Error('flame views hold no tree');
+    this.by = this.models[data.by] ? data.by : (this.models.line ? 'line' : 'function');
+    this.perSample = data.seconds_per_sample > 0 ? data.seconds_per_sample : 0;
+    var f = data.functions || { name: [] };
+    this.functionList = f;
+    for (var k = 0; k < f.name.length; k++) {
+      this.functions.set(f.name[k] + ':' + f.file[k], { self: f.self[k], total: f.total[k], row: k });
     }
   }
 
@@ -311,7 +365,9 @@ var SpyFlameGraph = (function () {
   function FlameGraph(container, data, options) {
     this.options = options = options || {};
     this.container = container;
-    this.model = new Model(data);
+    this.views = new Views(data);
+    this.by = this.views.models[options.by] ? options.by : this.views.by;
+    this.model = this.views.models[this.by];
     this.orientation = options.orientation === 'icicle' ? 'icicle' : 'flame';
     this.groupBy = options.groupBy || 'none';
     this.filterPid = null;
@@ -335,6 +391,7 @@ var SpyFlameGraph = (function () {
       w: new Float32Array(4096), y: new Float32Array(4096) };
     if (options.css) injectCss(options.css);
     this._buildDom();
+    if (options.table) this._adoptTable(options.table);
     this._rebuild(false);
     if (options.search) this.setSearch(options.search);
     this._resize();
@@ -354,11 +411,14 @@ var SpyFlameGraph = (function () {
       };
       document.addEventListener('keydown', this._onDocKey);
     }
+    this.root.__spyFlame = this;
     if (typeof window !== 'undefined') window.__spyFlame = this;
   }
 
   function injectCss(css) {
-    if (document.getElementById('spy-flamegraph-css')) return;
+    var style = document.getElementById('spy-flamegraph-css');
+    if (style && style.textContent === css) return;
+    if (style) style.parentNode.removeChild(style);  // another version's: this one wins
     document.head.appendChild(el('style', { id: 'spy-flamegraph-css', text: css }));
   }
 
@@ -423,6 +483,21 @@ var SpyFlameGraph = (function () {
     }, [el('span', { class: 'sfg-ico-icicle', 'aria-hidden': 'true' }), 'Icicle']);
     var orient = el('div', { class: 'sfg-segmented', role: 'group', 'aria-label': 'Orientation' },
       [this.flameBtn, this.icicleBtn]);
+    var byGroup = null;
+    if (this.views.models.line && this.views.models['function']) {
+      this.byLineBtn = el('button', {
+        type: 'button', class: 'sfg-seg sfg-by-line',
+        title: 'One box per line: a function called from two lines of its caller is two boxes',
+        onclick: function () { self.setBy('line'); },
+      }, ['By line']);
+      this.byFunctionBtn = el('button', {
+        type: 'button', class: 'sfg-seg sfg-by-function',
+        title: 'One box per function and call path, whatever line it was on',
+        onclick: function () { self.setBy('function'); },
+      }, ['By function']);
+      byGroup = el('div', { class: 'sfg-segmented', role: 'group', 'aria-label': 'Boxes' },
+        [this.byLineBtn, this.byFunctionBtn]);
+    }
 
     var toolbar = el('div', { class: 'sfg-toolbar' }, [
       searchBox, this.matchInfo, el('span', { class: 'sfg-spacer-flex' }),
@@ -443,7 +518,7 @@ var SpyFlameGraph = (function () {
     this.crumbs = el('nav', { class: 'sfg-crumbs', 'aria-label': 'Zoom path' });
     this.zoomInfo = el('span', { class: 'sfg-zoominfo' });
     var nav = el('div', { class: 'sfg-nav' },
-      [this.backBtn, this.resetBtn, this.crumbs, this.zoomInfo, orient]);
+      [this.backBtn, this.resetBtn, this.crumbs, this.zoomInfo, byGroup, orient]);
 
     // The stage: canvas under a transparent scroller that takes the events.
     this.canvas = el('canvas', { class: 'sfg-canvas', 'aria-hidden': 'true' });
@@ -458,7 +533,8 @@ var SpyFlameGraph = (function () {
         'Escape resets the zoom, slash searches.',
     }, [this.spacer]);
     this.tooltip = el('div', { class: 'sfg-tooltip', role: 'tooltip', hidden: true });
-    this.stage = el('div', { class: 'sfg-stage' }, [this.canvas, this.scroller, this.tooltip]);
+    // The tooltip lives in the root, not the stage: a short graph must not clip it.
+    this.stage = el('div', { class: 'sfg-stage' }, [this.canvas, this.scroller]);
     if (typeof opts.height === 'number') this.stage.style.height = opts.height + 'px';
     this.live = el('div', { class: 'sfg-sr-only', 'aria-live': 'polite' });
 
@@ -477,6 +553,7 @@ var SpyFlameGraph = (function () {
     root.appendChild(this.stage);
     root.appendChild(legend);
     root.appendChild(this.live);
+    root.appendChild(this.tooltip);
     this.container.appendChild(root);
     this.ctx = this.canvas.getContext('2d');
     this.hatch = makeHatch(this.ctx);
@@ -574,47 +651,139 @@ var SpyFlameGraph = (function () {
     });
   };
 
-  // Recompute the merged tree (after a filter or grouping change), keeping the zoom on the
-  // same stack path when it still exists.
-  FlameGraph.prototype._rebuild = function (keepZoom) {
+  // Recompute the merged tree (after a filter, grouping or view change), keeping the zoom
+  // on the same stack path when it still exists (`loose`: matching frames by function
+  // only, when the other view's boxes carry other lines).
+  FlameGraph.prototype._rebuild = function (keepZoom, loose) {
     var t0 = now();
-    var path = keepZoom && this.tree ? this._pathOf(this.zoom) : null;
+    var path = keepZoom && this.tree ? this._pathOf(this.zoom, loose) : null;
     this.tree = buildTree(this.model, this._selectedThreads(), this.groupBy);
     this.timings.build = now() - t0;
     this.history = [];
     this.hover = -1;
     this.sel = -1;
-    this.zoom = path ? this._findPath(path) : 0;
+    this.zoom = path ? this._findPath(path, loose) : 0;
     if (this.searchTerm) this._computeSearch();
     if (this.options.height === undefined || this.options.height === 'auto') {
-      var rows = this.tree.below[0] + 1;
+      // As tall as the stack is deep (the tooltip lives outside the stage, so a short
+      // graph needs no blank rows for it), at most maxHeight.
+      var rows = Math.max(3, this.tree.below[0] + 1);
       var maxH = this.options.maxHeight || 600;
-      this.stage.style.height = Math.max(160, Math.min(maxH, rows * ROW + 2)) + 'px';
+      this.stage.style.height = Math.min(maxH, rows * ROW + 4) + 'px';
     }
     this._layoutChanged();
   };
 
-  FlameGraph.prototype._pathOf = function (v) {
+  FlameGraph.prototype._frameKey = function (v, loose) {
+    var t = this.tree, key = t.strings[t.name[v]] + '\u0000' + t.strings[t.file[v]];
+    return loose ? key : key + '\u0000' + t.line[v];
+  };
+
+  FlameGraph.prototype._pathOf = function (v, loose) {
     var t = this.tree, path = [];
-    for (; v > 0; v = t.parent[v]) {
-      path.push(t.strings[t.name[v]] + '\u0000' + t.strings[t.file[v]] + '\u0000' + t.line[v]);
-    }
+    for (; v > 0; v = t.parent[v]) path.push(this._frameKey(v, loose));
     return path.reverse();
   };
 
-  FlameGraph.prototype._findPath = function (path) {
+  FlameGraph.prototype._findPath = function (path, loose) {
     var t = this.tree, v = 0;
     for (var i = 0; i < path.length; i++) {
       var found = -1;
-      for (var c = t.start[v]; c < t.start[v + 1]; c++) {
-        var k = t.kids[c];
-        if (t.strings[t.name[k]] + '\u0000' + t.strings[t.file[k]] + '\u0000' + t.line[k] ===
-            path[i]) { found = k; break; }
+      for (var c = t.start[v]; c < t.start[v + 1]; c++) {  // heaviest first
+        if (this._frameKey(t.kids[c], loose) === path[i]) { found = t.kids[c]; break; }
       }
       if (found < 0) break;
       v = found;
     }
     return v;
+  };
+
+  // ------------------------------------------------------------------ the function table
+  var TABLE_KEYS = ['name', 'file', 'self', 'total'];
+  var SORT_WORDS = { name: 'name', file: 'file', self: 'own time', total: 'total time' };
+
+  FlameGraph.prototype._adoptTable = function (table) {
+    var f = this.views.functionList, body = table.tBodies[0], head = table.tHead, self = this;
+    if (!f || !body || !head || body.rows.length !== f.name.length) return;
+    this.table = table;
+    this.tableRows = Array.prototype.slice.call(body.rows);
+    this.tableHeads = [];
+    table.classList.add('sfg-live');
+    var cells = head.rows[0].cells;
+    for (var i = 0; i < cells.length && i < TABLE_KEYS.length; i++) {
+      (function (th, key) {
+        th.classList.add('sfg-sort');
+        th.tabIndex = 0;
+        th.addEventListener('click', function () { self._onSortClick(key); });
+        th.addEventListener('keydown', function (e) {
+          if (e.key !== 'Enter' && e.key !== ' ') return;
+          e.preventDefault();
+          self._onSortClick(key);
+        });
+        self.tableHeads.push({ th: th, key: key, label: th.textContent });
+      })(cells[i], TABLE_KEYS[i]);
+    }
+    this.tableRows.forEach(function (row, k) {
+      row.addEventListener('click', function () { self._findFunction(k); });
+    });
+    var box = table.closest ? table.closest('.sfg-table-box') : null;
+    box = box || table;
+    box.setAttribute('data-lm-suppress-shortcuts', 'true');  // Enter sorts, not edits a cell
+    // Under the graph, inside it: one frame, and room for a tooltip over a short graph.
+    if (this.options.height === undefined || this.options.height === 'auto') {
+      this.root.appendChild(box);
+    }
+    this.tableSort = { key: 'self', descending: true };  // the data's own order
+    this._drawTableSort();
+  };
+
+  FlameGraph.prototype._onSortClick = function (key) {
+    var s = this.tableSort;
+    this.sortTable(key, s.key === key ? !s.descending : undefined);
+  };
+
+  // Sort the function table: numbers largest first, names A to Z unless told otherwise.
+  FlameGraph.prototype.sortTable = function (key, descending) {
+    if (!this.table || TABLE_KEYS.indexOf(key) < 0) return;
+    var f = this.views.functionList, strs = this.model.strings;
+    var numeric = key === 'self' || key === 'total';
+    if (descending === undefined) descending = numeric;
+    var order = this.tableRows.map(function (_, k) { return k; });
+    var value = numeric ? function (k) { return f[key][k]; }
+      : function (k) { return strs[f[key][k]].toLowerCase(); };
+    order.sort(function (a, b) {
+      var x = value(a), y = value(b);
+      var c = x < y ? -1 : x > y ? 1 : 0;
+      return (descending ? -c : c) || a - b;
+    });
+    var body = this.table.tBodies[0];
+    for (var i = 0; i < order.length; i++) body.appendChild(this.tableRows[order[i]]);
+    this.tableSort = { key: key, descending: descending };
+    this._drawTableSort();
+  };
+
+  FlameGraph.prototype._drawTableSort = function () {
+    var s = this.tableSort, threads = this.model.threads.length;
+    this.tableHeads.forEach(function (h) {
+      var on = h.key === s.key;
+      h.th.textContent = h.label + (on ? (s.descending ? ' \u25be' : ' \u25b4') : '');
+      h.th.setAttribute('aria-sort', on ? (s.descending ? 'descending' : 'ascending') : 'none');
+    });
+    if (this.table.caption) {
+      this.table.caption.textContent = this.tableRows.length + ' functions, by ' +
+        SORT_WORDS[s.key] + (threads > 1 ? ', all ' + threads + ' threads' : '') +
+        ' \u00b7 sort: click a heading \u00b7 find: click a row';
+    }
+  };
+
+  FlameGraph.prototype._rowTerm = function (k) {
+    var f = this.views.functionList;
+    return '/^' + escapeRegex(this.model.strings[f.name[k]]) + '$/';
+  };
+
+  FlameGraph.prototype._findFunction = function (k) {
+    var term = this._rowTerm(k);
+    this.setSearch(this.searchTerm === term ? '' : term);
   };
 
   FlameGraph.prototype._computeSearch = function () {
@@ -698,6 +867,19 @@ var SpyFlameGraph = (function () {
     this._rebuild(true);
   };
 
+  // Boxes by line or by function (both trees came from Python); keeps filters and zoom.
+  FlameGraph.prototype.setBy = function (by) {
+    var model = this.views.models[by];
+    if (!model || by === this.by) return false;
+    this.by = by;
+    this.model = model;
+    if (this.filterThread !== null && this.filterThread >= model.threads.length) {
+      this.filterThread = null;
+    }
+    this._rebuild(true, true);
+    return true;
+  };
+
   FlameGraph.prototype.setGroupBy = function (g) {
     this.groupBy = g === 'process' || g === 'thread' ? g : 'none';
     this.groupSelect.value = this.groupBy;
@@ -765,8 +947,18 @@ var SpyFlameGraph = (function () {
       total: t.total[0],
       modelTotal: this.model.total,
       nodes: t.n,
+      rows: t.below[0] + 1,
       orientation: this.orientation,
       groupBy: this.groupBy,
+      by: this.by,
+      views: Object.keys(this.views.models),
+      secondsPerSample: this.views.perSample,
+      table: this.table ? {
+        sort: this.tableSort,
+        names: Array.prototype.map.call(this.table.tBodies[0].rows, function (r) {
+          return r.cells[0].textContent;
+        }),
+      } : null,
       filter: { pid: this.filterPid, thread: this.filterThread },
       visibleCount: d.n - aggregated,
       aggregatedCount: aggregated,
@@ -970,7 +1162,7 @@ var SpyFlameGraph = (function () {
       var nameId = t.name[v];
       var text = t.strings[nameId];
       if (v === 0) {
-        text = 'all \u2014 ' + fmtInt(t.total[0]) + ' samples';
+        text = 'all \u2014 ' + fmtInt(t.total[0]) + ' samples' + this._sec(t.total[0]);
         nameId = -1;
       }
       var label = this._fit(text, nameId, avail);
@@ -1154,6 +1346,26 @@ var SpyFlameGraph = (function () {
   };
 
   // ------------------------------------------------------------------ tooltip
+  // " · 1.23 s": the time `count` samples stand for, when the data says (else "").
+  FlameGraph.prototype._sec = function (count) {
+    var per = this.views.perSample;
+    return per ? ' \u00b7 ' + fmtSec(count * per) : '';
+  };
+
+  // The exact own/total of the function a frame node belongs to (from Python), or null.
+  FlameGraph.prototype._functionOf = function (v) {
+    var t = this.tree, k = t.kind[v];
+    if (v <= 0 || k === K_ROOT || k === K_GROUP || k === K_OTHER) return null;
+    return this.views.functions.get(t.name[v] + ':' + t.file[v]) || null;
+  };
+
+  // How many boxes of the current tree belong to the function of node v.
+  FlameGraph.prototype._boxesOf = function (v) {
+    var t = this.tree, nm = t.name[v], fl = t.file[v], n = 0;
+    for (var i = 1; i < t.n; i++) if (t.name[i] === nm && t.file[i] === fl) n++;
+    return n;
+  };
+
   FlameGraph.prototype._fillTip = function (v) {
     var t = this.tree, tip = this.tooltip, total = t.total[0], z = this.zoom;
     var name = t.strings[t.name[v]], file = t.strings[t.file[v]], line = t.line[v];
@@ -1170,10 +1382,22 @@ var SpyFlameGraph = (function () {
     }
     var rows = [
       ['Samples', fmtInt(t.total[v]) + (t.self[v] ? '  (self ' + fmtInt(t.self[v]) + ')' : '')],
-      ['Of total', fmtPct(t.total[v] / total)],
+      ['Of total', fmtPct(t.total[v] / total) + this._sec(t.total[v])],
     ];
-    if (z !== 0 && t.depth[v] >= t.depth[z]) rows.push(['Of zoom', fmtPct(t.total[v] / t.total[z])]);
-    if (t.self[v]) rows.push(['Self', fmtPct(t.self[v] / total)]);
+    if (z !== 0 && t.depth[v] >= t.depth[z]) {
+      rows.push(['Of zoom', fmtPct(t.total[v] / t.total[z])]);
+    }
+    if (t.self[v]) rows.push(['Self', fmtPct(t.self[v] / total) + this._sec(t.self[v])]);
+    // A function can fill several boxes (one per line or per call path): its own total,
+    // every stack counted once, is what the table says.
+    var fn = this._functionOf(v);
+    var boxes = fn ? this._boxesOf(v) : 0;
+    if (fn && (boxes > 1 || fn.total !== t.total[v] || t.total[0] !== this.model.total)) {
+      var filtered = this.filterPid !== null || this.filterThread !== null;
+      rows.push([filtered ? 'Function (all threads)' : 'Function total',
+        fmtPct(fn.total / this.model.total) + this._sec(fn.total) +
+        (boxes > 1 ? ', ' + boxes + ' boxes' : '')]);
+    }
     if (kind !== K_ROOT && kind !== K_GROUP && kind !== K_OTHER) {
       rows.push(['Kind', { 1: 'your code', 2: 'standard library', 3: 'installed package',
         4: 'no file' }[kind]]);
@@ -1203,7 +1427,7 @@ var SpyFlameGraph = (function () {
       el('span', { class: 'sfg-tip-key', text: 'Samples' }),
       el('span', { class: 'sfg-tip-val', text: fmtInt(sum) }),
       el('span', { class: 'sfg-tip-key', text: 'Of total' }),
-      el('span', { class: 'sfg-tip-val', text: fmtPct(sum / t.total[0]) }),
+      el('span', { class: 'sfg-tip-val', text: fmtPct(sum / t.total[0]) + this._sec(sum) }),
     ]);
     tip.appendChild(grid);
     tip.appendChild(el('div', { class: 'sfg-tip-hint', text: 'zoom into ' +
@@ -1211,13 +1435,16 @@ var SpyFlameGraph = (function () {
     tip.hidden = false;
   };
 
+  // (x, y) in the stage; the tooltip is placed in the root, which may be taller.
   FlameGraph.prototype._placeTip = function (x, y) {
     var tip = this.tooltip;
     if (tip.hidden) return;
-    var tw = tip.offsetWidth, th = tip.offsetHeight, W = this.W, H = this.H;
-    var left = x + 14, top = y + 16;
-    if (left + tw > W - 4) left = Math.max(4, x - tw - 14);
-    if (top + th > H - 4) top = Math.max(4, y - th - 12);
+    var ox = this.stage.offsetLeft, oy = this.stage.offsetTop;
+    var tw = tip.offsetWidth, th = tip.offsetHeight;
+    var W = this.root.clientWidth, H = this.root.clientHeight;
+    var left = ox + x + 14, top = oy + y + 16;
+    if (left + tw > W - 4) left = Math.max(4, ox + x - tw - 14);
+    if (top + th > H - 4) top = Math.max(4, oy + y - th - 12);
     tip.style.transform = 'translate(' + Math.round(left) + 'px,' + Math.round(top) + 'px)';
   };
 
@@ -1233,6 +1460,15 @@ var SpyFlameGraph = (function () {
     this.flameBtn.setAttribute('aria-pressed', String(flame));
     this.icicleBtn.setAttribute('aria-pressed', String(!flame));
     this.root.classList.toggle('sfg-icicle', !flame);
+    if (this.byLineBtn) {
+      this.byLineBtn.setAttribute('aria-pressed', String(this.by === 'line'));
+      this.byFunctionBtn.setAttribute('aria-pressed', String(this.by === 'function'));
+    }
+    if (this.table) {
+      for (var r = 0; r < this.tableRows.length; r++) {
+        this.tableRows[r].classList.toggle('sfg-row-on', this.searchTerm === this._rowTerm(r));
+      }
+    }
     this.backBtn.disabled = !this.history.length;
     this.resetBtn.disabled = this.zoom === 0;
 
@@ -1248,7 +1484,8 @@ var SpyFlameGraph = (function () {
       var total = t.total[0];
       info.classList.add('sfg-match-on');
       info.appendChild(el('b', { class: 'sfg-match-pct', text: fmtPct(total ? this.matched / total : 0) }));
-      info.appendChild(document.createTextNode(' matched \u00b7 ' + fmtInt(this.matched) + ' samples'));
+      info.appendChild(document.createTextNode(' matched \u00b7 ' + fmtInt(this.matched) +
+        ' samples' + this._sec(this.matched)));
       if (this.zoom !== 0) {
         var mz = this._matchedInZoom();
         info.appendChild(document.createTextNode(' \u00b7 ' + fmtPct(mz / t.total[this.zoom]) +
@@ -1281,9 +1518,10 @@ var SpyFlameGraph = (function () {
     });
     var z = this.zoom;
     this.zoomInfo.textContent = z === 0
-      ? fmtInt(t.total[0]) + ' samples' + (t.total[0] !== model.total ? ' (filtered, of ' +
-        fmtInt(model.total) + ')' : '')
-      : fmtInt(t.total[z]) + ' samples \u00b7 ' + fmtPct(t.total[z] / t.total[0]) + ' of total';
+      ? fmtInt(t.total[0]) + ' samples' + this._sec(t.total[0]) +
+        (t.total[0] !== model.total ? ' (filtered, of ' + fmtInt(model.total) + ')' : '')
+      : fmtInt(t.total[z]) + ' samples \u00b7 ' + fmtPct(t.total[z] / t.total[0]) +
+        ' of total' + this._sec(t.total[z]);
     this.footerInfo.textContent = fmtInt(t.n) + ' nodes' + (model.pruned
       ? ' \u00b7 frames under ' + fmtPct(model.minFraction) + ' of samples merged into (other)'
       : '');
@@ -1295,7 +1533,8 @@ var SpyFlameGraph = (function () {
   }
 
   var api = {
-    render: render, buildTree: buildTree, Model: Model, fmtPct: fmtPct, fileKind: function (f) {
+    render: render, buildTree: buildTree, Model: Model, Views: Views, fmtPct: fmtPct,
+    fmtSec: fmtSec, fileKind: function (f) {
       return KIND_NAMES[fileKind(f)];
     }, version: 1,
   };

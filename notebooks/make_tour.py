@@ -28,10 +28,13 @@ code: a small helper process reads the kernel's Python stacks **from outside** (
 each profiled cell:
 
 - a **live table** of the hottest functions while the cell runs;
-- when it ends, an **interactive flame graph** (zoom, search, tooltips, per-thread and
-  per-process filters), with static fallbacks in the same output — a self-contained HTML
-  page, a PNG and a text top list — so the saved notebook still shows the profile where no
-  kernel or widget manager runs (nbconvert, GitHub).
+- when it ends, a **report**: how the sampling went (duration, samples, rate achieved
+  against asked, and a verdict in plain words), an **interactive flame graph** (zoom,
+  search, tooltips with seconds beside every share, boxes by line or by function, per-thread
+  and per-process filters) and a sortable table of each function's own and total time.
+  It is plain HTML with its own script, so the saved notebook shows it again when reopened
+  without the kernel, as do nbconvert pages; where scripts never run (GitHub, an untrusted
+  copy) its header, table and a picture of the graph still show.
 
 The profile is trimmed to your cell: the kernel's own machinery (ipykernel, tornado,
 asyncio) is cut away and frames of notebook code read `In [n]`.

@@ -3,7 +3,11 @@
 Writes an HTML page (`render_html`) from a synthetic tree (3 processes, 6 threads, ~20k
 nodes), opens it from file:// and drives it like a person: hover, click to zoom, Escape,
 search, icicle toggle, thread/process filters; then times a 50k-node build + first draw.
-Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright is missing.
+A small hand-made profile (a function called from two lines) checks the report around it:
+the by line / by function toggle, the tooltip's seconds and the function's true total, the
+sortable function table, Python and JS formatting alike, and the notebook fragment sized to
+its stack. Screenshots go to test-artifacts/. Skipped when /usr/bin/chromium or playwright
+is missing.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import base64
 import random
 import re
+from collections import Counter
 
 import pytest
 from browser import ARTIFACTS, launched_chromium, require_chromium_and_playwright
 
-from spy_magic.profile.flametree import build_tree, node_count
+from spy_magic.profile.flametree import build_tree, build_views, node_count
 from spy_magic.profile.html import asset, render_html
+from spy_magic.profile.summary import fmt_pct
 
 require_chromium_and_playwright()
 
@@ -127,13 +133,6 @@ def expected_share(counts: dict, term: str) -> tuple[int, int]:
             if any(term in label.split(" (", 1)[0].lower() for label in stack):
                 hit += n
     return hit, total
-
-
-def fmt_pct(fraction: float) -> str:
-    p = fraction * 100
-    if p >= 1:
-        return f"{p:.1f}%"
-    return "<0.01%" if p < 0.01 else f"{p:.2f}%"
 
 
 @pytest.fixture(scope="module")
@@ -408,3 +407,186 @@ def render_js_classic() -> str:
     from spy_magic.profile.html import classic_script
 
     return classic_script()
+
+
+# --- both views, the function table, seconds: what the notebook and the page show ---------------
+
+APP_PY, LIB_PY = "/home/dev/app.py", "/home/dev/lib.py"
+MAIN_T, WORKER_T = (7, 70, "MainThread"), (7, 71, "worker")
+# `main` calls `work` from two lines (40 and 41) and `work` runs on lines 5 and 6: by line
+# `work` is two boxes, by function one; `leaf` is under both and under the worker's `loop`.
+VIEW_COUNTS = {
+    MAIN_T: {
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:40)", f"work ({APP_PY}:5)",
+         f"leaf ({LIB_PY}:9)"): 50,
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:41)", f"work ({APP_PY}:6)",
+         f"leaf ({LIB_PY}:9)"): 20,
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:40)", f"work ({APP_PY}:5)"): 10,
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:40)", f"helper ({APP_PY}:70)"): 15,
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:42)"): 5,
+    },
+    WORKER_T: {
+        ("run (/usr/lib/python3.12/threading.py:1)", "loop (/w.py:2)", f"leaf ({LIB_PY}:9)"): 30,
+    },
+}  # fmt: skip
+PER_SAMPLE = 0.01  # seconds one sample stands for
+
+
+def brute_functions(counts: dict) -> list[tuple[str, str, int, int]]:
+    """(name, file, own, total) per function, each stack counted once, as Profile does."""
+    from spy_magic.profile.flametree import parse_label
+
+    own: Counter = Counter()
+    total: Counter = Counter()
+    for per in counts.values():
+        for stack, n in per.items():
+            frames = [parse_label(label)[:2] for label in stack]
+            own[frames[-1]] += n
+            for key in set(frames):
+                total[key] += n
+    rows = [(name, file, own[(name, file)], t) for (name, file), t in total.items()]
+    return sorted(rows, key=lambda r: (-r[2], -r[3], r[0], r[1]))
+
+
+@pytest.fixture
+def views_page(browser, tmp_path):
+    views = build_views(VIEW_COUNTS, brute_functions(VIEW_COUNTS), min_fraction=0,
+                        seconds_per_sample=PER_SAMPLE)  # fmt: skip
+    metadata = {"duration": 1.3, "rate": 100, "asked_rate": 100}
+    verdict = "kept up: p99 lateness 0.10 ms at 100 Hz"
+    doc = render_html(views, title="app.py", metadata=metadata, verdict=verdict)
+    path = tmp_path / "views.html"
+    path.write_text(doc, encoding="utf-8")
+    pg = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_function("window.__spyFlame !== undefined")
+    yield pg
+    assert not errors, errors
+    pg.close()
+
+
+def hover_tip(pg, frame: dict) -> str:
+    pg.mouse.move(frame["clientX"], frame["clientY"])
+    tip = pg.locator(".sfg-tooltip")
+    tip.wait_for(state="visible")
+    return tip.inner_text()
+
+
+def test_by_line_by_function_toggle_and_true_function_totals(views_page):
+    pg, total = views_page, 130
+    header = pg.inner_text(".spy-header")
+    assert "100 Hz of 100 Hz asked" in header and "kept up: p99 lateness" in header
+    assert pg.locator(".sfg-seg").all_inner_texts() == ["By line", "By function", "Flame", "Icicle"]
+    s = state(pg)
+    assert s["by"] == "line" and s["views"] == ["line", "function"]
+    assert s["secondsPerSample"] == PER_SAMPLE
+    assert "130 samples · 1.30 s" in pg.inner_text(".sfg-zoominfo")
+    # By line, `work` is two boxes (60 and 20): the tooltip of either names its own share
+    # and the function's true total (80 samples, 0.80 s), which the table shows too.
+    work = frames(pg, "work")
+    assert sorted(f["total"] for f in work) == [20, 60]
+    text = hover_tip(pg, work[0])
+    assert f"Of total\n{fmt_pct(60 / total)} · 600 ms" in text, text
+    assert f"Function total\n{fmt_pct(80 / total)} · 800 ms, 2 boxes" in text, text
+    pg.screenshot(path=str(ARTIFACTS / "flamegraph-by-line.png"))
+    row = pg.locator(".sfg-table tbody tr", has_text="work").inner_text()
+    assert f"{fmt_pct(80 / total)}" in row and "800 ms" in row and "100 ms" in row, row
+
+    # By function: one `work` box of 80 under one `main`; fewer boxes; the zoom follows.
+    pg.mouse.click(work[0]["clientX"], work[0]["clientY"])
+    assert state(pg)["zoom"]["name"] == "work"
+    boxes_by_line = state(pg)["nodes"]
+    pg.click(".sfg-by-function")
+    s = state(pg)
+    assert s["by"] == "function" and s["nodes"] < boxes_by_line
+    assert s["zoom"]["name"] == "work" and s["zoom"]["total"] == 80 and s["zoom"]["line"] == 0
+    pg.click(".sfg-reset")
+    assert state(pg)["zoom"]["id"] == 0
+    assert [f["total"] for f in frames(pg, "work")] == [80]
+    assert len(frames(pg, "main")) == 1
+    text = hover_tip(pg, frames(pg, "work")[0])
+    assert f"Of total\n{fmt_pct(80 / total)} · 800 ms" in text and "Function total" not in text
+    # `leaf` is still two boxes (under `work` and under the worker's `loop`).
+    leaf = frames(pg, "leaf")
+    assert sorted(f["total"] for f in leaf) == [30, 70]
+    assert f"Function total\n{fmt_pct(100 / total)} · 1.00 s, 2 boxes" in hover_tip(pg, leaf[0])
+    pg.screenshot(path=str(ARTIFACTS / "flamegraph-by-function.png"))
+    pg.click(".sfg-by-line")
+    assert state(pg)["by"] == "line" and len(frames(pg, "work")) == 2
+
+
+def test_function_table_sorts_and_finds_a_function(views_page):
+    pg = views_page
+    rows = brute_functions(VIEW_COUNTS)
+    table = state(pg)["table"]
+    assert table["names"] == [r[0] for r in rows]  # the data's order: own time first
+    assert table["sort"] == {"key": "self", "descending": True}
+    assert "7 functions, by own time, all 2 threads" in pg.inner_text(".sfg-table caption")
+    pg.click(".sfg-table th:has-text('Total')")
+    by_total = [r[0] for r in sorted(rows, key=lambda r: -r[3])]  # stable, like the JS
+    assert state(pg)["table"]["names"] == by_total
+    assert "Total ▾" in pg.inner_text(".sfg-table thead")
+    pg.click(".sfg-table th:has-text('Total')")
+    assert state(pg)["table"]["names"][0] == min(rows, key=lambda r: r[3])[0]
+    pg.click(".sfg-table th:has-text('Function')")
+    assert state(pg)["table"]["names"] == sorted((r[0] for r in rows), key=str.lower)
+    # A row finds its function: the search's share is the function's total.
+    pg.locator(".sfg-table tbody tr", has_text="leaf").click()
+    s = state(pg)
+    assert s["search"]["term"] == "/^leaf$/" and s["search"]["matched"] == 100
+    assert pg.locator(".sfg-table tr.sfg-row-on").inner_text().startswith("leaf")
+    assert "100 samples · 1.00 s" in pg.inner_text(".sfg-match")
+    pg.screenshot(path=str(ARTIFACTS / "flamegraph-table.png"))
+    pg.locator(".sfg-table tbody tr", has_text="leaf").click()  # again: search cleared
+    assert state(pg)["search"]["term"] == ""
+
+
+def test_js_and_python_print_shares_and_seconds_alike(browser):
+    from spy_magic.profile.summary import fmt_seconds
+
+    pg = browser.new_page()
+    pg.set_content("<div></div>")
+    pg.add_script_tag(content=render_js_classic())
+    fractions = [0, 1e-5, 0.0042, 0.0099, 0.01, 0.123, 0.5, 1]
+    seconds = [0, 0.00042, 0.0042, 0.042, 0.42, 0.999, 4.2, 42, 420]
+    got = pg.evaluate("([f, s]) => [f.map(SpyFlameGraph.fmtPct), s.map(SpyFlameGraph.fmtSec)]",
+                      [fractions, seconds])  # fmt: skip
+    assert got == [[fmt_pct(f) for f in fractions], [fmt_seconds(x) for x in seconds]]
+    pg.close()
+
+
+def test_notebook_fragment_fits_its_stack_and_keeps_the_picture_until_drawn(browser):
+    """The fragment a notebook output holds: the graph is as tall as the stack is deep (no
+    blank band above a short one), its picture gives way to the live graph, and a tooltip
+    over the short graph is not cut off."""
+    from spy_magic.profile.html import render_report
+
+    views = build_views(VIEW_COUNTS, brute_functions(VIEW_COUNTS), by="function",
+                        min_fraction=0, seconds_per_sample=PER_SAMPLE)  # fmt: skip
+    png = (ARTIFACTS / "flamegraph.png").read_bytes() if (ARTIFACTS / "flamegraph.png").exists() \
+        else b"\x89PNG"  # fmt: skip
+    fragment = render_report(views, title="In [2]", verdict="kept up", fallback_png=png)
+    pg = browser.new_page(viewport={"width": 1100, "height": 800})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.set_content(f"<html><body><p>before</p>{fragment}{fragment}</body></html>")
+    pg.wait_for_function("document.querySelectorAll('.sfg canvas').length === 2")
+    assert not errors, errors
+    assert pg.locator(".sfg-fallback").count() == 0
+    first = pg.locator(".sfg-report").first
+    s = first.locator(".sfg").evaluate("e => e.__spyFlame.state()")
+    assert s["by"] == "function"
+    rows = 5  # all, <module>, main, work, leaf
+    stage = first.locator(".sfg-stage").bounding_box()
+    assert stage["height"] == pytest.approx(rows * 18 + 4, abs=1), stage
+    assert first.locator(".sfg-table tbody tr").count() == 7
+    top = first.locator(".sfg").evaluate("e => e.__spyFlame.findFrames('leaf')")[0]
+    pg.mouse.move(top["clientX"], top["clientY"])
+    tip = first.locator(".sfg-tooltip")
+    tip.wait_for(state="visible")
+    box, root = tip.bounding_box(), first.locator(".sfg").bounding_box()
+    assert root["y"] <= box["y"] and box["y"] + box["height"] <= root["y"] + root["height"]
+    first.screenshot(path=str(ARTIFACTS / "flamegraph-fragment.png"))
+    pg.close()

@@ -11,7 +11,8 @@ import pytest
 
 from spy_magic.profile import flametree
 from spy_magic.profile import html as fhtml
-from spy_magic.profile.flametree import OTHER, build_tree, node_count, parse_label
+from spy_magic.profile.flametree import OTHER, build_tree, build_views, node_count, parse_label
+from spy_magic.profile.summary import fmt_pct, fmt_seconds
 
 # -- labels ----------------------------------------------------------------------------------
 
@@ -266,6 +267,123 @@ def test_deep_stacks_do_not_recurse():
     assert tree["threads"][0]["nodes"]["total"][-1] == 3
 
 
+def test_by_function_merges_the_lines_of_a_function():
+    """`work` runs on lines 5 and 6 of /a.py under `main`: by line two boxes (60 + 20), by
+    function one box holding both (80), its children merged too; nothing is lost."""
+    by_line = build_tree(_sample_input(), min_fraction=0)
+    tree = build_tree(_sample_input(), min_fraction=0, by="function")
+    _check_invariants(tree)
+    main = _paths(tree["threads"][0], tree)
+    m = ("main", "/a.py", 0)
+    work = (m, ("work", "/a.py", 0))
+    assert main[work]["total"] == 80 and main[work]["self"] == 10
+    assert main[(*work, ("leaf", "/b.py", 0))]["total"] == 70
+    assert [p for p in main if p and p[-1][0] == "work"] == [work]
+    assert all(key[2] == 0 for path in main for key in path)
+    assert [t["total"] for t in tree["threads"]] == [t["total"] for t in by_line["threads"]]
+    assert node_count(tree) < node_count(by_line)
+
+
+def test_by_must_be_line_or_function():
+    with pytest.raises(ValueError, match="by must be one of"):
+        build_tree(_sample_input(), by="file")
+    with pytest.raises(ValueError, match="by must be one of"):
+        build_views(_sample_input(), [], by="lines")
+
+
+# (name, file, self, total) as Profile.functions(by="function") counts them for _sample_input.
+FUNCTIONS = [
+    ("leaf", "/b.py", 77, 77),
+    ("loop", "/w.py", 30, 30),
+    ("f (x)", "/a.py", 15, 15),
+    ("work", "/a.py", 10, 80),
+    ("main", "/a.py", 4, 106),
+    ("tiny", "/w.py", 1, 1),
+    ("run", "/usr/lib/python3.11/threading.py", 0, 31),
+]
+
+
+def test_views_hold_both_trees_over_one_string_table_and_the_function_table():
+    views = build_views(_sample_input(), FUNCTIONS, by="function", min_fraction=0.05,
+                        seconds_per_sample=0.01)  # fmt: skip
+    assert views["format"] == "spy_magic.flameviews" and views["version"] == 1
+    assert views["by"] == "function" and views["seconds_per_sample"] == 0.01
+    strings = views["strings"]
+    assert len(set(strings)) == len(strings) and strings[0] == ""
+    for by in ("line", "function"):
+        tree = {**views["views"][by], "strings": strings}
+        _check_invariants(tree)
+        alone = build_tree(_sample_input(), min_fraction=0.05, by=by)
+        for shared, own in zip(tree["threads"], alone["threads"]):
+            assert _paths(shared, tree) == _paths(own, alone)
+    # Functions under the pruning threshold (6.9 of 138 samples) are left out, like their
+    # nodes; the rest keep their exact counts, in the given order.
+    fns = views["functions"]
+    kept = [(strings[n], strings[f], s, t) for n, f, s, t in
+            zip(fns["name"], fns["file"], fns["self"], fns["total"])]  # fmt: skip
+    assert kept == [f for f in FUNCTIONS if f[3] >= 6.9]
+    json.loads(json.dumps(views))
+    assert "seconds_per_sample" not in build_views(_sample_input(), FUNCTIONS)
+
+
+def _views() -> dict:
+    return build_views(_sample_input(), FUNCTIONS, min_fraction=0, seconds_per_sample=0.02)
+
+
+def test_functions_table_shows_every_share_with_its_seconds():
+    table = fhtml.functions_table(_views())
+    rows = re.findall(r"<tr><td class=\"sfg-fn\"[^>]*>(.*?)</td>.*?</tr>", table)
+    assert [html_unescape(r) for r in rows] == [f[0] for f in FUNCTIONS]
+    work = re.search(r"<tr><td class=\"sfg-fn\"[^>]*>work</td>(.*?)</tr>", table).group(1)
+    cells = re.findall(r'<span class="sfg-pct">(.*?)</span> <span class="sfg-sec">(.*?)</span>',
+                       work)  # fmt: skip
+    assert cells == [(fmt_pct(10 / 138), fmt_seconds(0.2)), (fmt_pct(80 / 138), fmt_seconds(1.6))]
+    assert cells == [("7.2%", "200 ms"), ("58.0%", "1.60 s")]
+    assert "all 3 threads" in table
+    assert fhtml.functions_table(build_tree(_sample_input())) == ""  # a bare tree: no table
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (0.00042, "0.42 ms"), (0.0042, "4.2 ms"), (0.042, "42 ms"), (0.42, "420 ms"),
+     (4.2, "4.20 s"), (42, "42.0 s"), (420, "420 s")],
+)  # fmt: skip
+def test_fmt_seconds(seconds, text):
+    assert fmt_seconds(seconds) == text
+
+
+def test_report_fragment_shows_the_profile_without_a_script():
+    """The notebook fragment: header, verdict, table and the picture are plain HTML (what an
+    untrusted notebook or GitHub shows); the data and the script follow, and nothing in it
+    is fetched, nor styled or named so that a notebook would treat it as its own heading."""
+    views = _views()
+    fragment = fhtml.render_report(
+        views, title="In [3]", metadata={"samples": 138, "duration": 1.38, "rate": 100,
+                                         "asked_rate": 1000}, verdict="rate lowered",
+        kept_up=False, fallback_png=b"\x89PNG fake",
+    )  # fmt: skip
+    assert fragment.startswith('<div class="sfg-report"><style>')
+    assert fragment.endswith("</script></div>")
+    assert "100 Hz of 1,000 Hz asked" in fragment
+    assert '<div class="sfg-verdict sfg-verdict-warn">rate lowered</div>' in fragment
+    assert '<img class="sfg-fallback"' in fragment and "data:image/png;base64," in fragment
+    assert fragment.index("sfg-fallback") < fragment.index("sfg-table") < fragment.index("<script")
+    assert not re.search(r"<(h1|h2|dl|iframe)\b", fragment)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", fragment)
+    assert fragment.count("<script") == 3
+    blob = re.search(r'<script type="application/json" class="sfg-data">(.*?)</script>',
+                     fragment, re.S).group(1)  # fmt: skip
+    assert json.loads(blob) == json.loads(json.dumps(views))
+    page = fhtml.render_html(views, title="x", verdict="kept up")
+    assert "sfg-table" in page and "kept up" in page and "<img" not in page
+
+
 def test_processes_names():
     tree = build_tree(_sample_input(), process_names={1: "python a.py", 2: "worker"})
     assert tree["processes"] == {"1": "python a.py", "2": "worker"}
@@ -317,7 +435,7 @@ def test_render_html_is_self_contained_and_escaped():
     assert page.count("<script") == 3
     assert page.lower().count("</script") == 3
     blob = re.search(
-        r'<script type="application/json" id="spy-flame-data">(.*?)</script>', page, re.S
+        r'<script type="application/json" class="sfg-data">(.*?)</script>', page, re.S
     ).group(1)
     assert json.loads(blob) == json.loads(json.dumps(tree))
     assert "\u2028" not in page

@@ -7,10 +7,13 @@ in chromium driven by playwright, then runs the cells with Shift+Enter on the se
 
 1. `%load_ext spy_magic`;
 2. a `%%spy` cell running the spec's sleeping example (function_a/b/c, about 1 s): the
-   anywidget flame graph must render (canvas with ink, toolbar, legend) in the colours of
-   the Jupyter theme, its tooltip must name a hovered frame, its search box must find
-   `function_a` in nearly every sample, and its arrow keys / Enter must move and zoom in the
-   graph rather than between the notebook's cells;
+   report must replace the live table: its header (samples, duration, rate achieved and
+   asked, the verdict), the flame graph (canvas with ink, toolbar, legend) in the colours
+   of the Jupyter theme, its tooltip naming a hovered frame with seconds beside the shares,
+   its search box finding `function_a` in nearly every sample, the by line / by function
+   toggle (function_a is two boxes by line, one by function), the function table with
+   seconds, and its arrow keys / Enter moving and zooming in the graph rather than between
+   the notebook's cells;
 3. a cell starting a busy Python process and `%spy_attach`-ing it: the live top table must
    show its functions and change between two readings ~2 s apart; its Stop button must turn
    the output into the attachment's flame graph;
@@ -18,6 +21,14 @@ in chromium driven by playwright, then runs the cells with Shift+Enter on the se
 
 No error output, no "Error displaying widget", no page error after the cells start. Runs in
 JupyterLab (light and dark theme) and Notebook 7, the browser preferring a dark colour scheme.
+
+`test_saved_notebook_reopens_with_its_profile`: run two %%spy cells (one `--function`),
+save, shut the kernel down, reload the page: both profiles must show again and work (hover,
+zoom, toggle, table), with no "Error displaying widget", in JupyterLab and Notebook 7 and
+with the widget manager's "save widget state" on and off; each profile adds at most 200 KB
+to the saved file. A copy the server never signed (someone else's notebook: scripts are
+stripped) must still show the header, the table and the picture.
+
 Screenshots go to test-artifacts/jupyter-<front end>-*.png. The server, its kernels and
 everything they started are killed at the end, whatever happened.
 
@@ -44,7 +55,7 @@ import pytest
 from browser import ARTIFACTS, launched_chromium, missing, require_chromium_and_playwright
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER_START_TIMEOUT_S = 60
+SERVER_START_TIMEOUT_S = 180  # a server starting on a loaded 2-core machine is slow
 TIMEOUT_MS = 60_000  # any single wait in the page (a loaded 2-core machine is slow)
 
 
@@ -175,6 +186,27 @@ class JupyterServer:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
+    def set_widget_state_saving(self, on: bool) -> None:
+        """The widget manager's "Save Widget State Automatically" (off by default)."""
+        path = (
+            self.settings / "@jupyter-widgets" / "jupyterlab-manager" / "plugin.jupyterlab-settings"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"saveState": on}))
+
+    def shut_kernels_down(self, page) -> None:
+        """Shut every kernel down, as a restart ends the old one, through the page's own
+        session (the server wants its XSRF cookie back); wait until none is listed."""
+        xsrf = next((c["value"] for c in page.context.cookies() if c["name"] == "_xsrf"), "")
+        kernels = f"{self.url}/api/kernels"
+        for kernel in page.request.get(kernels).json():
+            answer = page.request.delete(f"{kernels}/{kernel['id']}", headers={"X-XSRFToken": xsrf})
+            assert answer.ok, (answer.status, answer.text())
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while page.request.get(kernels).json():
+            assert time.monotonic() < deadline, "the kernels did not shut down"
+            time.sleep(0.2)
+
     def set_theme(self, theme: str) -> None:
         """The theme of the pages opened from now on (Lab and Notebook 7 share it)."""
         path = self.settings / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
@@ -276,13 +308,19 @@ def check_flame_graph(output, search: str) -> float:
     assert scheme == ("light" if light == "true" else "dark"), (scheme, light)
     canvas = graph.locator("canvas.sfg-canvas")
     box = canvas.bounding_box()
-    assert box and box["width"] > 300 and box["height"] >= 100, box
+    rows = graph.evaluate("e => e.__spyFlame.state().rows")
+    # As tall as the stack is deep (18 px a row, at least 3, at most 560 px in a notebook):
+    # no blank band above it.
+    assert box and box["width"] > 300, box
+    assert box["height"] == pytest.approx(min(560, max(3, rows) * 18 + 4), abs=1), (box, rows)
     assert canvas_ink(canvas) > 5_000
     legend = graph.locator(".sfg-legend").inner_text()
     assert "your code" in legend and "standard library" in legend, legend
-    assert graph.locator(".sfg-seg").all_inner_texts() == ["Flame", "Icicle"]
-    samples = re.search(r"([\d,]+) samples", graph.locator(".sfg-zoominfo").inner_text())
-    assert samples and int(samples.group(1).replace(",", "")) > 10, samples
+    segments = graph.locator(".sfg-seg").all_inner_texts()
+    assert segments == ["By line", "By function", "Flame", "Icicle"], segments
+    zoom_info = graph.locator(".sfg-zoominfo").inner_text()
+    samples = re.search(r"([\d,]+) samples · \d+(\.\d+)? m?s$", zoom_info)
+    assert samples and int(samples.group(1).replace(",", "")) > 10, zoom_info
     box_input = graph.locator("input.sfg-search")
     box_input.fill(search)
     pct = graph.locator(".sfg-match-pct")
@@ -292,6 +330,51 @@ def check_flame_graph(output, search: str) -> float:
     share = pct.inner_text()
     assert share.endswith("%"), share
     return float(share.rstrip("%").lstrip("<"))
+
+
+SECONDS = r"\d+(?:\.\d+)? m?s"
+
+
+def check_report(output) -> None:
+    """The header and the table of the report: the numbers people look for, seconds
+    beside every share."""
+    header = output.locator(".spy-header").inner_text()
+    for word in ("Samples", "Duration", "Rate", "Hz of 100 Hz asked", "Threads"):
+        assert word in header, header
+    verdict = output.locator(".sfg-verdict").inner_text()
+    assert re.match(r"(kept up|late|rate lowered|fewer samples)", verdict), verdict
+    rows = {}
+    for row in output.locator(".sfg-table tbody tr").all():
+        name, _file, own, total = row.locator("td").all_inner_texts()
+        rows[name] = (own, total)
+    assert {"function_a", "function_b", "function_c", "<module>"} <= set(rows), rows
+    for own, total in rows.values():
+        assert re.fullmatch(rf"[\d.<]+%\s+{SECONDS}", own), own
+        assert re.fullmatch(rf"[\d.<]+%\s+{SECONDS}", total), total
+    assert float(rows["function_a"][1].split("%")[0]) > 90  # under it: b and c
+
+
+def check_toggle(output) -> None:
+    """By line `function_a` is two boxes (its sleep, its call of function_b) and its
+    tooltip gives the function's total beside the box's; by function it is one box."""
+    flame = output.locator(".sfg")
+    state = lambda: flame.evaluate("e => e.__spyFlame.state()")  # noqa: E731
+    if state()["by"] != "line":
+        output.locator(".sfg-by-line").click()
+    boxes = flame.evaluate("e => e.__spyFlame.findFrames('function_a')")
+    assert len(boxes) == 2, boxes
+    page = output.page
+    page.mouse.move(boxes[1]["clientX"], boxes[1]["clientY"])
+    tip = output.locator(".sfg-tooltip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert re.search(rf"Of total\s+[\d.]+% · {SECONDS}", text), text
+    assert re.search(rf"Function total\s+[\d.]+% · {SECONDS}, 2 boxes", text), text
+    by_line = state()["nodes"]
+    output.locator(".sfg-by-function").click()
+    assert state()["by"] == "function" and state()["nodes"] < by_line
+    assert len(flame.evaluate("e => e.__spyFlame.findFrames('function_a')")) == 1
+    page.mouse.move(5, 5)
 
 
 def check_keyboard(page, output) -> None:
@@ -426,6 +509,10 @@ def test_widgets_render_and_update(frontend, server, browser):
         page.mouse.move(5, 5)
         spy_out.screenshot(path=shot("flamegraph-search"))
         spy_out.locator("input.sfg-search").fill("")
+        check_report(spy_out)
+        check_toggle(spy_out)
+        spy_out.screenshot(path=shot("flamegraph-by-function"))
+        spy_out.locator(".sfg-by-line").click()
         check_keyboard(page, spy_out)
 
         # 3. %spy_attach: the live top table, two readings apart, then Stop.
@@ -481,6 +568,162 @@ def test_widgets_render_and_update(frontend, server, browser):
         with contextlib.suppress(Exception):
             print("--- notebook text ---\n" + page.locator(".jp-Notebook").inner_text()[-4000:])
         print("--- page errors ---\n" + "\n".join(f"[{w}] {t}" for w, t in errors))
+        print("--- server log ---\n" + server.log())
+        raise
+    finally:
+        context.close()
+
+
+# --- a saved notebook, reopened without its kernel -----------------------------------------------
+
+PER_PROFILE_LIMIT = 200_000  # bytes a typical profile may add to the saved notebook
+REOPEN_CELLS = (LOAD_CELL, SPY_CELL, SPY_CELL.replace("%%spy", "%%spy --function", 1))
+
+
+def _saved_profiles(path: Path) -> list[dict] | None:
+    """The profile outputs saved in the notebook at `path` (None while it holds none)."""
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", []) if "data" in o]
+    text = lambda o: "".join(o["data"].get("text/plain", ""))  # noqa: E731
+    profiles = [o for o in outputs if text(o).startswith("spy_magic:")]
+    return profiles if len(profiles) == 2 else None
+
+
+def _open(page, server, address: str, name: str) -> None:
+    page.goto(server.url + address.format(name=name))
+    # The notebook in the active tab (JupyterLab keeps the ones opened before in hidden tabs).
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    cells.nth(0).wait_for(state="visible")
+    cells.nth(len(REOPEN_CELLS) - 1).wait_for(state="attached")
+
+
+def _show(output) -> None:
+    """Scroll an output into view: the notebook hides (windows) cells out of sight."""
+    output.evaluate("e => e.scrollIntoView({block: 'start'})")
+
+
+def _check_reopened(page, outputs) -> None:
+    """Each profile output shows the live report again: drawn, hoverable, zoomable."""
+    for index, output in enumerate(outputs):
+        _show(output)
+        page.wait_for_function(
+            "e => e.querySelector('.sfg canvas') || /Error displaying/.test(e.innerText)",
+            arg=output.element_handle(),
+        )
+        assert "Error displaying widget" not in output.inner_text(), output.inner_text()
+        output.locator(".sfg canvas").wait_for(state="visible")
+        assert output.locator(".sfg-fallback").count() == 0  # the script replaced it
+        flame = output.locator(".sfg")
+        state = lambda flame=flame: flame.evaluate("e => e.__spyFlame.state()")  # noqa: E731
+        assert state()["by"] == ("line", "function")[index]  # the second one is --function
+        assert canvas_ink(flame.locator("canvas.sfg-canvas")) > 5_000
+        check_report(output)
+        box = flame.evaluate("e => e.__spyFlame.findFrames('function_b')")[0]
+        page.mouse.move(box["clientX"], box["clientY"])
+        tip = output.locator(".sfg-tooltip")
+        tip.wait_for(state="visible")
+        assert "function_b" in tip.inner_text() and " · " in tip.inner_text(), tip.inner_text()
+        page.mouse.click(box["clientX"], box["clientY"])
+        assert state()["zoom"]["name"] == "function_b"
+        output.locator(".sfg-reset").click()
+        check_toggle(output)
+
+
+@pytest.mark.parametrize("save_state", [False, True], ids=["no-widget-state", "widget-state"])
+@pytest.mark.parametrize("frontend", ["lab", "notebook7"])
+def test_saved_notebook_reopens_with_its_profile(frontend, save_state, server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    tag = f"{frontend}-{'state' if save_state else 'nostate'}"
+    shot = lambda what: str(ARTIFACTS / f"jupyter-{tag}-{what}.png")  # noqa: E731
+    Path(shot("failure")).unlink(missing_ok=True)
+    name = f"reopen-{tag}.ipynb"
+    path = server.root / name
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in REOPEN_CELLS]
+    nbformat.write(nb, str(path))
+    empty_size = path.stat().st_size
+    server.set_theme("JupyterLab Light")
+    server.set_widget_state_saving(save_state)
+    address = FRONTENDS[frontend][0]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    try:
+        kernel = watch_kernel(page)
+        _open(page, server, address, name)
+        wait_for_kernel(page, kernel)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        cells.nth(0).locator(".jp-InputPrompt").click()
+        for _ in REOPEN_CELLS:
+            page.keyboard.press("Shift+Enter")
+        for i in (1, 2):
+            _show(cells.nth(i))
+            cells.nth(i).locator(".jp-OutputArea .sfg canvas").wait_for(state="visible")
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while (saved := _saved_profiles(path)) is None:
+            assert time.monotonic() < deadline, "the notebook was not saved with its profiles"
+            time.sleep(0.2)
+        # The kernel goes away (a restart, a shutdown); the page is loaded afresh.
+        server.shut_kernels_down(page)
+        page.reload()
+        _open(page, server, address, name)
+        outputs = [cells.nth(i).locator(".jp-OutputArea") for i in (1, 2)]
+        _check_reopened(page, outputs)
+        text = page.locator(".jp-Notebook").inner_text()
+        for bad in ("Error displaying widget", "model not found", "Traceback"):
+            assert bad not in text, f"{bad!r} in the reopened notebook"
+        _show(outputs[0])
+        page.screenshot(path=shot("reopened"))
+        outputs[1].screenshot(path=shot("reopened-function"))
+
+        # What the profiles cost the saved file.
+        size = path.stat().st_size
+        per_profile = (size - empty_size) / 2
+        print(f"\n{tag}: saved notebook {size} bytes, {per_profile:.0f} a profile")
+        assert per_profile <= PER_PROFILE_LIMIT, (size, empty_size)
+        for output in saved:
+            assert "application/vnd.jupyter.widget-view+json" not in output["data"]
+            assert len(json.dumps(output)) <= PER_PROFILE_LIMIT
+        # The live tables were closed once replaced: no widget state to save, or to miss.
+        widgets = json.loads(path.read_text())["metadata"].get("widgets", {})
+        models = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        assert models == {}, sorted(m.get("model_name") for m in models.values())
+
+        # Someone else's copy (its signature no longer matches): scripts are stripped, the
+        # header, the table and the picture still show, and still no error.
+        if not save_state:
+            other = nbformat.read(str(path), as_version=4)
+            other.cells.insert(0, nbformat.v4.new_markdown_cell("A copy from a colleague."))
+            nbformat.write(other, str(server.root / f"copy-{name}"))
+            _open(page, server, address, f"copy-{name}")
+            shown = page.locator(
+                ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook",
+                has_text="A copy from a colleague.",
+            )  # its tab, once active
+            shown.wait_for(state="visible")
+            copy = shown.locator(".jp-Cell").nth(2).locator(".jp-OutputArea")
+            _show(copy)
+            image = copy.locator("img.sfg-fallback")
+            image.wait_for(state="visible")
+            assert image.evaluate("i => i.complete && i.naturalWidth") > 500
+            assert copy.locator(".sfg canvas").count() == 0
+            assert "Samples" in copy.inner_text() and "function_a" in copy.inner_text()
+            text = shown.inner_text()
+            assert "Error displaying widget" not in text and "model not found" not in text
+            copy.screenshot(path=shot("untrusted"))
+        ours = [e for e in errors if OURS.search(e)]
+        assert not ours, ours
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=shot("failure"))
+        print("--- page errors ---\n" + "\n".join(errors))
         print("--- server log ---\n" + server.log())
         raise
     finally:

@@ -30,8 +30,8 @@ from ..profile.exports import LOSSLESS_FORMATS
 from ..reader import ReaderError, StackReader
 from .cells import trim_profile
 from .session import RemoteSession, SessionError
-from .views import flame_tree, profile_bundle
-from .widgets import FlameGraphWidget, TopWidget
+from .views import profile_bundle
+from .widgets import TopWidget, close_widgets
 
 LIVE_REFRESH_S = 1.0
 
@@ -338,11 +338,11 @@ class SpyMagics(Magics):
             _save(profile, args, **options)
         if args.quiet:
             return
-        widget = FlameGraphWidget(data=flame_tree(profile))
-        bundle = profile_bundle(profile, title, widget)
+        bundle = profile_bundle(profile, title, by="function" if args.function else "line")
         handle = getattr(live, "handle", None)
         if handle is not None:
             handle.update(bundle, raw=True)  # one output per cell: the live view becomes it
+            close_widgets(live.widget)  # nothing left for a reopened notebook to miss
         else:
             display(bundle, raw=True)
         if args.lag:
@@ -426,8 +426,9 @@ class SpyMagics(Magics):
                 top = TopWidget()
                 button = ipywidgets.Button(description="Stop", icon="stop", button_style="warning")
                 button.on_click(lambda _: self._stop_attachment(ident))
-                handle = display(ipywidgets.VBox([button, top]), display_id=True)
-                entry.update(top=top, button=button, handle=handle)
+                box = ipywidgets.VBox([button, top])
+                handle = display(box, display_id=True)
+                entry.update(top=top, button=button, box=box, handle=handle)
                 entry["live"] = _LiveTop(lambda: session.profile, top, label).start()
             threading.Thread(
                 target=self._await_end, args=(ident,), name="spy_magic-attach", daemon=True
@@ -463,8 +464,9 @@ class SpyMagics(Magics):
         if args.output:
             _save(profile, args)
         if "handle" in entry:
-            widget = FlameGraphWidget(data=flame_tree(profile))
-            entry["handle"].update(profile_bundle(profile, entry["label"], widget), raw=True)
+            by = "function" if args.function else "line"
+            entry["handle"].update(profile_bundle(profile, entry["label"], by=by), raw=True)
+            close_widgets(entry["box"], entry["button"], entry["top"])
         entry["profile"] = profile
         self.finished_attachments[ident] = profile
         return profile

@@ -1,24 +1,34 @@
 """What a finished profile looks like in a notebook: one output, several representations.
 
-Each output carries the live widget view plus fallbacks, so a saved notebook still shows the
-profile without a kernel: a self-contained `text/html` flame graph (nbconvert, reopened
-notebooks), an `image/png` flame graph (GitHub and other static viewers), and a `text/plain`
-top list. Tiny frames are pruned before embedding to keep notebooks small.
+The output holds no widget view: a saved notebook reopened without its kernel (or without
+the widget state) would show "Error displaying widget: model not found" instead, since the
+widget renderer wins over every other representation and does not fall back. Instead:
+
+- `text/html`: the report (`profile.html.render_report`): the summary header, the flame
+  graph (by line and by function) and the sortable function table, its script and data
+  inline. Trusted notebooks run it (the session that ran the cell, and a notebook the user
+  saved and reopens); nbconvert pages run it too. Where scripts are stripped (an untrusted
+  notebook, GitHub) the header, the table and the PNG inside it still show.
+- `image/png`: the static flame graph, for viewers that show images only (PDF/LaTeX).
+- `text/plain`: a top list.
+
+The live view while a cell runs is a widget (widgets.TopWidget); the magics replace it
+with this bundle when the cell ends. Tiny frames are pruned before embedding.
 """
 
 from __future__ import annotations
 
 import base64
 import colorsys
-import html
 import io
 import re
 import zlib
 from collections import Counter
 
 from ..profile import Profile
-from ..profile.exports import thread_stack_counts, to_html
-from ..profile.flametree import build_tree
+from ..profile.exports import flame_views, thread_stack_counts
+from ..profile.html import render_report
+from ..profile.summary import fmt_duration, summarize
 from ..reader import printable
 
 EMBED_MIN_FRACTION = 0.002  # frames under 0.2 % of the samples are merged when embedded
@@ -27,9 +37,11 @@ PNG_MAX_DEPTH = 48
 
 def top_text(profile: Profile, limit: int = 15) -> str:
     stats = profile.functions(by="function")
-    traces = sum(1 for _ in profile.iter_traces()) or 1
+    summary = summarize(profile)
+    traces = summary.stacks or 1
     lines = [
-        f"spy_magic: {profile.sample_count} samples, {profile.duration:.2f} s",
+        f"spy_magic: {summary.samples} samples, {fmt_duration(summary.duration)}; "
+        f"{summary.verdict}",
         f"{'%Own':>7} {'%Total':>7}  Function (file)",
     ]
     for stat in stats[:limit]:
@@ -41,25 +53,6 @@ def top_text(profile: Profile, limit: int = 15) -> str:
     if errors:
         lines.append("errors: " + ", ".join(f"{k} {n}" for k, n in errors.most_common()))
     return printable("\n".join(lines))
-
-
-def flame_tree(profile: Profile, min_fraction: float = EMBED_MIN_FRACTION) -> dict:
-    names = {}
-    for _, _sample, trace in profile.iter_traces():
-        if trace.pid not in names and trace.processes:
-            names[trace.pid] = str(trace.processes[-1])
-    return build_tree(thread_stack_counts(profile), min_fraction=min_fraction,
-                      process_names=names)  # fmt: skip
-
-
-def flame_html(profile: Profile, title: str, height: int = 560) -> str:
-    """The offline flame graph page, in an iframe so its script and styles stay its own."""
-    page = to_html(profile, title=title)
-    return (
-        f'<iframe srcdoc="{html.escape(page, quote=True)}" '
-        f'style="width: 100%; height: {height}px; border: 1px solid #d0d7de; '
-        f'border-radius: 6px;" sandbox="allow-scripts" title="{html.escape(title)}"></iframe>'
-    )
 
 
 _LIBRARY = re.compile(r"[\\/](?:site|dist)-packages[\\/]")
@@ -76,6 +69,7 @@ _BANDS = {
 }
 PNG_ROW_INCHES = 0.24
 PNG_DPI = 100
+PNG_COLOURS = 128
 
 
 def _frame_colour(name: str, filename: str) -> tuple[float, float, float]:
@@ -140,7 +134,7 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
         0.005, 1 - 0.12 / (header + PNG_ROW_INCHES * depth),
         f"spy_magic flame graph{f' of {target}' if target else ''}: {profile.sample_count} "
         f"samples over {profile.duration:.2f} s, {threads} thread{'s' * (threads != 1)} merged "
-        "(the live widget and the HTML view have per-thread filters, zoom and search)",
+        "(the interactive view has per-thread filters, zoom and search)",
         fontsize=8, va="top", color="#444444",
     )  # fmt: skip
     pixels_per_sample = width * PNG_DPI * 0.99 / (total or 1)
@@ -159,21 +153,38 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
                     clip_on=True)  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _palette_png(buffer.getvalue())
 
 
-def profile_bundle(profile: Profile, title: str, widget=None) -> dict:
-    """The mime bundle for one output: widget view (if any) and every static fallback."""
-    bundle = {
+def _palette_png(png: bytes) -> bytes:
+    """The same picture with at most PNG_COLOURS colours: flat boxes and text need no more,
+    and the file is about a third (it is embedded twice: as image/png and in the HTML)."""
+    try:
+        from PIL import Image  # matplotlib's own dependency
+    except ImportError:
+        return png
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=PNG_COLOURS).save(
+        out, format="png", optimize=True
+    )
+    return out.getvalue() if out.tell() < len(png) else png
+
+
+def profile_bundle(profile: Profile, title: str, by: str = "line") -> dict:
+    """The mime bundle for one output (see the module docstring); `by` is the view the
+    flame graph shows first ("line", or "function" for `--function`)."""
+    summary = summarize(profile)
+    png = flame_png(profile)
+    report = render_report(
+        flame_views(profile, by=by, min_fraction=EMBED_MIN_FRACTION),
+        title=title,
+        metadata=summary.header_metadata(profile.metadata),
+        verdict=summary.verdict,
+        kept_up=summary.kept_up,
+        fallback_png=png,
+    )
+    return {
         "text/plain": top_text(profile),
-        "text/html": flame_html(profile, title),
-        "image/png": base64.b64encode(flame_png(profile)).decode("ascii"),
+        "text/html": report,
+        "image/png": base64.b64encode(png).decode("ascii"),
     }
-    if widget is not None:
-        view = widget._repr_mimebundle_()
-        if isinstance(view, tuple):
-            view = view[0]
-        key = "application/vnd.jupyter.widget-view+json"
-        if key in view:
-            bundle[key] = view[key]
-    return bundle

@@ -1,7 +1,7 @@
-"""The live views: an interactive flame graph and a sortable top table (anywidget).
+"""The live view while sampling runs: a sortable top table (anywidget).
 
-Both run the front-end code in `js/` (shipped in `spy_magic/profile/static/`), inlined into
-the widget's ES module: nothing is fetched from a CDN.
+It runs `js/topview.js` (shipped in `spy_magic/profile/static/`), inlined into the widget's
+ES module: nothing is fetched from a CDN. The finished profile is no widget (see views.py).
 """
 
 from __future__ import annotations
@@ -10,36 +10,7 @@ import anywidget
 import traitlets
 
 from ..profile import Profile
-from ..profile.html import asset, classic_script
-
-_FLAME_ESM = (
-    classic_script()
-    + """
-function render({ model, el }) {
-  var graph = null;
-  function draw() {
-    if (graph) graph.destroy();
-    el.textContent = '';
-    graph = SpyFlameGraph.render(el, model.get('data'), {
-      css: model.get('css'), height: 'auto', maxHeight: model.get('max_height'),
-    });
-  }
-  model.on('change:data', draw);
-  draw();
-  return function () { model.off('change:data', draw); if (graph) graph.destroy(); };
-}
-export default { render };
-"""
-)
-
-
-class FlameGraphWidget(anywidget.AnyWidget):
-    """The flame graph of a profile: zoom, search, tooltips, flame/icicle, filters."""
-
-    _esm = _FLAME_ESM
-    data = traitlets.Dict().tag(sync=True)
-    css = traitlets.Unicode(asset("flamegraph.css")).tag(sync=True)
-    max_height = traitlets.Int(520).tag(sync=True)
+from ..profile.html import asset
 
 
 class TopWidget(anywidget.AnyWidget):
@@ -52,6 +23,17 @@ class TopWidget(anywidget.AnyWidget):
     def show(self, profile: Profile, status: str = "", limit: int = 30) -> None:
         self.rows = top_rows(profile, limit)
         self.status = status
+
+
+def close_widgets(*widgets) -> None:
+    """Close live views (and their layout and style models) once the output that showed
+    them was replaced: no widget state is left for a saved notebook to keep or to miss."""
+    for widget in widgets:
+        for part in ("layout", "style"):
+            sub = getattr(widget, part, None)
+            if hasattr(sub, "close"):
+                sub.close()
+        widget.close()
 
 
 def top_rows(profile: Profile, limit: int = 30) -> list[list]:

@@ -756,6 +756,43 @@ def thread_stack_counts(
     return {(pid, tid, names[(pid, tid)]): counts for (pid, tid), counts in by_thread.items()}
 
 
+def flame_views(
+    profile: Profile,
+    *,
+    by: str = "line",
+    min_fraction: float | None = None,
+    pids: Iterable[int] | None = None,
+    thread_ids: Iterable[int] | None = None,
+    idle: bool = True,
+    gil_only: bool = False,
+) -> dict[str, Any]:
+    """What the flame graph shows of a profile: both trees (by line and by function), the
+    exact own/total per function, and the time a sample stands for (`build_views`).
+    `by` is the view shown first; `min_fraction` the pruning (flametree's default)."""
+    from .flametree import DEFAULT_MIN_FRACTION, build_views
+    from .summary import summarize
+
+    check_by(by)
+    filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
+    counts = thread_stack_counts(profile, **filters)
+    names: dict[int, str] = {}
+    for _, _sample, trace in profile.iter_traces(pids=pids):
+        if trace.pid not in names and trace.processes:
+            names[trace.pid] = str(trace.processes[-1])
+    functions = [
+        (stat.name, stat.filename, stat.self_count, stat.total_count)
+        for stat in profile.functions(by="function", **filters)
+    ]
+    return build_views(
+        counts,
+        functions,
+        by=by,
+        min_fraction=DEFAULT_MIN_FRACTION if min_fraction is None else min_fraction,
+        process_names=names,
+        seconds_per_sample=summarize(profile).seconds_per_sample,
+    )
+
+
 def to_html(
     profile: Profile,
     *,
@@ -766,33 +803,22 @@ def to_html(
     gil_only: bool = False,
     title: str | None = None,
 ) -> str:
-    """One offline page with the interactive flame graph (threads and processes filterable)."""
-    from .flametree import build_tree
+    """One offline page with the interactive flame graph (threads and processes filterable,
+    by line or by function, `by` first), the summary of the recording and the function
+    table."""
     from .html import render_html
+    from .summary import summarize
 
-    counts = thread_stack_counts(
-        profile, by=by, pids=pids, thread_ids=thread_ids, idle=idle, gil_only=gil_only
+    views = flame_views(profile, by=by, pids=pids, thread_ids=thread_ids, idle=idle,
+                        gil_only=gil_only)  # fmt: skip
+    summary = summarize(profile)
+    return render_html(
+        views,
+        title=title or _profile_name(profile),
+        metadata=summary.header_metadata(profile.metadata),
+        verdict=summary.verdict,
+        kept_up=summary.kept_up,
     )
-    names: dict[int, str] = {}
-    for _, _sample, trace in profile.iter_traces(pids=pids):
-        if trace.pid not in names and trace.processes:
-            names[trace.pid] = str(trace.processes[-1])
-    tree = build_tree(counts, process_names=names)
-    meta = profile.metadata
-    lateness = profile.lateness()
-    errors = profile.error_counts()
-    header = {
-        "samples": profile.sample_count,
-        "duration": profile.duration,
-        "rate": profile.effective_rate or meta.get("rate"),
-        "target": meta.get("target"),
-        "python": meta.get("python_version"),
-        "mode": meta.get("mode"),
-        "asked rate": f"{meta['rate']:g} Hz" if meta.get("rate") else None,
-        "late p99": f"{lateness['p99'] * 1e3:.2f} ms" if lateness["count"] else None,
-        "errors": ", ".join(f"{k} {n}" for k, n in errors.most_common()) or None,
-    }
-    return render_html(tree, title=title or _profile_name(profile), metadata=header)
 
 
 def to_binary(profile: Profile, *, compression: str = "auto") -> bytes:

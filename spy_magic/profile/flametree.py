@@ -44,6 +44,25 @@ tree keeps at most about `depth / min_fraction` nodes whatever the profile's len
 default, 0.05%, is about half a pixel of a 1000-px-wide graph, which the JS would not draw
 at full zoom-out anyway. `min_fraction=0` keeps every node.
 
+By function (`by="function"`): lines are dropped before merging, so the calls of one
+function from one call path are one node whatever line each sample was on (line 0 in the
+arrays); the same input (labels by line) gives both trees.
+
+Both views and the exact per-function counts ship together as one payload
+(`build_views`, format "spy_magic.flameviews" version 1)::
+
+    {
+      "format": "spy_magic.flameviews", "version": 1,
+      "by": "line",                  # the view shown first ("line" or "function")
+      "strings": [...],              # one string table for everything below
+      "views": {"line": TREE, "function": TREE},   # flame trees as above, minus "strings"
+      "functions": {                 # per function (name, file), exact (not pruned), each
+        "name": [...], "file": [...],    # stack counted once however often it recurses;
+        "self": [...], "total": [...]    # only those over the pruning threshold
+      },
+      "seconds_per_sample": 0.0101   # optional: the time one sample of a thread stands for
+    }
+
 Label parsing (`parse_label`): the file part is the last parenthesised group that closes
 the label, matched by balancing parentheses from the end, so names holding spaces,
 parentheses or colons (`<lambda>`, `f (x)`, `ns::op`) and files holding parentheses
@@ -60,6 +79,9 @@ from typing import Any, Union
 
 FORMAT = "spy_magic.flametree"
 VERSION = 1
+VIEWS_FORMAT = "spy_magic.flameviews"
+VIEWS_VERSION = 1
+BY_CHOICES = ("line", "function")
 OTHER = "(other)"
 DEFAULT_MIN_FRACTION = 0.0005
 
@@ -123,7 +145,9 @@ class _Node:
         self.total = 0
 
 
-class _Strings:
+class StringTable:
+    """Strings to indices, for trees that share one table (index 0 is "")."""
+
     def __init__(self) -> None:
         self.table: list[str] = [""]
         self.index: dict[str, int] = {"": 0}
@@ -150,15 +174,22 @@ def build_tree(
     *,
     min_fraction: float = DEFAULT_MIN_FRACTION,
     process_names: Mapping[int, str] | None = None,
+    by: str = "line",
+    strings: StringTable | None = None,
 ) -> dict[str, Any]:
     """Per-thread flame trees in the module's JSON format (see the module docstring).
 
     `stack_counts_by_thread` maps `(pid, thread_id, thread_name)` to `{stack: count}`, each
     stack a root-first tuple of frame labels (or `(name, filename, line)` tuples).
     `process_names` optionally labels pids. Threads with no samples are left out.
+    `by="function"` merges the lines of a function (see the module docstring); `strings`
+    shares one string table between trees (the tree's "strings" is then that table's).
     """
     if min_fraction < 0:
         raise ValueError(f"min_fraction must be >= 0, got {min_fraction!r}")
+    if by not in BY_CHOICES:
+        raise ValueError(f"by must be one of {BY_CHOICES}, got {by!r}")
+    by_function = by == "function"
     parsed: dict[Any, tuple[str, str, int]] = {}
     roots: list[tuple[tuple[int, int, str], _Node]] = []
     grand_total = 0
@@ -173,7 +204,10 @@ def build_tree(
             for spec in stack:
                 frame = parsed.get(spec)
                 if frame is None:
-                    frame = parsed[spec] = _frame_of(spec)
+                    frame = _frame_of(spec)
+                    if by_function:
+                        frame = (frame[0], frame[1], 0)
+                    parsed[spec] = frame
                 child = node.children.get(frame)
                 if child is None:
                     child = node.children[frame] = _Node()
@@ -185,7 +219,8 @@ def build_tree(
             grand_total += root.total
 
     threshold = min_fraction * grand_total
-    strings = _Strings()
+    if strings is None:
+        strings = StringTable()
     pruned = 0
     threads = []
     for (pid, tid, tname), root in sorted(roots, key=lambda r: (r[0][0], -r[1].total, r[0][1])):
@@ -255,6 +290,51 @@ def build_tree(
     if process_names:
         tree["processes"] = {str(pid): str(label) for pid, label in process_names.items()}
     return tree
+
+
+def build_views(
+    stack_counts_by_thread: Mapping[ThreadKey, Mapping[Sequence[FrameSpec], int]],
+    functions: Sequence[tuple[str, str, int, int]],
+    *,
+    by: str = "line",
+    min_fraction: float = DEFAULT_MIN_FRACTION,
+    process_names: Mapping[int, str] | None = None,
+    seconds_per_sample: float | None = None,
+) -> dict[str, Any]:
+    """Both flame trees of one profile, by line and by function, and its function table.
+
+    `stack_counts_by_thread` is `build_tree`'s input (labels by line); `functions` gives
+    `(name, filename, self, total)` per function, exact (the profile's own aggregate);
+    those under the pruning threshold are left out, like the nodes they would describe.
+    `by` is the view shown first.
+    """
+    if by not in BY_CHOICES:
+        raise ValueError(f"by must be one of {BY_CHOICES}, got {by!r}")
+    strings = StringTable()
+    views = {}
+    for view in BY_CHOICES:
+        tree = build_tree(stack_counts_by_thread, min_fraction=min_fraction,
+                          process_names=process_names, by=view, strings=strings)  # fmt: skip
+        del tree["strings"]
+        views[view] = tree
+    threshold = min_fraction * views["line"]["total"]
+    kept = [f for f in functions if f[3] > 0 and f[3] >= threshold]
+    data: dict[str, Any] = {
+        "format": VIEWS_FORMAT,
+        "version": VIEWS_VERSION,
+        "by": by,
+        "strings": strings.table,
+        "views": views,
+        "functions": {
+            "name": [strings(str(f[0])) for f in kept],
+            "file": [strings(str(f[1] or "")) for f in kept],
+            "self": [int(f[2]) for f in kept],
+            "total": [int(f[3]) for f in kept],
+        },
+    }
+    if seconds_per_sample:
+        data["seconds_per_sample"] = float(seconds_per_sample)
+    return data
 
 
 def node_count(tree: Mapping[str, Any]) -> int:

@@ -1,8 +1,12 @@
-"""One self-contained, offline HTML page showing a flame tree (see `flametree.py`).
+"""The flame graph report as HTML: a self-contained offline page, or a notebook fragment.
 
-`render_html(tree, title=..., metadata=...)` returns the page: a header (title, samples,
-duration, rate, the other metadata) above the interactive flame graph. The page inlines
-everything it needs (the JS, the CSS, the tree as JSON) and loads nothing from anywhere.
+`render_html(data, title=..., metadata=..., verdict=...)` returns the page: a header
+(title, samples, duration, rate achieved and asked, the other metadata, the verdict on how
+sampling went) above the interactive flame graph and the sortable function table.
+`render_report(...)` is the same report as an HTML fragment for a notebook output, with a
+static picture where no script may run. Both inline everything they need (the JS, the CSS,
+the data as JSON) and load nothing from anywhere; the header and the table are plain HTML,
+readable without the script.
 
 How the JS and CSS ship: the sources live in `js/` at the repository root;
 `spy_magic/profile/static/` holds symbolic links to them, which `pyproject.toml` ships as
@@ -17,6 +21,7 @@ cuts that block off so the same code runs from a plain `<script>` (it sets
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -25,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from ..reader import printable
+from .flametree import VIEWS_FORMAT
+from .summary import fmt_duration, fmt_pct, fmt_rate, fmt_seconds
 
 ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js")
 EXPORTS_MARKER = "// @@spy-flamegraph-exports@@"
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Metadata keys the header shows as figures rather than as plain key: value items.
-_KNOWN = ("samples", "duration", "rate")
+_KNOWN = ("samples", "duration", "rate", "asked_rate")
 
 
 def asset(name: str) -> str:
@@ -63,24 +70,23 @@ def _script_text(js: str) -> str:
     return re.sub(r"<(/script|!--)", r"<\\\1", js, flags=re.I)
 
 
+def compact_js(js: str) -> str:
+    """The script without its comment lines, blank lines and indentation, for inlining
+    (about a sixth smaller). Line by line, so automatic semicolons stay where they were;
+    sound for our files, which hold no template literal or string spanning lines."""
+    js = re.sub(r"\A\s*/\*.*?\*/", "", js, count=1, flags=re.S)  # the header comment
+    kept = (line.strip() for line in js.splitlines())
+    return "\n".join(line for line in kept if line and not line.startswith("//"))
+
+
+def compact_css(css: str) -> str:
+    """The stylesheet without comments and indentation."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    return "\n".join(line.strip() for line in css.splitlines() if line.strip())
+
+
 def _fmt_count(n: float) -> str:
     return f"{round(n):,}"
-
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{int(minutes)} min {secs:.0f} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)} h {int(minutes)} min"
-
-
-def _fmt_rate(hz: float) -> str:
-    return f"{hz:,.0f} Hz" if hz >= 10 else f"{hz:.2f} Hz"
 
 
 def _number(value: Any) -> float | None:
@@ -99,13 +105,22 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
+def _first_tree(data: dict) -> dict:
+    """The tree of a flame tree, or the first view of a views payload (same totals)."""
+    if data.get("format") == VIEWS_FORMAT:
+        return data["views"]["line"]
+    return data
+
+
 def header_items(tree: dict, metadata: dict) -> list[tuple[str, str]]:
     """(label, text) figures for the header: samples, duration, rate, then the metadata.
 
     `metadata["samples"]` overrides the tree's total (e.g. sampling moments rather than
     thread stacks); `duration` is seconds and `rate` Hz; either is derived from the other
-    when one is missing. Other keys are shown as given, in order; None values are skipped.
+    when one is missing; `asked_rate` (Hz) is shown with the rate achieved. Other keys are
+    shown as given, in order; None values are skipped. `tree` may be a views payload.
     """
+    tree = _first_tree(tree)
     samples = _number(metadata.get("samples"))
     if samples is None:
         samples = float(tree.get("total", 0))
@@ -116,8 +131,12 @@ def header_items(tree: dict, metadata: dict) -> list[tuple[str, str]]:
     if rate is None and duration:
         rate = samples / duration
     items = [("Samples", _fmt_count(samples))]
-    items.append(("Duration", _fmt_duration(duration) if duration is not None else "—"))
-    items.append(("Rate", _fmt_rate(rate) if rate is not None else "—"))
+    items.append(("Duration", fmt_duration(duration) if duration is not None else "—"))
+    asked = _number(metadata.get("asked_rate"))
+    rate_text = fmt_rate(rate) if rate is not None else "—"
+    if asked:
+        rate_text += f" of {fmt_rate(asked)} asked"
+    items.append(("Rate", rate_text))
     threads = tree.get("threads", [])
     pids = {t["pid"] for t in threads}
     items.append(("Threads", str(len(threads))))
@@ -131,88 +150,178 @@ def header_items(tree: dict, metadata: dict) -> list[tuple[str, str]]:
 
 
 _PAGE_CSS = """
-html, body { height: 100%; margin: 0; }
+html, body { margin: 0; }
 body {
-  display: flex; flex-direction: column; background: #f6f8fa; color: #1f2328;
+  background: #f6f8fa; color: #1f2328;
   font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
     sans-serif;
 }
-.spy-header {
-  display: flex; align-items: baseline; flex-wrap: wrap; gap: 6px 22px;
-  padding: 12px 18px 10px;
-}
-.spy-brand {
-  font-size: 11px; font-weight: 700; letter-spacing: .08em; text-transform: uppercase;
-  color: #fff; background: linear-gradient(90deg, #e5533d, #f0a02b); border-radius: 4px;
-  padding: 2px 7px; align-self: center;
-}
-.spy-header h1 {
-  font-size: 17px; font-weight: 600; margin: 0; max-width: 60ch;
-  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
-}
-.spy-stats { display: flex; flex-wrap: wrap; gap: 4px 18px; margin: 0; }
-.spy-stat { display: flex; gap: 6px; align-items: baseline; }
-.spy-stat dt { color: #656d76; font-size: 12px; }
-.spy-stat dd {
-  margin: 0; font-weight: 600; font-variant-numeric: tabular-nums; max-width: 48ch;
-  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
-}
-.spy-main { flex: 1 1 auto; min-height: 0; padding: 0 12px 12px; display: flex; }
-.spy-main > .sfg { flex: 1 1 auto; }
-.spy-error { color: #cf222e; padding: 20px; font-family: monospace; white-space: pre-wrap; }
+.sfg-report.spy-page { border: 0; border-radius: 0; background: none; padding: 0 12px 12px; }
+.spy-page .spy-header { padding: 12px 6px 10px; }
 @media (prefers-color-scheme: dark) {
   body { background: #010409; color: #e6edf3; }
-  .spy-stat dt { color: #8d96a0; }
 }
 """
 
+# Finds its own report (the script's ancestor, so several reports share a page), renders the
+# graph there, and only then drops the static picture: a script that fails leaves it shown.
 _BOOT_JS = """
-(function () {
-  var main = document.getElementById('spy-flamegraph');
-  try {
-    var data = JSON.parse(document.getElementById('spy-flame-data').textContent);
-    SpyFlameGraph.render(main, data, {height: 'fill', globalKeys: true});
-  } catch (err) {
-    main.textContent = '';
-    var pre = document.createElement('div');
-    pre.className = 'spy-error';
-    pre.textContent = 'Could not show the flame graph: ' + (err && err.stack || err);
-    main.appendChild(pre);
+(function (options) {
+  var script = document.currentScript;
+  var report = script && script.closest ? script.closest('.sfg-report') : null;
+  if (!report) return;
+  var graph = report.querySelector('.sfg-graph');
+  if (options.maxHeight === 'window') {  // a page: at most the window, less its header
+    options.maxHeight = Math.max(420, window.innerHeight - graph.getBoundingClientRect().top - 90);
   }
-})();
+  try {
+    var data = JSON.parse(report.querySelector('script.sfg-data').textContent);
+    options.table = report.querySelector('table.sfg-table');
+    SpyFlameGraph.render(graph, data, options);
+    var fallback = report.querySelector('.sfg-fallback');
+    if (fallback) fallback.parentNode.removeChild(fallback);
+  } catch (err) {
+    var box = document.createElement('div');
+    box.className = 'sfg-error';
+    box.textContent = 'Could not show the flame graph: ' + (err && err.stack || err);
+    graph.insertBefore(box, graph.firstChild);
+  }
+})(%s);
 """
 
 
-def render_html(tree: dict, *, title: str, metadata: dict | None = None) -> str:
-    """The whole page, as a string; it references no file and no URL."""
-    metadata = dict(metadata or {})
+def _esc(text: str) -> str:
+    """HTML-escaped, with a lone surrogate (a name that was not UTF-8) shown as U+FFFD."""
+    return html.escape(printable(text))
 
-    def esc(text: str) -> str:
-        return html.escape(printable(text))  # a lone surrogate has no HTML spelling
 
-    stats = "".join(
-        f'<div class="spy-stat"><dt>{esc(label)}</dt><dd title="{esc(text)}">{esc(text)}</dd></div>'
-        for label, text in header_items(tree, metadata)
+def _header_html(title: str, items: list[tuple[str, str]], verdict: str | None,
+                 kept_up: bool) -> str:  # fmt: skip
+    esc = _esc
+    # Spans, not <dl>: a notebook's styles for rendered HTML float and indent <dt>/<dd>. The
+    # separators show only where our stylesheet was stripped (an untrusted notebook).
+    stats = '<span class="spy-sep"> · </span>'.join(
+        f'<span class="spy-stat"><span class="spy-key">{esc(label)}</span> '
+        f'<span class="spy-val" title="{esc(text)}">{esc(text)}</span></span>'
+        for label, text in items
     )
-    css = asset("flamegraph.css")
-    js = classic_script()
+    verdict_html = ""
+    if verdict:
+        kind = "sfg-verdict" if kept_up else "sfg-verdict sfg-verdict-warn"
+        verdict_html = f'<div class="{kind}">{esc(verdict)}</div>'
+    return (
+        '<header class="spy-header">'
+        '<span class="spy-brand">spy_magic</span>'
+        f'<div class="spy-title" title="{esc(title)}">{esc(title)}</div>'
+        f'<span class="spy-stats">{stats}</span>'
+        f"{verdict_html}</header>"
+    )
+
+
+def _basename(path: str) -> str:
+    return re.split(r"[\\/]", path)[-1] if path else ""
+
+
+def functions_table(data: dict) -> str:
+    """The static own/total table of a views payload, one row per function in its order
+    (the page's script sorts these rows; without a script they read as they are)."""
+    if data.get("format") != VIEWS_FORMAT:
+        return ""
+    esc = _esc
+    strings = data["strings"]
+    fns = data["functions"]
+    total = data["views"]["line"]["total"] or 1
+    per_sample = data.get("seconds_per_sample")
+    threads = len(data["views"]["line"]["threads"])
+
+    def cell(count: int) -> str:
+        text = f'<span class="sfg-pct">{fmt_pct(count / total)}</span>'
+        if per_sample:
+            text += f' <span class="sfg-sec">{fmt_seconds(count * per_sample)}</span>'
+        return f'<td class="num">{text}</td>'
+
+    rows = []
+    for name_id, file_id, own, tot in zip(fns["name"], fns["file"], fns["self"], fns["total"]):
+        name, where = strings[name_id], strings[file_id]
+        rows.append(
+            f'<tr><td class="sfg-fn" title="{esc(name)}">{esc(name)}</td>'
+            f'<td class="sfg-loc" title="{esc(where)}">{esc(_basename(where))}</td>'
+            f"{cell(own)}{cell(tot)}</tr>"
+        )
+    scope = f", all {threads} threads" if threads > 1 else ""
+    return (
+        '<div class="sfg-table-box"><table class="sfg-table">'
+        f"<caption>{len(rows)} functions, by own time{scope}</caption>"
+        '<thead><tr><th class="sfg-col-fn">Function</th><th class="sfg-col-loc">File</th>'
+        '<th class="num" title="samples with it innermost">Own</th>'
+        '<th class="num" title="samples with it anywhere on the stack">Total</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _report_body(data: dict, title: str, metadata: dict | None, verdict: str | None,
+                 kept_up: bool, options: dict, graph_inner: str = "") -> str:  # fmt: skip
+    """The header, the graph's place, the table, the data and the scripts: what the page
+    and the notebook output share."""
+    return (
+        _header_html(title, header_items(data, dict(metadata or {})), verdict, kept_up)
+        + f'<div class="sfg-graph">{graph_inner}</div>'
+        + functions_table(data)
+        + '<script type="application/json" class="sfg-data">'
+        + f"{_json_for_script(data)}</script>"
+        + f"<script>\n{_script_text(compact_js(classic_script()))}</script>"
+        + f"<script>{_BOOT_JS % json.dumps(options)}</script>"
+    )
+
+
+def render_html(
+    data: dict,
+    *,
+    title: str,
+    metadata: dict | None = None,
+    verdict: str | None = None,
+    kept_up: bool = True,
+) -> str:
+    """The whole page, as a string; it references no file and no URL. `data` is a flame
+    tree or a views payload (`flametree.build_views`); `verdict` a line under the figures."""
+    esc = _esc
+    body = _report_body(data, title, metadata, verdict, kept_up,
+                        {"height": "auto", "maxHeight": "window", "globalKeys": True})  # fmt: skip
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="generator" content="spy_magic">\n'
         f"<title>{esc(title)}</title>\n"
-        f"<style>{_PAGE_CSS}\n{css}</style>\n"
+        f"<style>{_PAGE_CSS}\n{compact_css(asset('flamegraph.css'))}</style>\n"
         "</head>\n<body>\n"
-        '<header class="spy-header">'
-        '<span class="spy-brand">spy_magic</span>'
-        f'<h1 title="{esc(title)}">{esc(title)}</h1>'
-        f'<dl class="spy-stats">{stats}</dl>'
-        "</header>\n"
-        '<main class="spy-main" id="spy-flamegraph"></main>\n'
-        '<script type="application/json" id="spy-flame-data">'
-        f"{_json_for_script(tree)}</script>\n"
-        f"<script>\n{_script_text(js)}</script>\n"
-        f"<script>{_BOOT_JS}</script>\n"
+        f'<div class="sfg-report spy-page">{body}</div>\n'
         "</body>\n</html>\n"
     )
+
+
+def render_report(
+    data: dict,
+    *,
+    title: str,
+    metadata: dict | None = None,
+    verdict: str | None = None,
+    kept_up: bool = True,
+    fallback_png: bytes | None = None,
+    max_height: int = 560,
+) -> str:
+    """The same report as an HTML fragment, for a notebook output: its styles scoped to
+    it, the graph sized to its content (at most `max_height` px), and `fallback_png` shown
+    where no script runs (an untrusted notebook, GitHub), replaced by the live graph."""
+    inner = ""
+    if fallback_png:
+        encoded = base64.b64encode(fallback_png).decode("ascii")
+        inner = (
+            f'<img class="sfg-fallback" alt="flame graph of {_esc(title)}" '
+            f'src="data:image/png;base64,{encoded}" style="max-width: 100%;">'
+        )
+    body = _report_body(data, title, metadata, verdict, kept_up,
+                        {"height": "auto", "maxHeight": max_height}, inner)  # fmt: skip
+
+    css = compact_css(asset("flamegraph.css"))
+    return f'<div class="sfg-report"><style>{css}</style>{body}</div>'
