@@ -741,7 +741,7 @@ def test_every_format_writes_and_parses(fmt: str, tmp_path) -> None:
     elif fmt == "jsonl":
         assert all(json.loads(line) for line in text.splitlines())
     elif fmt == "html":
-        assert text.startswith("<!DOCTYPE html>") and "spy-flame-data" in text
+        assert text.startswith("<!DOCTYPE html>") and "sfg-data" in text
     else:
         assert all(COLLAPSED_LINE.match(line) for line in text.splitlines())
     # to a path, a text file and a binary file: the same content
