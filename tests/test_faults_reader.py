@@ -1,0 +1,109 @@
+"""Fault matrix for the stack reader: faults real targets show, each case → what is promised.
+
+case                                              → what is promised
+executable (static) or libpython (shared) deleted → stacks read from the mapped file itself
+  under a running target (a package upgrade)        (/proc/PID/map_files, /proc/PID/exe)
+the same file replaced by another Python's        → that other file is never parsed: the
+                                                    version and stacks are the target's
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import SID_ROOT, read_line, require_interpreter, target_env
+
+from spy_magic.reader import StackReader
+
+# A target that says it is ready, then blocks forever in a function the test looks for.
+PARKED_IN_MARKER = """
+import sys, threading
+def parked_in_marker():
+    threading.Event().wait()
+print("ready", sys.version_info[:3], flush=True)
+parked_in_marker()
+"""
+
+
+def frame_names(stack) -> list[str]:
+    return [f.name for f in stack.frames]
+
+
+# --- 5. the interpreter's file deleted or replaced under a running target --------------------
+
+
+def _pyenv_library(interp) -> str:
+    """The shared libpython a pyenv interpreter loads."""
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(interp.path)))
+    found = glob.glob(os.path.join(prefix, "lib", f"libpython{interp.dotted}*.so.1.0"))
+    if not found:
+        pytest.skip(f"{interp.id} has no shared libpython under {prefix}/lib")
+    return found[0]
+
+
+def _other_python_file(kind: str, version: tuple[int, int]) -> str:
+    """A real file of the same kind from another Python version, to put in place of ours:
+    it has _PyRuntime and Py_Version too, so parsing it by mistake would go unnoticed."""
+    if kind == "library":
+        patterns = ["/root/.pyenv/versions/3.*/lib/libpython3.*.so.1.0"]
+    else:
+        patterns = ["/usr/bin/python3.1[0-9]", os.path.join(SID_ROOT, "usr/bin/python3.1[0-9]")]
+    for path in sorted(p for pattern in patterns for p in glob.glob(pattern)):
+        name = os.path.basename(path)
+        if f"3.{version[1]}" not in name and not os.path.islink(path):
+            return path
+    pytest.skip(f"no other Python {kind} ({patterns}) to replace the file with")
+
+
+# (interpreter, which file is moved away): a static build's executable, a shared build's
+# executable and libpython (<= 3.10 and 3.11+), and a static build inside a sid root.
+DELETED_CASES = ["debian-3.11", "pyenv-3.9", "pyenv-3.12", "sid-3.14"]
+
+
+@pytest.mark.parametrize("fault", ["deleted", "replaced"])
+@pytest.mark.parametrize("interpreter_id", DELETED_CASES)
+def test_fault_interpreter_file_gone_stacks_still_read(interpreter_id, fault, spawn):
+    interp = require_interpreter(interpreter_id)
+    shared = interp.id.startswith("pyenv-")
+    # A directory the target sees at the same path (a rooted target: bind-mounted into it).
+    tmp = tempfile.mkdtemp(prefix="spy-deleted-")
+    try:
+        exe = os.path.join(tmp, f"python{interp.dotted}")
+        shutil.copy2(os.path.realpath(interp.host_path(interp.path)), exe)
+        env = target_env()
+        moved = [exe]
+        if shared:
+            library = os.path.join(tmp, os.path.basename(_pyenv_library(interp)))
+            shutil.copy2(_pyenv_library(interp), library)
+            env["LD_LIBRARY_PATH"] = tmp
+            moved = [exe, library]
+        copy = dataclasses.replace(interp, path=exe)
+        proc = spawn(copy.argv("-c", PARKED_IN_MARKER), env=env)
+        assert read_line(proc).startswith("ready")
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        for path in moved:
+            assert path in maps, f"{path} is not mapped by the target"
+            if fault == "deleted":
+                os.unlink(path)
+            else:
+                # What an upgrade does: the new file renamed over the old one's path.
+                kind = "library" if path.endswith(".so.1.0") else "executable"
+                other = _other_python_file(kind, interp.version)
+                shutil.copy2(other, path + ".new")
+                os.rename(path + ".new", path)
+        assert "(deleted)" in Path(f"/proc/{proc.pid}/maps").read_text()
+        with StackReader(proc.pid) as reader:
+            assert reader.version[:2] == interp.version
+            stacks = reader.read()
+        assert len(stacks) == 1, stacks
+        assert stacks[0].error is None, stacks[0].error
+        names = frame_names(stacks[0])
+        assert "parked_in_marker" in names and names[-1] == "<module>", names
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
