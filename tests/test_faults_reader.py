@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ import pytest
 from conftest import SID_ROOT, read_line, require_interpreter, target_env
 
 from spy_magic.reader import StackReader
+from spy_magic.reader.objects import THREAD_NAME_CHARS
 
 # A target that says it is ready, then blocks forever in a function the test looks for.
 PARKED_IN_MARKER = """
@@ -107,3 +109,37 @@ def test_fault_interpreter_file_gone_stacks_still_read(interpreter_id, fault, sp
         assert "parked_in_marker" in names and names[-1] == "<module>", names
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- 11. a thread name far longer than any name is meant to be -------------------------------
+
+# Three threads parked, named as argv says: a 10 KB ASCII name, a long 2-byte (CJK) name, and
+# a plain one. Prints each thread's ident and name as JSON once all are parked.
+NAMED_THREADS = r"""
+import json, sys, threading
+names = json.loads(sys.argv[1])
+park = threading.Event()
+parked = []
+for name in names:
+    t = threading.Thread(target=park.wait, name=name, daemon=True)
+    t.start()
+    parked.append(t)
+print(json.dumps({t.ident: t.name for t in parked}), flush=True)
+park.wait()
+"""
+
+LONG_NAMES = ["a" * 10_240, "\u7ebf" * 5_000, "short-name"]
+
+
+@pytest.mark.parametrize("interpreter_id", ["pyenv-3.8", "pyenv-3.12", "sid-3.14"])
+def test_fault_huge_thread_name_cut_with_a_marker(interpreter_id, spawn):
+    interp = require_interpreter(interpreter_id)
+    proc = spawn(interp.argv("-c", NAMED_THREADS, json.dumps(LONG_NAMES)))
+    expected = {int(k): v for k, v in json.loads(read_line(proc)).items()}
+    with StackReader(proc.pid) as reader:
+        got = {s.thread_id: s.name for s in reader.read()}
+    for ident, name in expected.items():
+        if len(name) <= THREAD_NAME_CHARS:
+            assert got[ident] == name
+        else:
+            assert got[ident] == name[:THREAD_NAME_CHARS] + f"…({len(name)} chars)"
