@@ -14,11 +14,12 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import SID_ROOT, read_line, require_interpreter, target_env
+from conftest import SID_ROOT, read_line, require_interpreter, target_env, wait_until
 
 from spy_magic.reader import StackReader
 from spy_magic.reader.objects import THREAD_NAME_CHARS
@@ -143,3 +144,58 @@ def test_fault_huge_thread_name_cut_with_a_marker(interpreter_id, spawn):
             assert got[ident] == name
         else:
             assert got[ident] == name[:THREAD_NAME_CHARS] + f"…({len(name)} chars)"
+
+
+# --- 7. a new thread with a recycled ident ---------------------------------------------------
+
+# Threads started one after another, each finished and joined before the next starts, so
+# glibc hands each the previous one's stack and with it the same pthread ident. Each says
+# who it is (ident, native id, name) and waits for a line on stdin before it ends.
+SEQUENTIAL_THREADS = r"""
+import json, sys, threading
+def say_and_wait():
+    me = threading.current_thread()
+    print(json.dumps([me.ident, threading.get_native_id(), me.name]), flush=True)
+    sys.stdin.readline()
+for i in range(int(sys.argv[1])):
+    t = threading.Thread(target=say_and_wait, name="sequential-%d" % i)
+    t.start()
+    t.join()
+print(json.dumps(None), flush=True)
+"""
+
+SEQUENTIAL_COUNT = 6
+
+
+@pytest.mark.parametrize("interpreter_id", ["pyenv-3.8", "pyenv-3.12", "ft-3.13t", "sid-3.14"])
+def test_fault_recycled_thread_ident_gets_its_own_name(interpreter_id, spawn):
+    interp = require_interpreter(interpreter_id)
+    proc = spawn(interp.argv("-c", SEQUENTIAL_THREADS, SEQUENTIAL_COUNT), stdin=subprocess.PIPE)
+    seen: list[tuple[int, int, str]] = []
+    reader = None
+    try:
+        while True:
+            said = json.loads(read_line(proc))
+            if said is None:
+                break
+            ident, native, name = said
+            seen.append((ident, native, name))
+            if reader is None:
+                reader = StackReader(proc.pid)  # one reader throughout: its caches persist
+
+            def named(reader=reader, ident=ident, native=native, name=name):
+                stack = next(s for s in reader.read() if s.thread_id == ident)
+                assert stack.native_id == native, (stack.native_id, native)
+                # Never another thread's name; none at all only until the names are read.
+                assert stack.name in (None, name), (stack.name, name)
+                return stack.name == name
+
+            wait_until(named, 10, f"thread {name} to be read with its name", interval=0.05)
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+    finally:
+        if reader is not None:
+            reader.close()
+    assert len(seen) == SEQUENTIAL_COUNT
+    if len({ident for ident, _, _ in seen}) == len(seen):
+        pytest.skip("glibc gave every thread a new ident here: no ident was recycled")

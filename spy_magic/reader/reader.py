@@ -98,7 +98,7 @@ class StackReader:
         self._paused_last = False
         self._paused_read_count = 0
         self._want_names = thread_names
-        self._names: dict[int, str] = {}
+        self._names: dict[tuple[int, int], str] = {}  # (ident, native id) -> name
         self._names_at = -1.0
         self._gil_struct: int | None = None
         self._tstate_unpack, self._tstate_size = self._tstate_fields()
@@ -353,9 +353,8 @@ class StackReader:
         if self._native_ids is None:
             natives = [values[2] for _, values in raw_threads]
         else:
-            found = self._native_ids.resolve(thread_ids)
-            natives = [found.get(t, 0) for t in thread_ids]
-        names = self._thread_names(thread_ids, now)
+            natives = self._native_ids.resolve(thread_ids, fetch)
+        names = self._thread_names(list(zip(thread_ids, natives)), now)
         memos: dict[int, WalkMemo] = {}
         # Threads whose stack differs between the prefetch's two copies; what the walks read
         # on demand, to be read again after the walk (with its thread ids).
@@ -370,7 +369,7 @@ class StackReader:
                 pid=self.pid,
                 thread_id=thread_id,
                 native_id=native or None,
-                name=names.get(thread_id),
+                name=names.get((thread_id, native)),
                 gil=(
                     values[self._state_slot] == self._attached
                     if self._state_slot is not None
@@ -414,8 +413,6 @@ class StackReader:
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
         self._states.forget_except({n for n in natives if n})
-        if self._native_ids is not None:
-            self._native_ids.forget_except(set(thread_ids))
         self.walker.end_snapshot()
         if stale_codes:
             # A cached code's address now holds another object: every frame derived from
@@ -512,22 +509,26 @@ class StackReader:
         holder = _Q.unpack_from(buf, offset + layout["gil.last_holder"] - lo)[0]
         return holder if locked else 0
 
-    def _thread_names(self, thread_ids: list[int], now: float) -> dict[int, str]:
+    def _thread_names(self, threads: list[tuple[int, int]], now: float) -> dict:
+        """{(thread ident, native id): name}. Names are read again only when a thread not
+        named yet appears (at most every THREAD_NAME_REFRESH_S): keyed by native id too, a
+        new thread that got an ended one's ident (glibc reuses its stack) counts as new."""
         if not self._want_names:
             return {}
-        unknown = any(t not in self._names for t in thread_ids)
+        unknown = any(t not in self._names for t in threads)
         if unknown and now - self._names_at > THREAD_NAME_REFRESH_S:
             self._names_at = now
             try:
                 from .objects import thread_names
 
-                self._names = thread_names(
+                by_ident = thread_names(
                     self.mem, self.version[:2], self.layout, self.interp_address
                 )
             except ProcessExited:
                 raise
             except Exception:  # a torn dict read: names are a nicety, stacks are not
-                pass
+                return self._names
+            self._names = {t: by_ident[t[0]] for t in threads if t[0] in by_ident}
         return self._names
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import struct
 
+from .errors import MemoryReadError
+from .fetch import Fetch
 from .memory import ProcessMemory
 from .process import stat_state
 
@@ -24,32 +26,40 @@ def list_tids(pid: int) -> set[int]:
 
 
 class NativeIdResolver:
-    """Maps pthread_t values (Python's thread ids) to kernel tids, for 3.8–3.10."""
+    """Maps pthread_t values (Python's thread ids) to kernel tids, for 3.8–3.10.
+
+    The tid is read out of the pthread struct in every snapshot, not remembered by ident:
+    glibc gives a new thread the stack (and so the ident) of one that ended, and then the
+    same ident names another kernel thread. Read through the snapshot's Fetch, these 4-byte
+    reads join its one scatter read.
+    """
 
     def __init__(self, mem: ProcessMemory, pid: int) -> None:
         self.mem = mem
         self.pid = pid
         self.offset: int | None = None
-        self._known: dict[int, int] = {}
+        self._valid: set[int] = set()  # tids seen in /proc/PID/task
 
-    def resolve(self, thread_ids: list[int]) -> dict[int, int]:
-        missing = [t for t in thread_ids if t not in self._known]
-        if missing:
-            tids = list_tids(self.pid)
+    def resolve(self, thread_ids: list[int], fetch: Fetch) -> list[int]:
+        """The kernel tid of each thread (0 where unknown), in the order given."""
+        if self.offset is None:
+            self.offset = self._calibrate([t for t in thread_ids if t], list_tids(self.pid))
             if self.offset is None:
-                self.offset = self._calibrate(missing, tids)
-            if self.offset is not None:
-                blobs = self.mem.read_many([(t + self.offset, 4) for t in missing])
-                for thread_id, raw in zip(missing, blobs):
-                    if raw is not None:
-                        tid = _i32.unpack(raw)[0]
-                        if tid in tids:
-                            self._known[thread_id] = tid
-        return {t: self._known[t] for t in thread_ids if t in self._known}
-
-    def forget_except(self, thread_ids: set[int]) -> None:
-        for stale in [t for t in self._known if t not in thread_ids]:
-            del self._known[stale]
+                return [0] * len(thread_ids)
+        offset = self.offset
+        out = []
+        for thread_id in thread_ids:
+            try:
+                tid = _i32.unpack_from(*fetch.get(thread_id + offset, 4))[0] if thread_id else 0
+            except MemoryReadError:
+                tid = 0
+            out.append(tid)
+        if not self._valid.issuperset(t for t in out if t):
+            # A tid not seen before: check it is one of the process's threads (a pthread
+            # struct read while its thread starts or ends may hold anything).
+            self._valid = list_tids(self.pid)
+            out = [t if t in self._valid else 0 for t in out]
+        return out
 
     def _calibrate(self, thread_ids: list[int], tids: set[int]) -> int | None:
         if not thread_ids or not tids:
