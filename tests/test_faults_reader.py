@@ -15,13 +15,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import SID_ROOT, read_line, require_interpreter, target_env, wait_until
+from conftest import REPO, SID_ROOT, read_line, require_interpreter, target_env, wait_until
 
 from spy_magic.reader import StackReader
+from spy_magic.reader.frames import DEFAULT_MAX_DEPTH
 from spy_magic.reader.objects import THREAD_NAME_CHARS
 
 # A target that says it is ready, then blocks forever in a function the test looks for.
@@ -199,3 +201,85 @@ def test_fault_recycled_thread_ident_gets_its_own_name(interpreter_id, spawn):
     assert len(seen) == SEQUENTIAL_COUNT
     if len({ident for ident, _, _ in seen}) == len(seen):
         pytest.skip("glibc gave every thread a new ident here: no ident was recycled")
+
+
+# --- 12. a stack deeper than the reader's depth limit ----------------------------------------
+
+# Recurses to argv[1] frames in a thread with a big C stack (<= 3.10 recursion uses it), then
+# parks; prints the depth of the parked thread's stack as the target counts it.
+DEEP_STACK = r"""
+import json, sys, threading
+depth = int(sys.argv[1])
+sys.setrecursionlimit(depth + 1000)
+threading.stack_size(1 << 30)
+park = threading.Event()
+def recurse(n):
+    if n:
+        return recurse(n - 1)
+    frame, count = sys._getframe(), 0
+    while frame is not None:
+        count, frame = count + 1, frame.f_back
+    print(json.dumps({"ident": threading.get_ident(), "depth": count + 2}), flush=True)
+    park.wait()  # + Event.wait and Condition.wait
+t = threading.Thread(target=recurse, args=(depth,), daemon=True)
+t.start()
+park.wait()
+"""
+DEEP = 20_000
+
+
+@pytest.fixture(scope="module", params=["pyenv-3.9", "pyenv-3.12", "sid-3.14"])
+def deep_target(request, spawn_module):
+    interp = require_interpreter(request.param)
+    proc = spawn_module(interp.argv("-c", DEEP_STACK, DEEP))
+    said = json.loads(read_line(proc, timeout=120))
+    return proc, said["ident"], said["depth"]
+
+
+def _deep_stack(pid: int, ident: int, **options):
+    with StackReader(pid, **options) as reader:
+        for _ in range(2):  # the second read is served from the first's prefetch plan
+            stack = next(s for s in reader.read() if s.thread_id == ident)
+            assert stack.error is None, stack.error
+        return stack
+
+
+def test_fault_stack_deeper_than_the_limit_innermost_frames_and_a_count(deep_target):
+    proc, ident, depth = deep_target
+    assert depth > DEFAULT_MAX_DEPTH
+    stack = _deep_stack(proc.pid, ident)
+    assert len(stack.frames) == DEFAULT_MAX_DEPTH + 1
+    assert stack.frames[2].name == "recurse"  # under Event.wait and Condition.wait
+    assert {f.name for f in stack.frames[2:DEFAULT_MAX_DEPTH]} == {"recurse"}
+    marker = stack.frames[-1]
+    assert marker.name == f"<truncated {depth - DEFAULT_MAX_DEPTH} frames>"
+    assert marker.filename == "<truncated>"
+
+
+def test_fault_stack_far_deeper_than_the_limit_says_at_least(deep_target):
+    proc, ident, _ = deep_target
+    stack = _deep_stack(proc.pid, ident, max_depth=100)
+    assert len(stack.frames) == 101
+    assert {f.name for f in stack.frames[2:100]} == {"recurse"}
+    assert stack.frames[-1].name == "<truncated at least 100 frames>"
+
+
+def test_fault_truncated_stack_marker_shows_in_profile_and_exports(deep_target, tmp_path):
+    proc, _, depth = deep_target
+    marker = f"<truncated {depth - DEFAULT_MAX_DEPTH} frames>"
+    outputs = {}
+    for fmt in ("collapsed", "html"):
+        outputs[fmt] = tmp_path / f"deep.{fmt}"
+        record = [sys.executable, "-m", "spy_magic", "record", "--pid", str(proc.pid)]
+        record += ["--duration", "1", "--rate", "20", "--format", fmt, "-o", str(outputs[fmt])]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        run = subprocess.run(record, capture_output=True, text=True, timeout=120, env=env)
+        assert run.returncode == 0, run.stderr
+    collapsed = outputs["collapsed"].read_text()
+    deep_lines = [line for line in collapsed.splitlines() if "recurse" in line]
+    assert deep_lines, collapsed[:2000]
+    for line in deep_lines:
+        # collapsed stacks are root first: the marker is the deep thread's outermost frame
+        assert line.startswith(f"{marker} (<truncated>:0);recurse"), line[:300]
+    # The flame graph's page holds it as a frame name (its string table, "<" escaped).
+    assert json.dumps(marker).replace("<", "\\u003c") in outputs["html"].read_text()

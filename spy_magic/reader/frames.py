@@ -7,7 +7,8 @@
 
 Both walkers return frames innermost first and raise TornStack when what they read cannot be
 a consistent stack (a cycle, a pointer to something that is not a code object, an
-instruction pointer outside its code, a stack deeper than the limit).
+instruction pointer outside its code). A stack deeper than the limit (`max_depth`) gives
+its innermost frames and, outermost, a marker frame saying how many more there are.
 
 Speed comes from three caches: decoded code objects (CodeCache), the Frame for each
 instruction address, and, on 3.11+, the previous snapshot's walk of each thread: when every
@@ -27,6 +28,17 @@ from .model import Frame
 from .versions import KNOWN
 
 DEFAULT_MAX_DEPTH = 16_384
+TRUNCATED_FILENAME = "<truncated>"
+
+
+def truncation_marker(hidden: int, exact: bool) -> Frame:
+    """The outermost frame of a stack cut at the depth limit: how many frames it hides.
+
+    Past the limit a walk only counts (no code objects decoded), and only up to as many again:
+    a chain longer than that is "at least" so deep."""
+    what = f"{hidden} frames" if exact else f"at least {hidden} frames"
+    return Frame(f"<truncated {what}>", TRUNCATED_FILENAME, 0, 0)
+
 
 # A region to re-read after a walk, and the (offset, bytes) spots in it that must not have
 # changed for the walk's copy to count as consistent.
@@ -139,8 +151,11 @@ class LegacyWalker:
         whole = fetch.raw
         served: list[int] = []  # frames found in the prefetch, planned in one go at the end
         while address:
-            if address in seen or len(frames) >= self.max_depth:
-                raise TornStack("frame chain loops or is deeper than the limit")
+            if address in seen:
+                raise TornStack("frame chain loops")
+            if len(frames) >= self.max_depth:
+                frames.append(self._count_beyond(fetch, address, seen))
+                break
             seen.add(address)
             hit = prefetched(address)
             if hit is not None and hit[1] >= size:
@@ -189,6 +204,22 @@ class LegacyWalker:
             address = back
         fetch.note(served, size)
         return frames, innermost
+
+    def _count_beyond(self, fetch: Fetch, address: int, seen: set[int]) -> Frame:
+        """The marker for the frames from `address` outwards, past the depth limit: they are
+        only followed (f_back), up to max_depth of them, not decoded or re-checked."""
+        back_offset, count = self.identity[0][0], 0
+        while address and count < self.max_depth:
+            if address in seen:
+                raise TornStack("frame chain loops")
+            seen.add(address)
+            try:
+                buf, offset = fetch.get(address, self.size)
+            except MemoryReadError as exc:
+                raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
+            address = struct.unpack_from("<Q", buf, offset + back_offset)[0]
+            count += 1
+        return truncation_marker(count, exact=not address)
 
 
 @dataclass
@@ -323,11 +354,13 @@ class ChunkWalker:
         seen_outside: set[int] = set()
         visits: list[tuple[int, int, int]] = []  # (address, frames so far, outside reads so far)
         address = frame_address
+        max_depth = self.max_depth
+        hidden = 0  # frames past the depth limit: counted, not decoded
         steps = 0
         while address:
             steps += 1
-            if steps > self.max_depth:
-                raise TornStack("frame chain is deeper than the limit")
+            if steps > 2 * max_depth:
+                break  # past the limit, only as many again are counted
             if chunk <= address < chunk_limit and address + size > chunk_end:
                 raise TornStack("a frame lies above the data-stack top")
             if chunk <= address and address + size <= chunk_end:
@@ -335,10 +368,11 @@ class ChunkWalker:
                     raise TornStack("frame chain loops inside its chunk")
                 lowest = address
                 offset = address - chunk
-                if reusable and attempts and address in memo.positions:
+                if reusable and attempts and not hidden and address in memo.positions:
                     attempts -= 1
                     start, beyond = memo.positions[address]
-                    if self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
+                    fits = len(frames) + len(memo.frames) - start <= max_depth
+                    if fits and self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
                         base = len(frames)
                         if base == start == 0 and not visits:
                             # The whole walk is as before: share the old bookkeeping.
@@ -387,6 +421,9 @@ class ChunkWalker:
                 continue
             if owner > max_owner:
                 raise TornStack(f"frame with impossible owner {owner}")
+            if len(frames) >= max_depth:
+                hidden += 1
+                continue
             code &= mask
             used.add(code)
             entry = at_instr.get(instr)
@@ -395,6 +432,12 @@ class ChunkWalker:
             if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
             frames.append(entry[1])
+        if address and not hidden:
+            raise TornStack("frame chain is deeper than the limit without being that deep")
+        if hidden:
+            frames.append(truncation_marker(hidden, exact=not address))
+            new_memo.positions = {}  # a cut walk's frames are no tail to reuse
+            return frames, new_memo
         self._settle(positions, visits, len(outside))
         return frames, new_memo
 
