@@ -229,6 +229,7 @@ class WalkMemo:
     chunk: int = 0
     blob: bytes = b""
     frames: list[Frame] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)  # the code object of each of `frames`
     # in-chunk frame address -> (index into frames where that frame's output starts,
     #                            number of outside reads that lie beyond it)
     positions: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -315,6 +316,7 @@ class ChunkWalker:
     ) -> tuple[list[Frame], WalkMemo]:
         frames: list[Frame] = []
         new_memo = WalkMemo(chunk=chunk, frames=frames)
+        codes = new_memo.codes
         positions = new_memo.positions
         outside = new_memo.outside
         blob = b""
@@ -382,6 +384,7 @@ class ChunkWalker:
                                 if addr <= address:
                                     positions[addr] = (base + pos - start, count)
                         frames.extend(memo.frames[start:])
+                        codes.extend(memo.codes[start:])
                         outside.extend(memo.outside[len(memo.outside) - beyond :])
                         self._settle(positions, visits, len(outside))
                         return frames, new_memo
@@ -432,6 +435,7 @@ class ChunkWalker:
             if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
             frames.append(entry[1])
+            codes.append(code)
         if address and not hidden:
             raise TornStack("frame chain is deeper than the limit without being that deep")
         if hidden:
@@ -453,9 +457,12 @@ class ChunkWalker:
         if memo.chunk:
             blob = memo.blob
             if memo.chunk <= innermost < memo.chunk + len(blob):
+                # One region from the chunk's start to the innermost frame's end: all of it
+                # below that frame, and that frame's identity.
                 prefix = innermost - memo.chunk
-                out.append((memo.chunk, prefix, ((0, blob[:prefix]),)))
-                out.append((innermost, self.size, identity(self.identity, blob, prefix)))
+                inner = identity(self.identity, blob, prefix)
+                spots = ((0, blob[:prefix]), *((prefix + o, v) for o, v in inner))
+                out.append((memo.chunk, prefix + self.size, spots))
             else:
                 out.append((memo.chunk, len(blob), ((0, blob),)))
         for address, raw in memo.outside:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import struct
 import time
+from dataclasses import dataclass
 
 from . import debug_offsets, versions
 from .codes import CodeCache
@@ -27,7 +28,7 @@ from .frames import (
 )
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
-from .model import ThreadStack
+from .model import Frame, ThreadStack
 from .pause import PauseFailed, ThreadPauser
 from .process import Interpreter, find_interpreter, process_is_gone
 from .threads import NativeIdResolver, ThreadStates
@@ -51,6 +52,23 @@ _I = struct.Struct("<I")
 def _version_text(version: tuple[int, int, int]) -> str:
     major, minor, micro = version
     return f"{major}.{minor}.{micro}" if micro else f"{major}.{minor}"
+
+
+@dataclass(frozen=True)
+class _Walked:
+    """One thread's last walk, kept while its stack holds still (see StackReader._snapshot)."""
+
+    thread_id: int
+    locating: tuple[int, ...]  # the thread-state fields that locate its stack
+    regions: tuple[tuple[int, int, bytes], ...]  # (address, size, bytes) the walk read
+    frames: tuple[Frame, ...]  # () when the walk failed or its copy turned out torn
+    # The frames' code objects: re-checked whenever the frames are kept, since identical
+    # bytes can be a new stack of new code objects at the addresses of freed ones.
+    codes: frozenset[int] = frozenset()
+
+    @property
+    def reusable(self) -> bool:
+        return bool(self.frames)
 
 
 class StackReader:
@@ -83,6 +101,8 @@ class StackReader:
         self.walker = walker_type(self.layout, self.codes, self.version, max_depth)
         self._plan: Plan | None = None
         self._memos: dict[int, WalkMemo] = {}
+        self._last_walks: dict[int, _Walked] = {}  # by thread-state address
+        self._legacy_code_offset = self.layout["frame.f_code"] if not self._modern else 0
         self._native_ids = (
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
         )
@@ -355,16 +375,46 @@ class StackReader:
         else:
             natives = self._native_ids.resolve(thread_ids, fetch)
         names = self._thread_names(list(zip(thread_ids, natives)), now)
+        # A thread whose stack-locating fields and every byte its last walk read are as they
+        # were keeps that walk's frames: no walk, no second copy, no re-check. The others'
+        # regions (as their last walk had them) are copied a second time, to compare with.
+        last = self._last_walks
+        locating_slots = self._locating_slots
+        kept: dict[int, _Walked] = {}
+        again: list[int] = []
+        for tstate, values in raw_threads:
+            before = last.get(tstate)
+            if before is not None:
+                if (
+                    before.reusable
+                    and before.locating == tuple([values[i] for i in locating_slots])
+                    and fetch.unchanged(before.regions)
+                ):
+                    kept[tstate] = before
+                    continue
+                again.extend(address for address, _, _ in before.regions)
+            again.append(tstate)
+        fetch.copy_again(again)
+        states = self._states
+        still_natives = {natives[i] for i, (t, _) in enumerate(raw_threads) if t in kept}
+        fresh_states = states.due(still_natives) if still_natives else set()
+
         memos: dict[int, WalkMemo] = {}
-        # Threads whose stack differs between the prefetch's two copies; what the walks read
-        # on demand, to be read again after the walk (with its thread ids).
+        walked: dict[int, _Walked] = {}
+        # Threads whose stack differs between the two copies; what the walks read on demand,
+        # to be read again after the walk (with its thread ids).
         changed_early: set[int] = set()
         checks: list[Check] = []
         owners: list[int] = []
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
-            running = self._states.running(native) if native else None
+            if not native:
+                running = None
+            elif tstate in kept and native not in fresh_states:
+                running = states.last(native)
+            else:
+                running = states.running(native)
             stack = ThreadStack(
                 pid=self.pid,
                 thread_id=thread_id,
@@ -377,6 +427,17 @@ class StackReader:
                 ),
                 idle=None if running is None else not running,
             )
+            threads.append(stack)
+            before = kept.get(tstate)
+            if before is not None:
+                stack.frames = before.frames
+                used.update(before.codes)
+                fetch.keep(before.regions)
+                memo = self._memos.get(tstate)
+                if memo is not None:
+                    memos[tstate] = memo
+                walked[tstate] = before
+                continue
             walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
             try:
                 stack.frames = tuple(self._walk(fetch, tstate, values, memos, walk_checks, used))
@@ -389,12 +450,12 @@ class StackReader:
                     address, size, spots = check
                     if not size:
                         continue
-                    again = fetch.second_copy(address, size)
-                    if again is None:
+                    again_bytes = fetch.second_copy(address, size)
+                    if again_bytes is None:
                         checks.append(check)
                         owners.append(thread_id)
                         late = True
-                    elif any(again[o : o + len(v)] != v for o, v in spots):
+                    elif any(again_bytes[o : o + len(v)] != v for o, v in spots):
                         changed_early.add(thread_id)
                         break
                 else:
@@ -409,7 +470,7 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
                 changed_early.add(thread_id)
-            threads.append(stack)
+            walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
         self._states.forget_except({n for n in natives if n})
@@ -419,11 +480,47 @@ class StackReader:
             # it is wrong, and so is this snapshot. Forget them; the caller reads again.
             self.walker.forget_frames()
             self._memos = {}
+            self._last_walks = {}
             changed = set(thread_ids)
         else:
             self._memos = memos
+            for tstate, walk in walked.items():
+                if walk.reusable and walk.thread_id in changed:
+                    walked[tstate] = _Walked(walk.thread_id, walk.locating, walk.regions, ())
+            self._last_walks = walked
         self._plan = fetch.plan(self._plan)
         return threads, changed
+
+    def _walked(
+        self,
+        fetch: Fetch,
+        tstate: int,
+        values: tuple[int, ...],
+        memos: dict[int, WalkMemo],
+        walk_checks: list[Check],
+        stack: ThreadStack,
+    ) -> _Walked:
+        """What a fresh walk of one thread depended on: the fields locating its stack, every
+        region it read with the bytes it read there, and its frames' code objects (`frames`
+        () when it failed)."""
+        locating = tuple([values[i] for i in self._locating_slots])
+        regions = []
+        for address, size, _ in walk_checks[1:]:
+            if size:
+                blob = fetch.first_copy(address, size)
+                if blob is None:
+                    return _Walked(stack.thread_id, locating, tuple(regions), ())
+                regions.append((address, size, blob))
+        if stack.error is not None:
+            return _Walked(stack.thread_id, locating, tuple(regions), ())
+        if self._modern:
+            memo = memos.get(tstate)
+            codes = frozenset(memo.codes) if memo is not None else frozenset()
+        else:
+            # Each region of a <= 3.10 walk is one frame object's header.
+            at = self._legacy_code_offset
+            codes = frozenset(_Q.unpack_from(blob, at)[0] for _, _, blob in regions)
+        return _Walked(stack.thread_id, locating, tuple(regions), stack.frames, codes)
 
     def _changed_since(
         self, checks: list[Check], owners: list[int], codes_due: list[int]
