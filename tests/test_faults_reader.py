@@ -283,3 +283,112 @@ def test_fault_truncated_stack_marker_shows_in_profile_and_exports(deep_target, 
         assert line.startswith(f"{marker} (<truncated>:0);recurse"), line[:300]
     # The flame graph's page holds it as a frame name (its string table, "<" escaped).
     assert json.dumps(marker).replace("<", "\\u003c") in outputs["html"].read_text()
+
+
+# --- 14. a thousand threads ------------------------------------------------------------------
+
+# argv[1] threads, thread i named "worker-i" and parked i % 4 + 1 calls deep in park_<i % 3>;
+# the first argv[2] of them spin in Python instead (their stacks move all the time). A line
+# "move K" on stdin moves parked thread K from park_* into moved_here; each change is
+# acknowledged on stdout.
+MANY_THREADS = r"""
+import json, sys, threading
+count, spinning = int(sys.argv[1]), int(sys.argv[2])
+threading.stack_size(256 * 1024)
+park = threading.Event()
+moves = [threading.Event() for _ in range(count)]
+def moved_here(i):
+    park.wait()
+def nest(i, n, then):
+    if n:
+        return nest(i, n - 1, then)
+    then(i)
+def park_0(i):
+    moves[i].wait()
+    moved_here(i)
+def park_1(i):
+    park_0(i)
+def park_2(i):
+    park_1(i)
+def spin(i):
+    while True:
+        sum(range(50))
+def run(i):
+    if i < spinning:
+        spin(i)
+    else:
+        nest(i, i % 4 + 1, [park_0, park_1, park_2][i % 3])
+threads = [threading.Thread(target=run, args=(i,), name="worker-%d" % i, daemon=True)
+           for i in range(count)]
+for t in threads[spinning:] + threads[:spinning]:  # spinners last: they slow every start
+    t.start()
+print(json.dumps({t.ident: [i, t.name] for i, t in enumerate(threads)}), flush=True)
+for line in sys.stdin:
+    moves[int(line.split()[1])].set()
+    print("moved", flush=True)
+"""
+MANY = 1000
+
+
+BOOTSTRAP = ["run", "run", "_bootstrap_inner", "_bootstrap"]  # ours, Thread.run, threading's
+
+
+def _expected_names(i: int, spinning: int, moved: set[int]) -> list[str]:
+    """Thread i's frame names (without class names), innermost first."""
+    if i < spinning:
+        return ["spin", *BOOTSTRAP]
+    chain = ["park_0", "park_1", "park_2"][: i % 3 + 1]
+    inner = ["wait", "wait", "moved_here"] if i in moved else ["wait", "wait"]
+    return [*inner, *chain, *["nest"] * (i % 4 + 2), *BOOTSTRAP]
+
+
+def _check_many(stacks, workers: dict[int, tuple[int, str]], spinning: int, moved=frozenset()):
+    by_ident = {s.thread_id: s for s in stacks}
+    assert set(workers) <= set(by_ident), "threads missing from the read"
+    for ident, (i, name) in workers.items():
+        stack = by_ident[ident]
+        assert stack.error is None, (name, stack.error)
+        assert stack.name == name, (stack.name, name)
+        names = [f.name.rsplit(".", 1)[-1] for f in stack.frames]
+        assert names == _expected_names(i, spinning, moved), (name, names)
+
+
+@pytest.mark.parametrize("interpreter_id", ["pyenv-3.9", "pyenv-3.12", "sid-3.14"])
+def test_fault_thousand_threads_every_thread_named_and_walked(interpreter_id, spawn):
+    interp = require_interpreter(interpreter_id)
+    spinning = 20
+    proc = spawn(interp.argv("-c", MANY_THREADS, MANY, spinning), stdin=subprocess.PIPE)
+    workers = {int(k): tuple(v) for k, v in json.loads(read_line(proc, timeout=120)).items()}
+    with StackReader(proc.pid) as reader:
+
+        def all_parked():
+            stacks = reader.read()
+            parked = [s for s in stacks if any(f.name == "park_0" for f in s.frames)]
+            return len(parked) >= MANY - spinning and stacks
+
+        stacks = wait_until(all_parked, 60, "every parked thread to reach its park")
+        # Many reads of a still target: served as the last read, they must stay right.
+        for _ in range(5):
+            _check_many(reader.read(), workers, spinning)
+        # A thread that moves after all that is seen where it went, the others where they were.
+        moved = {MANY - 1, MANY // 2}
+        for k in moved:
+            proc.stdin.write(b"move %d\n" % k)
+            proc.stdin.flush()
+            assert read_line(proc) == "moved"
+
+        def moved_seen():
+            stacks = reader.read()
+            by_ident = {s.thread_id: s for s in stacks}
+            return (
+                all(
+                    any(f.name == "moved_here" for f in by_ident[ident].frames)
+                    for ident, (i, _) in workers.items()
+                    if i in moved
+                )
+                and stacks
+            )
+
+        stacks = wait_until(moved_seen, 30, "the moved threads to be read where they went")
+        _check_many(stacks, workers, spinning, moved)
+        _check_many(reader.read(), workers, spinning, moved)

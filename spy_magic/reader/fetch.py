@@ -76,6 +76,7 @@ class Fetch:
         self.mem = mem
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
+        self.complete = False  # every planned region arrived
         self.extra: dict[int, bytes] = {}
         self._planned: dict[int, int] = {} if plan is None else plan.regions
         self._planned_lead: frozenset[int] = frozenset() if plan is None else plan.lead
@@ -90,6 +91,7 @@ class Fetch:
             self.raw, got = mem.read_scatter(scatter)
             if got >= scatter.total:
                 self.where = plan.where
+                self.complete = True
             else:
                 # Keep only regions whose spans arrived whole.
                 complete = 0
@@ -136,25 +138,19 @@ class Fetch:
             return None
         return self.raw_again[hit[0] : hit[0] + size]
 
-    def unchanged(self, regions: tuple[tuple[int, int, bytes], ...]) -> bool:
-        """Whether each (address, size, bytes) region came in the prefetch, holding those
-        bytes still."""
-        where, raw = self.where, self.raw
-        for address, size, old in regions:
-            hit = where.get(address)
-            if hit is None or hit[1] < size or raw[hit[0] : hit[0] + size] != old:
-                return False
-        return True
+    def planned_now(self, addresses: list[int]) -> tuple[dict[int, int], tuple[int, ...]]:
+        """How the next snapshot will prefetch these regions: {address: size}, and which of
+        them lead: what the reader plans again for a stack that holds still."""
+        plan, lead = self.next_regions, self.lead
+        return (
+            {a: plan[a] for a in addresses if a in plan},
+            tuple(a for a in addresses if a in lead),
+        )
 
-    def keep(self, regions: tuple[tuple[int, int, bytes], ...]) -> None:
-        """Plan these regions for the next snapshot as this one had them (sizes, lead)."""
-        plan, planned, lead = self.next_regions, self._planned, self._planned_lead
-        for address, size, _ in regions:
-            size = planned.get(address, size)
-            if plan.get(address, 0) < size:
-                plan[address] = size
-            if address in lead:
-                self.lead.add(address)
+    def plan_leads(self, addresses: list[int], size: int) -> None:
+        """Plan regions of one size that lead the next prefetch (the thread states)."""
+        self.next_regions.update(dict.fromkeys(addresses, size))
+        self.lead.update(addresses)
 
     def first_copy(self, address: int, size: int) -> bytes | None:
         """The region's bytes as this snapshot used them (prefetched or read on demand)."""

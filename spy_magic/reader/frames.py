@@ -17,6 +17,7 @@ byte the outer part of the walk depends on is unchanged, that part is reused as 
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
@@ -79,9 +80,11 @@ def field_unpacker(fields: list[tuple[int, int]]) -> tuple[Callable, int]:
     if inverse == list(range(len(fields))):
         return st.unpack_from, st.size
 
+    reorder = operator.itemgetter(*inverse)
+    unpack_from = st.unpack_from
+
     def unpack(buf, offset=0):
-        values = st.unpack_from(buf, offset)
-        return tuple(values[j] for j in inverse)
+        return reorder(unpack_from(buf, offset))
 
     return unpack, st.size
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import operator
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from . import debug_offsets, versions
 from .codes import CodeCache
@@ -59,16 +60,26 @@ class _Walked:
     """One thread's last walk, kept while its stack holds still (see StackReader._snapshot)."""
 
     thread_id: int
-    locating: tuple[int, ...]  # the thread-state fields that locate its stack
+    locating: object  # the thread-state fields that locate its stack (StackReader._locate)
     regions: tuple[tuple[int, int, bytes], ...]  # (address, size, bytes) the walk read
-    frames: tuple[Frame, ...]  # () when the walk failed or its copy turned out torn
+    frames: tuple[Frame, ...] = ()  # () when the walk failed or its copy turned out torn
     # The frames' code objects: re-checked whenever the frames are kept, since identical
     # bytes can be a new stack of new code objects at the addresses of freed ones.
     codes: frozenset[int] = frozenset()
+    # How the regions are prefetched ({address: size}, and which lead): planned as they were.
+    planned: dict[int, int] = field(default_factory=dict, compare=False)
+    lead: tuple[int, ...] = ()
 
-    @property
-    def reusable(self) -> bool:
-        return bool(self.frames)
+
+@dataclass(frozen=True)
+class _Still:
+    """The last snapshot, to hand out again while not one byte of its prefetch moves."""
+
+    plan: Plan
+    raw: bytes  # its prefetch, as copied
+    threads: list[ThreadStack]
+    walks: list[_Walked]  # each thread's walk, in the same order
+    codes: frozenset[int]  # every code object its frames came from
 
 
 class StackReader:
@@ -102,6 +113,10 @@ class StackReader:
         self._plan: Plan | None = None
         self._memos: dict[int, WalkMemo] = {}
         self._last_walks: dict[int, _Walked] = {}  # by thread-state address
+        self._still: _Still | None = None
+        self._kept_merged: tuple | None = None  # see _keep
+        self._spots: dict[int, tuple] = {}  # see _snapshot
+        self._spots_plan: Plan | None = None
         self._legacy_code_offset = self.layout["frame.f_code"] if not self._modern else 0
         self._native_ids = (
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
@@ -187,34 +202,48 @@ class StackReader:
         return found
 
     def _tstate_fields(self):
-        """Unpacker for the thread-state fields a snapshot needs, and where each lands."""
+        """Unpacker for the thread-state fields a snapshot needs, and where each lands.
+
+        The fields are unpacked in their order in the struct (one C-level unpack per thread,
+        no reordering); the *_slot attributes say where each one lands."""
         layout = self.layout
         keys = ["tstate.next", "tstate.thread_id"]
         if "tstate.native_thread_id" in layout:
             keys.append("tstate.native_thread_id")
         # Free-threaded: no GIL; a thread "holds" the interpreter while it is attached.
-        self._state_slot = None
         self._attached = layout.get("const._Py_THREAD_ATTACHED", 1)
-        if self.free_threaded and "tstate.state" in layout:
-            self._state_slot = len(keys)
+        free_threaded_state = self.free_threaded and "tstate.state" in layout
+        if free_threaded_state:
             keys.append("tstate.state")
         if self._modern:
-            self._chunk_slot = len(keys)
             keys += ["tstate.datastack_chunk", "tstate.datastack_top"]
             self._via_cframe = self.spec.cframe
             self._cframe_offset = layout.get("cframe.current_frame", 0)
-            keys.append("tstate.cframe" if self._via_cframe else "tstate.current_frame")
+            frame_key = "tstate.cframe" if self._via_cframe else "tstate.current_frame"
         else:
-            keys.append("tstate.frame")
-        self._frame_slot = len(keys) - 1
-        if not self._modern:
-            self._chunk_slot = self._frame_slot
             self._via_cframe = False
+            frame_key = "tstate.frame"
+        keys.append(frame_key)
+        keys.sort(key=lambda k: layout[k])
+        slot = keys.index
+        self._next_slot = slot("tstate.next")
+        self._thread_id_slot = slot("tstate.thread_id")
+        self._native_slot = (
+            slot("tstate.native_thread_id") if "tstate.native_thread_id" in keys else None
+        )
+        self._state_slot = slot("tstate.state") if free_threaded_state else None
+        self._frame_slot = slot(frame_key)
+        if self._modern:
+            self._chunk_slot = slot("tstate.datastack_chunk")
+            self._top_slot = slot("tstate.datastack_top")
+        else:
+            self._chunk_slot = self._top_slot = self._frame_slot
         # The fields that say where a thread's stack is: if they move, the stack moved.
         self._locating_slots = [self._frame_slot]
         if self._modern:
-            self._locating_slots += [self._chunk_slot, self._chunk_slot + 1]
+            self._locating_slots += [self._chunk_slot, self._top_slot]
         self._locating_fields = [(layout[keys[i]], 8) for i in self._locating_slots]
+        self._locate = operator.itemgetter(*self._locating_slots)
         return field_unpacker([(layout[k], 4 if k == "tstate.state" else 8) for k in keys])
 
     def _check_ready(self) -> int:
@@ -344,7 +373,16 @@ class StackReader:
         layout = self.layout
         now = time.monotonic()
         self.codes.begin_snapshot()
-        fetch = Fetch(self.mem, self._plan)
+        plan = self._plan
+        fetch = Fetch(self.mem, plan)
+        still = self._still
+        if still is not None and still.plan is plan and fetch.complete and fetch.raw == still.raw:
+            # Not one byte the last snapshot read has moved, and it kept or walked every
+            # thread afresh: the same threads, stacks and holders. Only run states are read.
+            snapshot = self._still_snapshot(still, now)
+            if snapshot is not None:
+                return snapshot
+        self._still = None
         try:
             head = _Q.unpack_from(
                 *fetch.get(self.interp_address + layout["interp.threads_head"], 8)
@@ -358,20 +396,27 @@ class StackReader:
         raw_threads: list[tuple[int, tuple[int, ...]]] = []
         seen: set[int] = set()
         tstate = head
+        unpack, size, next_slot = self._tstate_unpack, self._tstate_size, self._next_slot
+        prefetched, raw = fetch.where.get, fetch.raw
         while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
+            hit = prefetched(tstate)
             try:
-                values = self._tstate_unpack(*fetch.get_lead(tstate, self._tstate_size))
+                if hit is not None and hit[1] >= size:
+                    values = unpack(raw, hit[0])
+                else:
+                    values = unpack(*fetch.get(tstate, size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
                 break  # the list changed under us; the threads found so far are still valid
             raw_threads.append((tstate, values))
-            tstate = values[0]
+            tstate = values[next_slot]
+        fetch.plan_leads([t for t, _ in raw_threads], size)
 
-        thread_ids = [values[1] for _, values in raw_threads]
+        thread_ids = [values[self._thread_id_slot] for _, values in raw_threads]
         if self._native_ids is None:
-            natives = [values[2] for _, values in raw_threads]
+            natives = [values[self._native_slot] for _, values in raw_threads]
         else:
             natives = self._native_ids.resolve(thread_ids, fetch)
         names = self._thread_names(list(zip(thread_ids, natives)), now)
@@ -379,19 +424,28 @@ class StackReader:
         # were keeps that walk's frames: no walk, no second copy, no re-check. The others'
         # regions (as their last walk had them) are copied a second time, to compare with.
         last = self._last_walks
-        locating_slots = self._locating_slots
+        locate = self._locate
         kept: dict[int, _Walked] = {}
         again: list[int] = []
+        if self._spots_plan is not plan or not fetch.complete:
+            self._spots, self._spots_plan = {}, (plan if fetch.complete else None)
+        spots = self._spots  # tstate -> (its _Walked, where its regions lie in `raw`)
         for tstate, values in raw_threads:
             before = last.get(tstate)
             if before is not None:
-                if (
-                    before.reusable
-                    and before.locating == tuple([values[i] for i in locating_slots])
-                    and fetch.unchanged(before.regions)
-                ):
-                    kept[tstate] = before
-                    continue
+                if before.frames and before.locating == locate(values):
+                    known = spots.get(tstate)
+                    if known is None or known[0] is not before:
+                        known = (before, self._spots_of(before, prefetched))
+                        if known[1] is not None and self._spots_plan is not None:
+                            spots[tstate] = known
+                    if known[1] is not None:
+                        for start, end, old in known[1]:
+                            if raw[start:end] != old:
+                                break
+                        else:
+                            kept[tstate] = before
+                            continue
                 again.extend(address for address, _, _ in before.regions)
             again.append(tstate)
         fetch.copy_again(again)
@@ -408,36 +462,40 @@ class StackReader:
         owners: list[int] = []
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
+        pid, state_slot, attached = self.pid, self._state_slot, self._attached
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
-            if not native:
-                running = None
-            elif tstate in kept and native not in fresh_states:
-                running = states.last(native)
-            else:
-                running = states.running(native)
-            stack = ThreadStack(
-                pid=self.pid,
-                thread_id=thread_id,
-                native_id=native or None,
-                name=names.get((thread_id, native)),
-                gil=(
-                    values[self._state_slot] == self._attached
-                    if self._state_slot is not None
-                    else bool(holder) and tstate == holder
-                ),
-                idle=None if running is None else not running,
-            )
-            threads.append(stack)
+            gil = values[state_slot] == attached if state_slot is not None else tstate == holder
             before = kept.get(tstate)
             if before is not None:
-                stack.frames = before.frames
-                used.update(before.codes)
-                fetch.keep(before.regions)
-                memo = self._memos.get(tstate)
-                if memo is not None:
-                    memos[tstate] = memo
-                walked[tstate] = before
+                # Its stack held still: the last walk's frames, planned as they were.
+                if not native:
+                    running = None
+                elif native in fresh_states:
+                    running = states.running(native)
+                else:
+                    running = states.last(native)
+                threads.append(
+                    ThreadStack(
+                        pid,
+                        thread_id,
+                        native or None,
+                        names.get((thread_id, native)),
+                        gil,
+                        None if running is None else not running,
+                        before.frames,
+                    )
+                )
                 continue
+            running = states.running(native) if native else None
+            stack = ThreadStack(
+                pid,
+                thread_id,
+                native or None,
+                names.get((thread_id, native)),
+                gil,
+                None if running is None else not running,
+            )
+            threads.append(stack)
             walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
             try:
                 stack.frames = tuple(self._walk(fetch, tstate, values, memos, walk_checks, used))
@@ -471,6 +529,7 @@ class StackReader:
                 stack.error = TornStack(str(exc))
                 changed_early.add(thread_id)
             walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
+        self._keep(kept, fetch, used, memos, walked)
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
         self._states.forget_except({n for n in natives if n})
@@ -485,11 +544,100 @@ class StackReader:
         else:
             self._memos = memos
             for tstate, walk in walked.items():
-                if walk.reusable and walk.thread_id in changed:
-                    walked[tstate] = _Walked(walk.thread_id, walk.locating, walk.regions, ())
+                if walk.frames and walk.thread_id in changed:
+                    walked[tstate] = replace(walk, frames=())
             self._last_walks = walked
-        self._plan = fetch.plan(self._plan)
+        self._plan = fetch.plan(plan)
+        if fetch.complete and not changed and not stale_codes:
+            walks = [walked[t] for t, _ in raw_threads]
+            codes = frozenset().union(*(walk.codes for walk in walks))
+            self._still = _Still(plan, fetch.raw, threads, walks, codes)
         return threads, changed
+
+    def _keep(
+        self,
+        kept: dict[int, _Walked],
+        fetch: Fetch,
+        used: set[int],
+        memos: dict[int, WalkMemo],
+        walked: dict[int, _Walked],
+    ) -> None:
+        """The bookkeeping for the threads whose stack held still: their regions planned as
+        they were, their code objects re-checked, their memos and walks carried over. The
+        same set of threads as last time reuses last time's merged plan for them."""
+        members = frozenset(kept)
+        merged = self._kept_merged
+        if merged is None or merged[0] != members:
+            planned: dict[int, int] = {}
+            lead: set[int] = set()
+            codes: set[int] = set()
+            for walk in kept.values():
+                planned.update(walk.planned)
+                lead.update(walk.lead)
+                codes.update(walk.codes)
+            merged = self._kept_merged = (members, planned, lead, codes)
+        _, planned, lead, codes = merged
+        fetch.next_regions.update(planned)
+        fetch.lead.update(lead)
+        used.update(codes)
+        last_memos = self._memos
+        if last_memos:
+            memos.update({t: last_memos[t] for t in kept if t in last_memos})
+        walked.update(kept)
+
+    @staticmethod
+    def _spots_of(walk: _Walked, prefetched) -> tuple[tuple[int, int, bytes], ...] | None:
+        """Where each region of a walk lies in the prefetch buffer, with its bytes then;
+        None when one of them was not prefetched (whole)."""
+        out = []
+        for address, length, old in walk.regions:
+            hit = prefetched(address)
+            if hit is None or hit[1] < length:
+                return None
+            out.append((hit[0], hit[0] + length, old))
+        return tuple(out)
+
+    def _still_snapshot(
+        self, still: _Still, now: float
+    ) -> tuple[list[ThreadStack], set[int]] | None:
+        """The last snapshot again, when its whole prefetch came back byte for byte the same
+        (see `_snapshot`): new ThreadStacks with fresh run states. The code objects of its
+        frames are still re-checked; None when one changed (then the caller reads afresh)."""
+        if not all(walk.frames for walk in still.walks):
+            return None
+        states = self._states
+        natives = {s.native_id for s in still.threads if s.native_id}
+        fresh = states.due(natives) if natives else set()
+        names = self._thread_names([(s.thread_id, s.native_id or 0) for s in still.threads], now)
+        threads = []
+        for stack, walk in zip(still.threads, still.walks):
+            native = stack.native_id
+            if not native:
+                running = None
+            elif native in fresh:
+                running = states.running(native)
+            else:
+                running = states.last(native)
+            threads.append(
+                ThreadStack(
+                    stack.pid,
+                    stack.thread_id,
+                    native,
+                    names.get((stack.thread_id, native or 0)),
+                    stack.gil,
+                    None if running is None else not running,
+                    walk.frames,
+                )
+            )
+        _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)))
+        if stale_codes:
+            self.walker.forget_frames()
+            self._memos = {}
+            self._last_walks = {}
+            self._still = None
+            return None
+        self._still = replace(still, threads=threads)
+        return threads, set()
 
     def _walked(
         self,
@@ -503,16 +651,16 @@ class StackReader:
         """What a fresh walk of one thread depended on: the fields locating its stack, every
         region it read with the bytes it read there, and its frames' code objects (`frames`
         () when it failed)."""
-        locating = tuple([values[i] for i in self._locating_slots])
+        locating = self._locate(values)
         regions = []
         for address, size, _ in walk_checks[1:]:
             if size:
                 blob = fetch.first_copy(address, size)
                 if blob is None:
-                    return _Walked(stack.thread_id, locating, tuple(regions), ())
+                    return _Walked(stack.thread_id, locating, tuple(regions))
                 regions.append((address, size, blob))
         if stack.error is not None:
-            return _Walked(stack.thread_id, locating, tuple(regions), ())
+            return _Walked(stack.thread_id, locating, tuple(regions))
         if self._modern:
             memo = memos.get(tstate)
             codes = frozenset(memo.codes) if memo is not None else frozenset()
@@ -520,7 +668,10 @@ class StackReader:
             # Each region of a <= 3.10 walk is one frame object's header.
             at = self._legacy_code_offset
             codes = frozenset(_Q.unpack_from(blob, at)[0] for _, _, blob in regions)
-        return _Walked(stack.thread_id, locating, tuple(regions), stack.frames, codes)
+        planned, lead = fetch.planned_now([address for address, _, _ in regions])
+        return _Walked(
+            stack.thread_id, locating, tuple(regions), stack.frames, codes, planned, lead
+        )
 
     def _changed_since(
         self, checks: list[Check], owners: list[int], codes_due: list[int]
@@ -571,7 +722,7 @@ class StackReader:
             fetch,
             frame,
             values[self._chunk_slot],
-            values[self._chunk_slot + 1],
+            values[self._top_slot],
             self._memos.get(tstate),
             used,
         )
