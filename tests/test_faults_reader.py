@@ -5,6 +5,20 @@ executable (static) or libpython (shared) deleted → stacks read from the mappe
   under a running target (a package upgrade)        (/proc/PID/map_files, /proc/PID/exe)
 the same file replaced by another Python's        → that other file is never parsed: the
                                                     version and stacks are the target's
+threads started one after another, each ending    → each read with its own name and native
+  before the next: glibc recycles the ident         id, never the ended thread's
+a 10 KB thread name (ASCII, or 2-byte CJK)        → cut to its first THREAD_NAME_CHARS
+                                                    characters + "…(N chars)"; the other
+                                                    threads' names still read
+a stack deeper than the depth limit (16384)       → its innermost 16384 frames and, outermost,
+                                                    "<truncated N frames>" ("at least N"
+                                                    past twice the limit), on both walkers;
+                                                    profiles and exports show it as a frame
+1000 threads, 20 of them spinning                 → every thread read with its name and
+                                                    stack, read after read (the cheap paths
+                                                    for stacks that hold still included),
+                                                    and a thread that moves after many
+                                                    still reads is seen where it went
 """
 
 from __future__ import annotations
