@@ -367,7 +367,7 @@ def _check_many(stacks, workers: dict[int, tuple[int, str]], spinning: int, move
         assert names == _expected_names(i, spinning, moved), (name, names)
 
 
-@pytest.mark.parametrize("interpreter_id", ["pyenv-3.9", "pyenv-3.12", "sid-3.14"])
+@pytest.mark.parametrize("interpreter_id", ["pyenv-3.9", "pyenv-3.12", "ft-3.13t", "sid-3.14"])
 def test_fault_thousand_threads_every_thread_named_and_walked(interpreter_id, spawn):
     interp = require_interpreter(interpreter_id)
     spinning = 20
