@@ -4,11 +4,14 @@ Stacks change little between samples, so the regions a snapshot needed (thread s
 used part of each data-stack chunk, frames outside chunks) are a good guess for the next one.
 Reading them all in one `process_vm_readv` makes a snapshot cost about one syscall, and makes
 the copy nearly atomic, which keeps torn stacks rare. Nearby regions are merged into one span
-first: the kernel's cost is per iovec and per page, not per byte.
+first: the kernel's cost is per iovec and per page, not per byte. A second copy, to check
+against, is taken only of the stacks that moved since the last snapshot (`copy_again`): a
+stack whose every byte is as it was needs no walk and no check.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from .memory import ProcessMemory, Scatter
@@ -37,13 +40,28 @@ class Plan:
 
     @classmethod
     def build(cls, regions: dict[int, int], lead: set[int]) -> Plan:
-        """Spans for `regions`, those in `lead` first (they are copied before the others)."""
+        """Spans for `regions`, those in `lead` first (they are copied before the others).
+
+        A region within MERGE_GAP of a lead region is copied with the lead ones, in the same
+        span: each span costs the kernel about as much as a page of bytes (3.12's current
+        frame slot and entry frame share a few bytes of each thread's C stack)."""
         spans: list[tuple[int, int]] = []
         members: list[list[tuple[int, int]]] = []
+        leading = sorted((a, s) for a, s in regions.items() if a in lead)
+        starts = [a for a, _ in leading]
+        first: set[int] = set(starts)
+        for address, size in regions.items():
+            if address in first:
+                continue
+            i = bisect.bisect_right(starts, address) - 1
+            if (i >= 0 and address <= starts[i] + leading[i][1] + MERGE_GAP) or (
+                i + 1 < len(starts) and starts[i + 1] <= address + size + MERGE_GAP
+            ):
+                first.add(address)
         for group_lead in (True, False):
             group_start = len(spans)
             for address, size in sorted(regions.items()):
-                if (address in lead) != group_lead:
+                if (address in first) != group_lead:
                     continue
                 if len(spans) > group_start:
                     start, length = spans[-1]
@@ -74,20 +92,22 @@ class Fetch:
         self.mem = mem
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
+        self.complete = False  # every planned region arrived
         self.extra: dict[int, bytes] = {}
-        # A second copy of the same spans, taken by a second syscall right after the first:
-        # what the walk used is compared against it (see StackReader). Two calls, not one
-        # call listing the spans twice: the short gap between them is what lets a stack that
-        # keeps moving show up as a difference.
+        self._planned: dict[int, int] = {} if plan is None else plan.regions
+        self._planned_lead: frozenset[int] = frozenset() if plan is None else plan.lead
+        # A second copy of the regions of the stacks that moved since the last snapshot,
+        # taken by `copy_again` right after the first copy: what their walks use is compared
+        # against it (see StackReader). A second call, not one call listing the regions twice:
+        # the gap between them is what lets a stack that keeps moving show up as a difference.
         self.raw_again = b""
+        self.where_again: dict[int, tuple[int, int]] = {}
         if plan is not None and plan.spans:
             scatter = plan.prepared()
             self.raw, got = mem.read_scatter(scatter)
-            self.raw_again, got_again = mem.read_scatter(scatter)
-            # A region counts only if it arrived in both copies.
-            got = min(got, got_again)
             if got >= scatter.total:
                 self.where = plan.where
+                self.complete = True
             else:
                 # Keep only regions whose spans arrived whole.
                 complete = 0
@@ -112,12 +132,49 @@ class Fetch:
             self.extra[address] = blob
         return blob, 0
 
+    def copy_again(self, addresses: list[int]) -> None:
+        """The second copy: these prefetched regions (their planned size) read once more."""
+        where, planned = self.where, self._planned
+        regions = [(a, planned[a]) for a in dict.fromkeys(addresses) if a in where]
+        if not regions:
+            return
+        scatter = Scatter(regions)
+        self.raw_again, got = self.mem.read_scatter(scatter)
+        offset = 0
+        for address, size in regions:
+            if offset + size > got:
+                break
+            self.where_again[address] = (offset, size)
+            offset += size
+
     def second_copy(self, address: int, size: int) -> bytes | None:
-        """The region as the immediate second copy saw it; None if it was not prefetched."""
-        hit = self.where.get(address)
+        """The region as the second copy saw it; None if it was not in that copy."""
+        hit = self.where_again.get(address)
         if hit is None or hit[1] < size:
             return None
         return self.raw_again[hit[0] : hit[0] + size]
+
+    def planned_now(self, addresses: list[int]) -> tuple[dict[int, int], tuple[int, ...]]:
+        """How the next snapshot will prefetch these regions: {address: size}, and which of
+        them lead: what the reader plans again for a stack that holds still."""
+        plan, lead = self.next_regions, self.lead
+        return (
+            {a: plan[a] for a in addresses if a in plan},
+            tuple(a for a in addresses if a in lead),
+        )
+
+    def plan_leads(self, addresses: list[int], size: int) -> None:
+        """Plan regions of one size that lead the next prefetch (the thread states)."""
+        self.next_regions.update(dict.fromkeys(addresses, size))
+        self.lead.update(addresses)
+
+    def first_copy(self, address: int, size: int) -> bytes | None:
+        """The region's bytes as this snapshot used them (prefetched or read on demand)."""
+        hit = self.where.get(address)
+        if hit is not None and hit[1] >= size:
+            return self.raw[hit[0] : hit[0] + size]
+        blob = self.extra.get(address)
+        return None if blob is None or len(blob) < size else blob[:size]
 
     def get_lead(self, address: int, size: int) -> tuple[bytes, int]:
         """Like get, for a region the next prefetch copies before all others: the thread
@@ -154,6 +211,8 @@ class Fetch:
                 blob = self.raw[offset : offset + have] + tail
         else:
             blob = self.mem.read(address, size)
+        if hit is None or hit[1] < size:
+            self.extra[address] = blob
         planned = min(limit, (size + CHUNK_SLACK + _ALIGN - 1) // _ALIGN * _ALIGN)
         if self.next_regions.get(address, 0) < planned:
             self.next_regions[address] = planned

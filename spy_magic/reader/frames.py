@@ -7,7 +7,8 @@
 
 Both walkers return frames innermost first and raise TornStack when what they read cannot be
 a consistent stack (a cycle, a pointer to something that is not a code object, an
-instruction pointer outside its code, a stack deeper than the limit).
+instruction pointer outside its code). A stack deeper than the limit (`max_depth`) gives
+its innermost frames and, outermost, a marker frame saying how many more there are.
 
 Speed comes from three caches: decoded code objects (CodeCache), the Frame for each
 instruction address, and, on 3.11+, the previous snapshot's walk of each thread: when every
@@ -16,6 +17,7 @@ byte the outer part of the walk depends on is unchanged, that part is reused as 
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,6 +29,17 @@ from .model import Frame
 from .versions import KNOWN
 
 DEFAULT_MAX_DEPTH = 16_384
+TRUNCATED_FILENAME = "<truncated>"
+
+
+def truncation_marker(hidden: int, exact: bool) -> Frame:
+    """The outermost frame of a stack cut at the depth limit: how many frames it hides.
+
+    Past the limit a walk only counts (no code objects decoded), and only up to as many again:
+    a chain longer than that is "at least" so deep."""
+    what = f"{hidden} frames" if exact else f"at least {hidden} frames"
+    return Frame(f"<truncated {what}>", TRUNCATED_FILENAME, 0, 0)
+
 
 # A region to re-read after a walk, and the (offset, bytes) spots in it that must not have
 # changed for the walk's copy to count as consistent.
@@ -67,9 +80,11 @@ def field_unpacker(fields: list[tuple[int, int]]) -> tuple[Callable, int]:
     if inverse == list(range(len(fields))):
         return st.unpack_from, st.size
 
+    reorder = operator.itemgetter(*inverse)
+    unpack_from = st.unpack_from
+
     def unpack(buf, offset=0):
-        values = st.unpack_from(buf, offset)
-        return tuple(values[j] for j in inverse)
+        return reorder(unpack_from(buf, offset))
 
     return unpack, st.size
 
@@ -139,8 +154,11 @@ class LegacyWalker:
         whole = fetch.raw
         served: list[int] = []  # frames found in the prefetch, planned in one go at the end
         while address:
-            if address in seen or len(frames) >= self.max_depth:
-                raise TornStack("frame chain loops or is deeper than the limit")
+            if address in seen:
+                raise TornStack("frame chain loops")
+            if len(frames) >= self.max_depth:
+                frames.append(self._count_beyond(fetch, address, seen))
+                break
             seen.add(address)
             hit = prefetched(address)
             if hit is not None and hit[1] >= size:
@@ -190,6 +208,22 @@ class LegacyWalker:
         fetch.note(served, size)
         return frames, innermost
 
+    def _count_beyond(self, fetch: Fetch, address: int, seen: set[int]) -> Frame:
+        """The marker for the frames from `address` outwards, past the depth limit: they are
+        only followed (f_back), up to max_depth of them, not decoded or re-checked."""
+        back_offset, count = self.identity[0][0], 0
+        while address and count < self.max_depth:
+            if address in seen:
+                raise TornStack("frame chain loops")
+            seen.add(address)
+            try:
+                buf, offset = fetch.get(address, self.size)
+            except MemoryReadError as exc:
+                raise TornStack(f"frame at {address:#x} unreadable: {exc}") from None
+            address = struct.unpack_from("<Q", buf, offset + back_offset)[0]
+            count += 1
+        return truncation_marker(count, exact=not address)
+
 
 @dataclass
 class WalkMemo:
@@ -198,6 +232,7 @@ class WalkMemo:
     chunk: int = 0
     blob: bytes = b""
     frames: list[Frame] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)  # the code object of each of `frames`
     # in-chunk frame address -> (index into frames where that frame's output starts,
     #                            number of outside reads that lie beyond it)
     positions: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -284,6 +319,7 @@ class ChunkWalker:
     ) -> tuple[list[Frame], WalkMemo]:
         frames: list[Frame] = []
         new_memo = WalkMemo(chunk=chunk, frames=frames)
+        codes = new_memo.codes
         positions = new_memo.positions
         outside = new_memo.outside
         blob = b""
@@ -323,11 +359,13 @@ class ChunkWalker:
         seen_outside: set[int] = set()
         visits: list[tuple[int, int, int]] = []  # (address, frames so far, outside reads so far)
         address = frame_address
+        max_depth = self.max_depth
+        hidden = 0  # frames past the depth limit: counted, not decoded
         steps = 0
         while address:
             steps += 1
-            if steps > self.max_depth:
-                raise TornStack("frame chain is deeper than the limit")
+            if steps > 2 * max_depth:
+                break  # past the limit, only as many again are counted
             if chunk <= address < chunk_limit and address + size > chunk_end:
                 raise TornStack("a frame lies above the data-stack top")
             if chunk <= address and address + size <= chunk_end:
@@ -335,10 +373,11 @@ class ChunkWalker:
                     raise TornStack("frame chain loops inside its chunk")
                 lowest = address
                 offset = address - chunk
-                if reusable and attempts and address in memo.positions:
+                if reusable and attempts and not hidden and address in memo.positions:
                     attempts -= 1
                     start, beyond = memo.positions[address]
-                    if self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
+                    fits = len(frames) + len(memo.frames) - start <= max_depth
+                    if fits and self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
                         base = len(frames)
                         if base == start == 0 and not visits:
                             # The whole walk is as before: share the old bookkeeping.
@@ -348,6 +387,7 @@ class ChunkWalker:
                                 if addr <= address:
                                     positions[addr] = (base + pos - start, count)
                         frames.extend(memo.frames[start:])
+                        codes.extend(memo.codes[start:])
                         outside.extend(memo.outside[len(memo.outside) - beyond :])
                         self._settle(positions, visits, len(outside))
                         return frames, new_memo
@@ -387,6 +427,9 @@ class ChunkWalker:
                 continue
             if owner > max_owner:
                 raise TornStack(f"frame with impossible owner {owner}")
+            if len(frames) >= max_depth:
+                hidden += 1
+                continue
             code &= mask
             used.add(code)
             entry = at_instr.get(instr)
@@ -395,6 +438,13 @@ class ChunkWalker:
             if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
             frames.append(entry[1])
+            codes.append(code)
+        if address and not hidden:
+            raise TornStack("frame chain is deeper than the limit without being that deep")
+        if hidden:
+            frames.append(truncation_marker(hidden, exact=not address))
+            new_memo.positions = {}  # a cut walk's frames are no tail to reuse
+            return frames, new_memo
         self._settle(positions, visits, len(outside))
         return frames, new_memo
 
@@ -410,9 +460,12 @@ class ChunkWalker:
         if memo.chunk:
             blob = memo.blob
             if memo.chunk <= innermost < memo.chunk + len(blob):
+                # One region from the chunk's start to the innermost frame's end: all of it
+                # below that frame, and that frame's identity.
                 prefix = innermost - memo.chunk
-                out.append((memo.chunk, prefix, ((0, blob[:prefix]),)))
-                out.append((innermost, self.size, identity(self.identity, blob, prefix)))
+                inner = identity(self.identity, blob, prefix)
+                spots = ((0, blob[:prefix]), *((prefix + o, v) for o, v in inner))
+                out.append((memo.chunk, prefix + self.size, spots))
             else:
                 out.append((memo.chunk, len(blob), ((0, blob),)))
         for address, raw in memo.outside:

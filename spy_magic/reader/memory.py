@@ -49,20 +49,28 @@ _IOV_MAX = 1024
 
 class Scatter:
     """A scatter read prepared once and run many times (see `ProcessMemory.read_scatter`):
-    the iovec array and the buffer are built once, not per read."""
+    the iovec arrays and the buffer are built once, not per read. More spans than the kernel
+    takes in one call (IOV_MAX) are split into batches of it, one syscall each."""
 
-    __slots__ = ("buffer", "count", "local", "remote", "spans", "total")
+    __slots__ = ("batches", "buffer", "count", "spans", "total")
 
     def __init__(self, spans: Sequence[tuple[int, int]]) -> None:
         self.spans = list(spans)
         self.total = sum(size for _, size in spans)
         self.count = len(spans)
-        self.remote = ctypes.create_string_buffer(16 * max(self.count, 1))
-        if self.count:
-            flat = [value for span in spans for value in span]
-            _iovec_struct(self.count).pack_into(self.remote, 0, *flat)
         self.buffer = ctypes.create_string_buffer(max(self.total, 1))
-        self.local = _IOVec(ctypes.addressof(self.buffer), self.total)
+        base = ctypes.addressof(self.buffer)
+        # (local iovec, remote iovecs, their count, buffer offset where the batch starts,
+        # bytes in the batch)
+        self.batches: list[tuple[_IOVec, ctypes.Array, int, int, int]] = []
+        offset = 0
+        for first in range(0, self.count, _IOV_MAX):
+            batch = self.spans[first : first + _IOV_MAX]
+            size = sum(length for _, length in batch)
+            remote = ctypes.create_string_buffer(16 * len(batch))
+            _iovec_struct(len(batch)).pack_into(remote, 0, *[v for span in batch for v in span])
+            self.batches.append((_IOVec(base + offset, size), remote, len(batch), offset, size))
+            offset += size
 
 
 class ProcessMemory:
@@ -179,7 +187,7 @@ class ProcessMemory:
 
     def read_scatter(self, scatter: Scatter) -> tuple[bytes, int]:
         """`read_spans` for a prepared scatter read: the buffer and how many bytes arrived."""
-        if not self._use_vm_readv or scatter.count > _IOV_MAX:
+        if not self._use_vm_readv:
             parts = self.read_many(scatter.spans)
             got = 0
             for part in parts:
@@ -187,18 +195,21 @@ class ProcessMemory:
                     break
                 got += len(part)
             return b"".join(p or bytes(s) for p, (_, s) in zip(parts, scatter.spans)), got
-        self.syscalls += 1
-        got = _process_vm_readv(
-            self.pid, ctypes.byref(scatter.local), 1, scatter.remote, scatter.count, 0
-        )
-        if got < 0:
-            err = ctypes.get_errno()
-            if err == errno.ENOSYS:
-                self._use_vm_readv = False
-                return self.read_scatter(scatter)
-            if err not in (errno.EFAULT, errno.ENOMEM):
-                self._raise_for(err, scatter.spans[0][0], scatter.spans[0][1])
-            got = 0
+        got = 0
+        for local, remote, count, offset, size in scatter.batches:
+            self.syscalls += 1
+            done = _process_vm_readv(self.pid, ctypes.byref(local), 1, remote, count, 0)
+            if done < 0:
+                err = ctypes.get_errno()
+                if err == errno.ENOSYS:
+                    self._use_vm_readv = False
+                    return self.read_scatter(scatter)
+                if err not in (errno.EFAULT, errno.ENOMEM):
+                    self._raise_for(err, scatter.spans[0][0], scatter.spans[0][1])
+                done = 0
+            got = offset + done
+            if done < size:
+                break  # the kernel stopped at a span it could not read: so does the count
         return scatter.buffer.raw, got
 
     # -- fallback -------------------------------------------------------------------------

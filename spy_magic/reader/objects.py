@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import AccessDenied, MemoryReadError, ProcessExited, ReaderError
 from .layouts import LAYOUTS
@@ -45,6 +45,8 @@ MAX_INT_DIGITS = 1 << 12  # 30-bit digits in one int (about 37000 decimal digits
 MAX_DICT_ENTRIES = 1 << 17  # entries in one dict's table
 MAX_CSTRING = 1024  # bytes of a C string (tp_name)
 MAX_THREADS = 10_000
+# A thread name longer than this is cut there, marked "…(N chars)": it still names the thread.
+THREAD_NAME_CHARS = 200
 
 # Speculative header reads: one syscall fetches the header plus the characters of a short
 # string / the digits of a small int; on a failed read we retry with the exact header size.
@@ -245,12 +247,26 @@ class ObjectReader:
         return out
 
     def read_strs(
-        self, addrs: Sequence[int], max_chars: int = MAX_STR_CHARS, strict: bool = False
+        self,
+        addrs: Sequence[int],
+        max_chars: int = MAX_STR_CHARS,
+        strict: bool = False,
+        cut_at: int | None = None,
     ) -> list[str | None]:
         """Decode many str objects in about two syscalls. A bad one is None (or raises, when
-        `strict`)."""
+        `strict`). With `cut_at`, a longer one is read only that far and marked as cut:
+        "first cut_at characters…(N chars)"."""
         headers = self._str_headers(addrs, max_chars, strict)
-        return self._str_values(headers, strict)
+        if cut_at is None:
+            return self._str_values(headers, strict)
+        lengths = [h.length if h is not None else 0 for h in headers]
+        headers = [
+            h if h is None or h.length <= cut_at else _cut_header(h, cut_at) for h in headers
+        ]
+        return [
+            text if text is None or length <= cut_at else f"{text}…({length} chars)"
+            for text, length in zip(self._str_values(headers, strict), lengths)
+        ]
 
     def _str_headers(
         self, addrs: Sequence[int], max_chars: int, strict: bool, peek: int = _STR_PEEK
@@ -668,8 +684,14 @@ class ObjectReader:
                 continue
             if name_addr is not None:
                 found.append((ident, name_addr))
-        texts = self.read_strs([a for _, a in found], max_chars=4096)
+        texts = self.read_strs([a for _, a in found], cut_at=THREAD_NAME_CHARS)
         return {ident: text for (ident, _), text in zip(found, texts) if text is not None}
+
+
+def _cut_header(header: _StrHeader, chars: int) -> _StrHeader:
+    """The header of the string's first `chars` characters only."""
+    inline = None if header.inline is None else header.inline[: chars * header.kind]
+    return replace(header, length=chars, inline=inline)
 
 
 def _decode(addr: int, data: bytes, kind: int, length: int) -> str:

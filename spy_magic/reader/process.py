@@ -38,6 +38,8 @@ class Mapping:
     perms: str
     offset: int
     path: str
+    device: tuple[int, int] = (0, 0)  # (major, minor) of the mapped file's filesystem
+    inode: int = 0
 
 
 @dataclass
@@ -77,7 +79,13 @@ def read_maps(pid: int) -> list[Mapping]:
             continue
         lo, hi = parts[0].split("-")
         path = parts[5] if len(parts) > 5 else ""
-        out.append(Mapping(int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path))
+        major, _, minor = parts[3].partition(":")
+        device = (int(major, 16), int(minor or "0", 16))
+        out.append(
+            Mapping(
+                int(lo, 16), int(hi, 16), parts[1], int(parts[2], 16), path, device, int(parts[4])
+            )
+        )
     return out
 
 
@@ -99,11 +107,62 @@ def process_is_gone(pid: int) -> bool:
     return stat_state(stat) in (b"Z", b"X")
 
 
+_DELETED = " (deleted)"
+
+
+def _without_deleted(path: str) -> str:
+    return path[: -len(_DELETED)] if path.endswith(_DELETED) else path
+
+
 def _open_path(pid: int, path: str) -> str:
     """The binary as the target sees it: through /proc/PID/root so containers work."""
-    clean = path[: -len(" (deleted)")] if path.endswith(" (deleted)") else path
+    clean = _without_deleted(path)
     rooted = f"/proc/{pid}/root{clean}"
     return rooted if os.path.exists(rooted) else clean
+
+
+def _is_mapped_file(path: str, mapping: Mapping) -> bool:
+    """Whether `path` names the very file behind `mapping` (device and inode as maps says)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) == (*mapping.device, mapping.inode)
+
+
+def _openable(path: str) -> bool:
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError:
+        return False
+    return True
+
+
+def mapped_file(pid: int, path: str, maps: list[Mapping], exe: str | None = None) -> str:
+    """A path that opens the file `pid` has mapped as `path`, even once that path is gone.
+
+    A package upgrade deletes (or renames a new file over) the executable or libpython of
+    every process running it: the file at the path is then missing, or another file, whose
+    symbols would be read as this process's. The mapped file itself stays reachable through
+    /proc/PID/map_files (root only) and, for the executable, /proc/PID/exe.
+    """
+    by_path = _open_path(pid, path)
+    first = min((m for m in maps if m.path == path), key=lambda m: m.start, default=None)
+    if first is not None and not path.endswith(_DELETED) and _is_mapped_file(by_path, first):
+        return by_path
+    if first is None and not path.endswith(_DELETED):
+        return by_path  # not mapped (yet): nothing to compare with
+    alternatives = []
+    if first is not None:
+        alternatives.append(f"/proc/{pid}/map_files/{first.start:x}-{first.end:x}")
+    if exe is not None and path == exe:
+        alternatives.append(f"/proc/{pid}/exe")
+    for alternative in alternatives:
+        if _openable(alternative):
+            return alternative
+    # Neither is open to us (not root): the path is the best guess left. A device or inode
+    # that differ only by how the filesystem numbers them (overlayfs, btrfs) end up here too.
+    return by_path
 
 
 def _load_bias(elf: ElfFile, maps: list[Mapping], path: str) -> int:
@@ -115,6 +174,7 @@ def _load_bias(elf: ElfFile, maps: list[Mapping], path: str) -> int:
 
 
 def _version_from_name(path: str) -> tuple[int, int, str] | None:
+    path = _without_deleted(path)
     match = _PY_NAME.search(os.path.basename(path)) or _PY_NAME.search(path)
     if match is None:
         return None
@@ -170,7 +230,7 @@ def find_interpreter(pid: int) -> Interpreter:
     for path in candidates:
         named_version = named_version or _version_from_name(path)
         try:
-            elf = load_elf(_open_path(pid, path))
+            elf = load_elf(mapped_file(pid, path, maps, exe))
         except (OSError, ElfError):
             continue
         runtime = elf.symbol("_PyRuntime")
@@ -196,7 +256,7 @@ def find_interpreter(pid: int) -> Interpreter:
     # dynamic loader has not mapped yet is Python that is still starting.
     if exe:
         try:
-            exe_elf = load_elf(_open_path(pid, exe))
+            exe_elf = load_elf(mapped_file(pid, exe, maps, exe))
         except (OSError, ElfError):
             exe_elf = None
         if exe_elf is not None:

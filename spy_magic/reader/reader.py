@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import operator
 import struct
 import time
+from dataclasses import dataclass, field, replace
 
 from . import debug_offsets, versions
 from .codes import CodeCache
@@ -27,7 +29,7 @@ from .frames import (
 )
 from .layouts import LAYOUTS
 from .memory import ProcessMemory
-from .model import ThreadStack
+from .model import Frame, ThreadStack
 from .pause import PauseFailed, ThreadPauser
 from .process import Interpreter, find_interpreter, process_is_gone
 from .threads import NativeIdResolver, ThreadStates
@@ -51,6 +53,33 @@ _I = struct.Struct("<I")
 def _version_text(version: tuple[int, int, int]) -> str:
     major, minor, micro = version
     return f"{major}.{minor}.{micro}" if micro else f"{major}.{minor}"
+
+
+@dataclass(frozen=True)
+class _Walked:
+    """One thread's last walk, kept while its stack holds still (see StackReader._snapshot)."""
+
+    thread_id: int
+    locating: object  # the thread-state fields that locate its stack (StackReader._locate)
+    regions: tuple[tuple[int, int, bytes], ...]  # (address, size, bytes) the walk read
+    frames: tuple[Frame, ...] = ()  # () when the walk failed or its copy turned out torn
+    # The frames' code objects: re-checked whenever the frames are kept, since identical
+    # bytes can be a new stack of new code objects at the addresses of freed ones.
+    codes: frozenset[int] = frozenset()
+    # How the regions are prefetched ({address: size}, and which lead): planned as they were.
+    planned: dict[int, int] = field(default_factory=dict, compare=False)
+    lead: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Still:
+    """The last snapshot, to hand out again while not one byte of its prefetch moves."""
+
+    plan: Plan
+    raw: bytes  # its prefetch, as copied
+    threads: list[ThreadStack]
+    walks: list[_Walked]  # each thread's walk, in the same order
+    codes: frozenset[int]  # every code object its frames came from
 
 
 class StackReader:
@@ -83,6 +112,12 @@ class StackReader:
         self.walker = walker_type(self.layout, self.codes, self.version, max_depth)
         self._plan: Plan | None = None
         self._memos: dict[int, WalkMemo] = {}
+        self._last_walks: dict[int, _Walked] = {}  # by thread-state address
+        self._still: _Still | None = None
+        self._kept_merged: tuple | None = None  # see _keep
+        self._spots: dict[int, tuple] = {}  # see _snapshot
+        self._spots_plan: Plan | None = None
+        self._legacy_code_offset = self.layout["frame.f_code"] if not self._modern else 0
         self._native_ids = (
             None if "tstate.native_thread_id" in self.layout else (NativeIdResolver(self.mem, pid))
         )
@@ -98,7 +133,7 @@ class StackReader:
         self._paused_last = False
         self._paused_read_count = 0
         self._want_names = thread_names
-        self._names: dict[int, str] = {}
+        self._names: dict[tuple[int, int], str] = {}  # (ident, native id) -> name
         self._names_at = -1.0
         self._gil_struct: int | None = None
         self._tstate_unpack, self._tstate_size = self._tstate_fields()
@@ -167,34 +202,48 @@ class StackReader:
         return found
 
     def _tstate_fields(self):
-        """Unpacker for the thread-state fields a snapshot needs, and where each lands."""
+        """Unpacker for the thread-state fields a snapshot needs, and where each lands.
+
+        The fields are unpacked in their order in the struct (one C-level unpack per thread,
+        no reordering); the *_slot attributes say where each one lands."""
         layout = self.layout
         keys = ["tstate.next", "tstate.thread_id"]
         if "tstate.native_thread_id" in layout:
             keys.append("tstate.native_thread_id")
         # Free-threaded: no GIL; a thread "holds" the interpreter while it is attached.
-        self._state_slot = None
         self._attached = layout.get("const._Py_THREAD_ATTACHED", 1)
-        if self.free_threaded and "tstate.state" in layout:
-            self._state_slot = len(keys)
+        free_threaded_state = self.free_threaded and "tstate.state" in layout
+        if free_threaded_state:
             keys.append("tstate.state")
         if self._modern:
-            self._chunk_slot = len(keys)
             keys += ["tstate.datastack_chunk", "tstate.datastack_top"]
             self._via_cframe = self.spec.cframe
             self._cframe_offset = layout.get("cframe.current_frame", 0)
-            keys.append("tstate.cframe" if self._via_cframe else "tstate.current_frame")
+            frame_key = "tstate.cframe" if self._via_cframe else "tstate.current_frame"
         else:
-            keys.append("tstate.frame")
-        self._frame_slot = len(keys) - 1
-        if not self._modern:
-            self._chunk_slot = self._frame_slot
             self._via_cframe = False
+            frame_key = "tstate.frame"
+        keys.append(frame_key)
+        keys.sort(key=lambda k: layout[k])
+        slot = keys.index
+        self._next_slot = slot("tstate.next")
+        self._thread_id_slot = slot("tstate.thread_id")
+        self._native_slot = (
+            slot("tstate.native_thread_id") if "tstate.native_thread_id" in keys else None
+        )
+        self._state_slot = slot("tstate.state") if free_threaded_state else None
+        self._frame_slot = slot(frame_key)
+        if self._modern:
+            self._chunk_slot = slot("tstate.datastack_chunk")
+            self._top_slot = slot("tstate.datastack_top")
+        else:
+            self._chunk_slot = self._top_slot = self._frame_slot
         # The fields that say where a thread's stack is: if they move, the stack moved.
         self._locating_slots = [self._frame_slot]
         if self._modern:
-            self._locating_slots += [self._chunk_slot, self._chunk_slot + 1]
+            self._locating_slots += [self._chunk_slot, self._top_slot]
         self._locating_fields = [(layout[keys[i]], 8) for i in self._locating_slots]
+        self._locate = operator.itemgetter(*self._locating_slots)
         return field_unpacker([(layout[k], 4 if k == "tstate.state" else 8) for k in keys])
 
     def _check_ready(self) -> int:
@@ -324,8 +373,20 @@ class StackReader:
         layout = self.layout
         now = time.monotonic()
         if self.codes.begin_snapshot():
-            self.walker.forget_frames()  # made from entries the full code cache dropped
-        fetch = Fetch(self.mem, self._plan)
+            # Frames made from entries the full code cache dropped: the walker's, the kept
+            # walks' and the held-still snapshot's; nothing could re-check their codes now.
+            self.walker.forget_frames()
+            self._memos, self._last_walks, self._still = {}, {}, None
+        plan = self._plan
+        fetch = Fetch(self.mem, plan)
+        still = self._still
+        if still is not None and still.plan is plan and fetch.complete and fetch.raw == still.raw:
+            # Not one byte the last snapshot read has moved, and it kept or walked every
+            # thread afresh: the same threads, stacks and holders. Only run states are read.
+            snapshot = self._still_snapshot(still, now)
+            if snapshot is not None:
+                return snapshot
+        self._still = None
         try:
             head = _Q.unpack_from(
                 *fetch.get(self.interp_address + layout["interp.threads_head"], 8)
@@ -339,46 +400,106 @@ class StackReader:
         raw_threads: list[tuple[int, tuple[int, ...]]] = []
         seen: set[int] = set()
         tstate = head
+        unpack, size, next_slot = self._tstate_unpack, self._tstate_size, self._next_slot
+        prefetched, raw = fetch.where.get, fetch.raw
         while tstate and tstate not in seen and len(seen) < MAX_THREADS:
             seen.add(tstate)
+            hit = prefetched(tstate)
             try:
-                values = self._tstate_unpack(*fetch.get_lead(tstate, self._tstate_size))
+                if hit is not None and hit[1] >= size:
+                    values = unpack(raw, hit[0])
+                else:
+                    values = unpack(*fetch.get(tstate, size))
             except MemoryReadError:
                 if process_is_gone(self.pid):
                     raise ProcessExited(self.pid) from None
                 break  # the list changed under us; the threads found so far are still valid
             raw_threads.append((tstate, values))
-            tstate = values[0]
+            tstate = values[next_slot]
+        fetch.plan_leads([t for t, _ in raw_threads], size)
 
-        thread_ids = [values[1] for _, values in raw_threads]
+        thread_ids = [values[self._thread_id_slot] for _, values in raw_threads]
         if self._native_ids is None:
-            natives = [values[2] for _, values in raw_threads]
+            natives = [values[self._native_slot] for _, values in raw_threads]
         else:
-            found = self._native_ids.resolve(thread_ids)
-            natives = [found.get(t, 0) for t in thread_ids]
-        names = self._thread_names(thread_ids, now)
+            natives = self._native_ids.resolve(thread_ids, fetch)
+        names = self._thread_names(list(zip(thread_ids, natives)), now)
+        # A thread whose stack-locating fields and every byte its last walk read are as they
+        # were keeps that walk's frames: no walk, no second copy, no re-check. The others'
+        # regions (as their last walk had them) are copied a second time, to compare with.
+        last = self._last_walks
+        locate = self._locate
+        kept: dict[int, _Walked] = {}
+        again: list[int] = []
+        if self._spots_plan is not plan or not fetch.complete:
+            self._spots, self._spots_plan = {}, (plan if fetch.complete else None)
+        spots = self._spots  # tstate -> (its _Walked, where its regions lie in `raw`)
+        for tstate, values in raw_threads:
+            before = last.get(tstate)
+            if before is not None:
+                if before.frames and before.locating == locate(values):
+                    known = spots.get(tstate)
+                    if known is None or known[0] is not before:
+                        known = (before, self._spots_of(before, prefetched))
+                        if known[1] is not None and self._spots_plan is not None:
+                            spots[tstate] = known
+                    if known[1] is not None:
+                        for start, end, old in known[1]:
+                            if raw[start:end] != old:
+                                break
+                        else:
+                            kept[tstate] = before
+                            continue
+                again.extend(address for address, _, _ in before.regions)
+            again.append(tstate)
+        fetch.copy_again(again)
+        states = self._states
+        still_natives = {natives[i] for i, (t, _) in enumerate(raw_threads) if t in kept}
+        fresh_states = states.due(still_natives) if still_natives else set()
+
         memos: dict[int, WalkMemo] = {}
-        # Threads whose stack differs between the prefetch's two copies; what the walks read
-        # on demand, to be read again after the walk (with its thread ids).
+        walked: dict[int, _Walked] = {}
+        # Threads whose stack differs between the two copies; what the walks read on demand,
+        # to be read again after the walk (with its thread ids).
         changed_early: set[int] = set()
         checks: list[Check] = []
         owners: list[int] = []
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
+        pid, state_slot, attached = self.pid, self._state_slot, self._attached
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
-            running = self._states.running(native) if native else None
+            gil = values[state_slot] == attached if state_slot is not None else tstate == holder
+            before = kept.get(tstate)
+            if before is not None:
+                # Its stack held still: the last walk's frames, planned as they were.
+                if not native:
+                    running = None
+                elif native in fresh_states:
+                    running = states.running(native)
+                else:
+                    running = states.last(native)
+                threads.append(
+                    ThreadStack(
+                        pid,
+                        thread_id,
+                        native or None,
+                        names.get((thread_id, native)),
+                        gil,
+                        None if running is None else not running,
+                        before.frames,
+                    )
+                )
+                continue
+            running = states.running(native) if native else None
             stack = ThreadStack(
-                pid=self.pid,
-                thread_id=thread_id,
-                native_id=native or None,
-                name=names.get(thread_id),
-                gil=(
-                    values[self._state_slot] == self._attached
-                    if self._state_slot is not None
-                    else bool(holder) and tstate == holder
-                ),
-                idle=None if running is None else not running,
+                pid,
+                thread_id,
+                native or None,
+                names.get((thread_id, native)),
+                gil,
+                None if running is None else not running,
             )
+            threads.append(stack)
             walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
             walk_used: set[int] = set()
             try:
@@ -398,12 +519,12 @@ class StackReader:
                     address, size, spots = check
                     if not size:
                         continue
-                    again = None if all_late else fetch.second_copy(address, size)
-                    if again is None:
+                    again_bytes = None if all_late else fetch.second_copy(address, size)
+                    if again_bytes is None:
                         checks.append(check)
                         owners.append(thread_id)
                         late = True
-                    elif any(again[o : o + len(v)] != v for o, v in spots):
+                    elif any(again_bytes[o : o + len(v)] != v for o, v in spots):
                         changed_early.add(thread_id)
                         break
                 else:
@@ -418,23 +539,150 @@ class StackReader:
                     raise ProcessExited(self.pid) from None
                 stack.error = TornStack(str(exc))
                 changed_early.add(thread_id)
-            threads.append(stack)
+            walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
+        self._keep(kept, fetch, used, memos, walked)
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
         self._states.forget_except({n for n in natives if n})
-        if self._native_ids is not None:
-            self._native_ids.forget_except(set(thread_ids))
         self.walker.end_snapshot()
         if stale_codes:
             # A cached code's address now holds another object: every frame derived from
             # it is wrong, and so is this snapshot. Forget them; the caller reads again.
             self.walker.forget_frames()
             self._memos = {}
+            self._last_walks = {}
             changed = set(thread_ids)
         else:
             self._memos = memos
-        self._plan = fetch.plan(self._plan)
+            for tstate, walk in walked.items():
+                if walk.frames and walk.thread_id in changed:
+                    walked[tstate] = replace(walk, frames=())
+            self._last_walks = walked
+        self._plan = fetch.plan(plan)
+        if fetch.complete and not changed and not stale_codes:
+            walks = [walked[t] for t, _ in raw_threads]
+            codes = frozenset().union(*(walk.codes for walk in walks))
+            self._still = _Still(plan, fetch.raw, threads, walks, codes)
         return threads, changed
+
+    def _keep(
+        self,
+        kept: dict[int, _Walked],
+        fetch: Fetch,
+        used: set[int],
+        memos: dict[int, WalkMemo],
+        walked: dict[int, _Walked],
+    ) -> None:
+        """The bookkeeping for the threads whose stack held still: their regions planned as
+        they were, their code objects re-checked, their memos and walks carried over. The
+        same set of threads as last time reuses last time's merged plan for them."""
+        members = frozenset(kept)
+        merged = self._kept_merged
+        if merged is None or merged[0] != members:
+            planned: dict[int, int] = {}
+            lead: set[int] = set()
+            codes: set[int] = set()
+            for walk in kept.values():
+                planned.update(walk.planned)
+                lead.update(walk.lead)
+                codes.update(walk.codes)
+            merged = self._kept_merged = (members, planned, lead, codes)
+        _, planned, lead, codes = merged
+        fetch.next_regions.update(planned)
+        fetch.lead.update(lead)
+        used.update(codes)
+        last_memos = self._memos
+        if last_memos:
+            memos.update({t: last_memos[t] for t in kept if t in last_memos})
+        walked.update(kept)
+
+    @staticmethod
+    def _spots_of(walk: _Walked, prefetched) -> tuple[tuple[int, int, bytes], ...] | None:
+        """Where each region of a walk lies in the prefetch buffer, with its bytes then;
+        None when one of them was not prefetched (whole)."""
+        out = []
+        for address, length, old in walk.regions:
+            hit = prefetched(address)
+            if hit is None or hit[1] < length:
+                return None
+            out.append((hit[0], hit[0] + length, old))
+        return tuple(out)
+
+    def _still_snapshot(
+        self, still: _Still, now: float
+    ) -> tuple[list[ThreadStack], set[int]] | None:
+        """The last snapshot again, when its whole prefetch came back byte for byte the same
+        (see `_snapshot`): new ThreadStacks with fresh run states. The code objects of its
+        frames are still re-checked; None when one changed (then the caller reads afresh)."""
+        if not all(walk.frames for walk in still.walks):
+            return None
+        states = self._states
+        natives = {s.native_id for s in still.threads if s.native_id}
+        fresh = states.due(natives) if natives else set()
+        names = self._thread_names([(s.thread_id, s.native_id or 0) for s in still.threads], now)
+        threads = []
+        for stack, walk in zip(still.threads, still.walks):
+            native = stack.native_id
+            if not native:
+                running = None
+            elif native in fresh:
+                running = states.running(native)
+            else:
+                running = states.last(native)
+            threads.append(
+                ThreadStack(
+                    stack.pid,
+                    stack.thread_id,
+                    native,
+                    names.get((stack.thread_id, native or 0)),
+                    stack.gil,
+                    None if running is None else not running,
+                    walk.frames,
+                )
+            )
+        _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)))
+        if stale_codes:
+            self.walker.forget_frames()
+            self._memos = {}
+            self._last_walks = {}
+            self._still = None
+            return None
+        self._still = replace(still, threads=threads)
+        return threads, set()
+
+    def _walked(
+        self,
+        fetch: Fetch,
+        tstate: int,
+        values: tuple[int, ...],
+        memos: dict[int, WalkMemo],
+        walk_checks: list[Check],
+        stack: ThreadStack,
+    ) -> _Walked:
+        """What a fresh walk of one thread depended on: the fields locating its stack, every
+        region it read with the bytes it read there, and its frames' code objects (`frames`
+        () when it failed)."""
+        locating = self._locate(values)
+        regions = []
+        for address, size, _ in walk_checks[1:]:
+            if size:
+                blob = fetch.first_copy(address, size)
+                if blob is None:
+                    return _Walked(stack.thread_id, locating, tuple(regions))
+                regions.append((address, size, blob))
+        if stack.error is not None:
+            return _Walked(stack.thread_id, locating, tuple(regions))
+        if self._modern:
+            memo = memos.get(tstate)
+            codes = frozenset(memo.codes) if memo is not None else frozenset()
+        else:
+            # Each region of a <= 3.10 walk is one frame object's header.
+            at = self._legacy_code_offset
+            codes = frozenset(_Q.unpack_from(blob, at)[0] for _, _, blob in regions)
+        planned, lead = fetch.planned_now([address for address, _, _ in regions])
+        return _Walked(
+            stack.thread_id, locating, tuple(regions), stack.frames, codes, planned, lead
+        )
 
     def _changed_since(
         self, checks: list[Check], owners: list[int], codes_due: list[int]
@@ -485,7 +733,7 @@ class StackReader:
             fetch,
             frame,
             values[self._chunk_slot],
-            values[self._chunk_slot + 1],
+            values[self._top_slot],
             self._memos.get(tstate),
             used,
         )
@@ -520,22 +768,26 @@ class StackReader:
         holder = _Q.unpack_from(buf, offset + layout["gil.last_holder"] - lo)[0]
         return holder if locked else 0
 
-    def _thread_names(self, thread_ids: list[int], now: float) -> dict[int, str]:
+    def _thread_names(self, threads: list[tuple[int, int]], now: float) -> dict:
+        """{(thread ident, native id): name}. Names are read again only when a thread not
+        named yet appears (at most every THREAD_NAME_REFRESH_S): keyed by native id too, a
+        new thread that got an ended one's ident (glibc reuses its stack) counts as new."""
         if not self._want_names:
             return {}
-        unknown = any(t not in self._names for t in thread_ids)
+        unknown = any(t not in self._names for t in threads)
         if unknown and now - self._names_at > THREAD_NAME_REFRESH_S:
             self._names_at = now
             try:
                 from .objects import thread_names
 
-                self._names = thread_names(
+                by_ident = thread_names(
                     self.mem, self.version[:2], self.layout, self.interp_address
                 )
             except ProcessExited:
                 raise
             except Exception:  # a torn dict read: names are a nicety, stacks are not
-                pass
+                return self._names
+            self._names = {t: by_ident[t[0]] for t in threads if t[0] in by_ident}
         return self._names
 
     @property
