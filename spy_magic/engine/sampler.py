@@ -377,7 +377,7 @@ class BaseSampler:
             # What the sample cost us: its wall time less the time we waited for a CPU. A
             # read that waits (for a paused thread, for our own busy processing thread) is
             # as unrepeatable as one that computes; time the machine gave others is not ours.
-            cost = max(cpu, wall - unscheduled)
+            cost = max(cpu, wall - max(0.0, unscheduled))  # (a thread that ended drops out)
             busy_until = began + cost
             if self.samples_taken == 1:
                 # The first read decodes every code object on the stacks (tens of ms on a
