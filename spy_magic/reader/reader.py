@@ -472,12 +472,7 @@ class StackReader:
             before = kept.get(tstate)
             if before is not None:
                 # Its stack held still: the last walk's frames, planned as they were.
-                if not native:
-                    running = None
-                elif native in fresh_states:
-                    running = states.running(native)
-                else:
-                    running = states.last(native)
+                running = states.still_running(native, fresh_states)
                 threads.append(
                     ThreadStack(
                         pid,
@@ -623,12 +618,7 @@ class StackReader:
         threads = []
         for stack, walk in zip(still.threads, still.walks):
             native = stack.native_id
-            if not native:
-                running = None
-            elif native in fresh:
-                running = states.running(native)
-            else:
-                running = states.last(native)
+            running = states.still_running(native, fresh)
             threads.append(
                 ThreadStack(
                     stack.pid,

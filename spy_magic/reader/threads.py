@@ -140,6 +140,13 @@ class ThreadStates:
                     break
         return out
 
+    def still_running(self, tid: int | None, due: set[int]) -> bool | None:
+        """Whether a thread whose stack held still is running: read afresh when it is `due`
+        (see `due`), else its last answer; None without a native id."""
+        if not tid:
+            return None
+        return self.running(tid) if tid in due else self.last(tid)
+
     def last(self, tid: int) -> bool | None:
         """The last answer for the thread (what `running` said when it last read it)."""
         if self.pinned is not None and tid in self.pinned:
