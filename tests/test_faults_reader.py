@@ -301,25 +301,29 @@ def test_fault_truncated_stack_marker_shows_in_profile_and_exports(deep_target, 
 
 # --- 14. a thousand threads ------------------------------------------------------------------
 
-# argv[1] threads, thread i named "worker-i" and parked i % 4 + 1 calls deep in park_<i % 3>;
-# the first argv[2] of them spin in Python instead (their stacks move all the time). A line
-# "move K" on stdin moves parked thread K from park_* into moved_here; each change is
-# acknowledged on stdout.
+# argv[1] threads, thread i named "worker-i" and parked i % 4 + 1 calls deep in park_<i % 3>,
+# waiting in `before`; the first argv[2] of them spin in Python instead (their stacks move all
+# the time). A line "move K" on stdin makes parked thread K return from `before` and wait in
+# `after`: a function of the very same frame size called from the same place, so its stack
+# stays where it was (the same top, the same innermost frame's address) and only the bytes
+# in it tell the move. Each move is acknowledged on stdout.
 MANY_THREADS = r"""
 import json, sys, threading
 count, spinning = int(sys.argv[1]), int(sys.argv[2])
 threading.stack_size(256 * 1024)
-park = threading.Event()
 moves = [threading.Event() for _ in range(count)]
-def moved_here(i):
-    park.wait()
+parks = [threading.Event() for _ in range(count)]
+def before(i):
+    moves[i].wait()
+def after(i):
+    parks[i].wait()
 def nest(i, n, then):
     if n:
         return nest(i, n - 1, then)
     then(i)
 def park_0(i):
-    moves[i].wait()
-    moved_here(i)
+    before(i)
+    after(i)
 def park_1(i):
     park_0(i)
 def park_2(i):
@@ -352,19 +356,36 @@ def _expected_names(i: int, spinning: int, moved: set[int]) -> list[str]:
     if i < spinning:
         return ["spin", *BOOTSTRAP]
     chain = ["park_0", "park_1", "park_2"][: i % 3 + 1]
-    inner = ["wait", "wait", "moved_here"] if i in moved else ["wait", "wait"]
+    inner = ["wait", "wait", "after" if i in moved else "before"]
     return [*inner, *chain, *["nest"] * (i % 4 + 2), *BOOTSTRAP]
 
 
-def _check_many(stacks, workers: dict[int, tuple[int, str]], spinning: int, moved=frozenset()):
+def _check_many(
+    stacks, workers: dict[int, tuple[int, str]], spinning: int, moved=frozenset(), skip=()
+):
+    """Every worker's stack as the target has it; `skip`: indexes of threads in transit."""
     by_ident = {s.thread_id: s for s in stacks}
     assert set(workers) <= set(by_ident), "threads missing from the read"
     for ident, (i, name) in workers.items():
+        if i in skip:
+            continue
         stack = by_ident[ident]
         assert stack.error is None, (name, stack.error)
         assert stack.name == name, (stack.name, name)
         names = [f.name.rsplit(".", 1)[-1] for f in stack.frames]
         assert names == _expected_names(i, spinning, moved), (name, names)
+
+
+def _settled(reader, workers, spinning, moved):
+    """A read in which every moved thread is where it went (None until then)."""
+    stacks = reader.read()
+    by_ident = {s.thread_id: s for s in stacks}
+    for ident, (i, _) in workers.items():
+        if i in moved:
+            names = [f.name.rsplit(".", 1)[-1] for f in by_ident[ident].frames]
+            if names != _expected_names(i, spinning, moved):
+                return None
+    return stacks
 
 
 @pytest.mark.parametrize("interpreter_id", ["pyenv-3.9", "pyenv-3.12", "ft-3.13t", "sid-3.14"])
@@ -377,32 +398,37 @@ def test_fault_thousand_threads_every_thread_named_and_walked(interpreter_id, sp
 
         def all_parked():
             stacks = reader.read()
-            parked = [s for s in stacks if any(f.name == "park_0" for f in s.frames)]
+            parked = [s for s in stacks if any(f.name == "before" for f in s.frames)]
             return len(parked) >= MANY - spinning and stacks
 
         stacks = wait_until(all_parked, 60, "every parked thread to reach its park")
-        # Many reads of a still target: served as the last read, they must stay right.
+        # Many reads of a still target: served as the last read, they must stay right; and
+        # once every run state has been read in turn (64 a snapshot), the parked are blocked.
         for _ in range(5):
             _check_many(reader.read(), workers, spinning)
-        # A thread that moves after all that is seen where it went, the others where they were.
-        moved = {MANY - 1, MANY // 2}
-        for k in moved:
-            proc.stdin.write(b"move %d\n" % k)
-            proc.stdin.flush()
-            assert read_line(proc) == "moved"
-
-        def moved_seen():
+        for _ in range(MANY // 64 + 2):
             stacks = reader.read()
-            by_ident = {s.thread_id: s for s in stacks}
-            return (
-                all(
-                    any(f.name == "moved_here" for f in by_ident[ident].frames)
-                    for ident, (i, _) in workers.items()
-                    if i in moved
-                )
-                and stacks
+        parked = {ident for ident, (i, _) in workers.items() if i >= spinning}
+        assert all(s.idle is True for s in stacks if s.thread_id in parked)
+        # Threads that start running a new function mid-recording, a few at a time between
+        # reads, are seen where they went (not a kept walk of where they were), and every
+        # other thread, on every read, where it is.
+        moved: set[int] = set()
+        rounds = [[MANY - 1, MANY // 2], [spinning, spinning + 1, 333], [MANY - 2, 500, 777]]
+        for batch in rounds:
+            for k in batch:
+                proc.stdin.write(b"move %d\n" % k)
+                proc.stdin.flush()
+                assert read_line(proc) == "moved"
+            in_transit = set(batch)
+            moved |= in_transit
+            for _ in range(3):
+                _check_many(reader.read(), workers, spinning, moved, skip=in_transit)
+            stacks = wait_until(
+                lambda moved=moved: _settled(reader, workers, spinning, moved),
+                30,
+                f"threads {sorted(in_transit)} to be read where they went",
             )
-
-        stacks = wait_until(moved_seen, 30, "the moved threads to be read where they went")
-        _check_many(stacks, workers, spinning, moved)
-        _check_many(reader.read(), workers, spinning, moved)
+            _check_many(stacks, workers, spinning, moved)
+            for _ in range(3):
+                _check_many(reader.read(), workers, spinning, moved)

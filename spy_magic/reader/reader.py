@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import operator
 import struct
@@ -36,6 +37,8 @@ from .threads import NativeIdResolver, ThreadStates
 
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
+# Spans compared as one block with the last snapshot's copy before span by span (_moved_spans).
+SPAN_BLOCK = 16
 READ_ATTEMPTS = 3  # copies of a stack that keeps moving before it is reported torn
 PAUSED_ATTEMPTS = 2  # pauses for one read whose paused copy is torn as well
 # After a pause fails (another tracer holds a thread, say), reads go on without pausing for a
@@ -71,15 +74,21 @@ class _Walked:
     lead: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Still:
-    """The last snapshot, to hand out again while not one byte of its prefetch moves."""
+    """The last snapshot, to hand out again while not one byte of its prefetch moves.
+
+    Made after every snapshot that read cleanly, used only when the next prefetch is the
+    same: what only its reuse needs (walks in order, codes, where each thread sits) is
+    worked out on first reuse and kept."""
 
     plan: Plan
     raw: bytes  # its prefetch, as copied
     threads: list[ThreadStack]
-    walks: list[_Walked]  # each thread's walk, in the same order
-    codes: frozenset[int]  # every code object its frames came from
+    tstates: list[int]  # each thread's thread-state address, in the same order
+    walked: dict[int, _Walked]  # each thread's walk, by thread-state address
+    codes: frozenset[int] | None = None  # every code object its frames came from
+    natives: dict[int, int] | None = None  # native id -> its index in `threads`
 
 
 class StackReader:
@@ -114,7 +123,17 @@ class StackReader:
         self._memos: dict[int, WalkMemo] = {}
         self._last_walks: dict[int, _Walked] = {}  # by thread-state address
         self._still: _Still | None = None
-        self._kept_merged: tuple | None = None  # see _keep
+        # The last complete prefetch (its plan and bytes): the next one read by the same plan
+        # is compared with it a block of spans at a time (_moved_spans).
+        self._last_raw: tuple[Plan, bytes] | None = None
+        self._last_stacks: dict[int, ThreadStack] = {}  # by thread-state address
+        # The kept walks whose planned regions, leads and codes are merged (_keep), each
+        # counted by how many of those walks plan it.
+        self._merged_walks: dict[int, _Walked] = {}
+        self._merged_planned: dict[int, int] = {}
+        self._merged_counts: dict[int, int] = {}
+        self._merged_lead: dict[int, int] = {}
+        self._merged_codes: dict[int, int] = {}
         self._spots: dict[int, tuple] = {}  # see _snapshot
         self._spots_plan: Plan | None = None
         self._legacy_code_offset = self.layout["frame.f_code"] if not self._modern else 0
@@ -326,11 +345,15 @@ class StackReader:
         if paused:
             self._paused_read_count += 1
         if changed:
-            for stack in threads:
-                if stack.thread_id in changed:
-                    stack.frames = ()
-                    if stack.error is None:
-                        stack.error = TornStack("the stack changed while it was being read")
+            # New objects, not edits: a thread's ThreadStack is handed out again while its
+            # stack holds still, so one given out before must never change.
+            torn = TornStack("the stack changed while it was being read")
+            threads = [
+                replace(stack, frames=(), error=stack.error or torn)
+                if stack.thread_id in changed
+                else stack
+                for stack in threads
+            ]
         return threads
 
     def _paused_snapshot(
@@ -433,23 +456,32 @@ class StackReader:
         again: list[int] = []
         if self._spots_plan is not plan or not fetch.complete:
             self._spots, self._spots_plan = {}, (plan if fetch.complete else None)
-        spots = self._spots  # tstate -> (its _Walked, where its regions lie in `raw`)
+        spots = self._spots  # tstate -> (its _Walked, where its regions lie, their spans)
+        # Copied by the same plan as the last snapshot: which spans moved since, found a
+        # block at a time, so a thread that held still costs one set test, not its bytes.
+        moved = self._moved_spans(plan, fetch)
         for tstate, values in raw_threads:
             before = last.get(tstate)
             if before is not None:
                 if before.frames and before.locating == locate(values):
                     known = spots.get(tstate)
                     if known is None or known[0] is not before:
-                        known = (before, self._spots_of(before, prefetched))
+                        known = (before, *self._spots_of(before, prefetched, plan))
                         if known[1] is not None and self._spots_plan is not None:
                             spots[tstate] = known
-                    if known[1] is not None:
-                        for start, end, old in known[1]:
-                            if raw[start:end] != old:
-                                break
+                    _, where, in_spans = known
+                    if where is not None:
+                        if moved is not None:
+                            if moved.isdisjoint(in_spans):
+                                kept[tstate] = before
+                                continue
                         else:
-                            kept[tstate] = before
-                            continue
+                            for start, end, old in where:
+                                if raw[start:end] != old:
+                                    break
+                            else:
+                                kept[tstate] = before
+                                continue
                 again.extend(address for address, _, _ in before.regions)
             again.append(tstate)
         fetch.copy_again(again)
@@ -457,7 +489,8 @@ class StackReader:
         still_natives = {natives[i] for i, (t, _) in enumerate(raw_threads) if t in kept}
         fresh_states = states.due(still_natives) if still_natives else set()
 
-        memos: dict[int, WalkMemo] = {}
+        # The last walks' memos carry over (a walked thread's is replaced, a gone one's dropped).
+        memos: dict[int, WalkMemo] = self._memos
         walked: dict[int, _Walked] = {}
         # Threads whose stack differs between the two copies; what the walks read on demand,
         # to be read again after the walk (with its thread ids).
@@ -467,24 +500,38 @@ class StackReader:
         used: set[int] = set()  # code objects the walks used
         threads: list[ThreadStack] = []
         pid, state_slot, attached = self.pid, self._state_slot, self._attached
+        last_stacks, last_state = self._last_stacks, states.last
         for (tstate, values), thread_id, native in zip(raw_threads, thread_ids, natives):
             gil = values[state_slot] == attached if state_slot is not None else tstate == holder
             before = kept.get(tstate)
             if before is not None:
-                # Its stack held still: the last walk's frames, planned as they were.
-                running = states.still_running(native, fresh_states)
-                threads.append(
-                    ThreadStack(
-                        pid,
-                        thread_id,
-                        native or None,
-                        names.get((thread_id, native)),
-                        gil,
-                        None if running is None else not running,
-                        before.frames,
+                # Its stack held still: the last walk's frames, planned as they were, and the
+                # last ThreadStack itself when nothing it says has changed.
+                if native:
+                    running = (
+                        states.running(native) if native in fresh_states else last_state(native)
                     )
-                )
+                else:
+                    running = None
+                idle = None if running is None else not running
+                name = names.get((thread_id, native))
+                stack = last_stacks.get(tstate)
+                if (
+                    stack is None
+                    or stack.frames is not before.frames
+                    or stack.idle is not idle
+                    or stack.gil is not gil
+                    or stack.name != name
+                    or stack.thread_id != thread_id
+                    or stack.native_id != (native or None)
+                    or stack.error is not None
+                ):
+                    stack = ThreadStack(
+                        pid, thread_id, native or None, name, gil, idle, before.frames
+                    )
+                threads.append(stack)
                 continue
+            previous_memo = memos.pop(tstate, None)
             running = states.running(native) if native else None
             stack = ThreadStack(
                 pid,
@@ -499,7 +546,7 @@ class StackReader:
             walk_used: set[int] = set()
             try:
                 stack.frames = tuple(
-                    self._walk(fetch, tstate, values, memos, walk_checks, walk_used)
+                    self._walk(fetch, tstate, values, previous_memo, memos, walk_checks, walk_used)
                 )
                 used |= walk_used
                 # Compare against the second copy where there is one; what the walk read on
@@ -535,7 +582,7 @@ class StackReader:
                 stack.error = TornStack(str(exc))
                 changed_early.add(thread_id)
             walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
-        self._keep(kept, fetch, used, memos, walked)
+        self._keep(kept, fetch, used, walked)
         changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
         changed |= changed_early
         self._states.forget_except({n for n in natives if n})
@@ -548,16 +595,19 @@ class StackReader:
             self._last_walks = {}
             changed = set(thread_ids)
         else:
+            for tstate in memos.keys() - walked.keys():
+                del memos[tstate]  # threads gone since
             self._memos = memos
-            for tstate, walk in walked.items():
-                if walk.frames and walk.thread_id in changed:
-                    walked[tstate] = replace(walk, frames=())
+            if changed:
+                for tstate, walk in walked.items():
+                    if walk.frames and walk.thread_id in changed:
+                        walked[tstate] = replace(walk, frames=())
             self._last_walks = walked
+        self._last_stacks = dict(zip([t for t, _ in raw_threads], threads))
+        self._last_raw = (plan, fetch.raw) if fetch.complete and plan is not None else None
         self._plan = fetch.plan(plan)
         if fetch.complete and not changed and not stale_codes:
-            walks = [walked[t] for t, _ in raw_threads]
-            codes = frozenset().union(*(walk.codes for walk in walks))
-            self._still = _Still(plan, fetch.raw, threads, walks, codes)
+            self._still = _Still(plan, fetch.raw, threads, [t for t, _ in raw_threads], walked)
         return threads, changed
 
     def _keep(
@@ -565,71 +615,122 @@ class StackReader:
         kept: dict[int, _Walked],
         fetch: Fetch,
         used: set[int],
-        memos: dict[int, WalkMemo],
         walked: dict[int, _Walked],
     ) -> None:
         """The bookkeeping for the threads whose stack held still: their regions planned as
-        they were, their code objects re-checked, their memos and walks carried over. The
-        same set of threads as last time reuses last time's merged plan for them."""
-        members = frozenset(kept)
-        merged = self._kept_merged
-        if merged is None or merged[0] != members:
-            planned: dict[int, int] = {}
-            lead: set[int] = set()
-            codes: set[int] = set()
-            for walk in kept.values():
-                planned.update(walk.planned)
-                lead.update(walk.lead)
-                codes.update(walk.codes)
-            merged = self._kept_merged = (members, planned, lead, codes)
-        _, planned, lead, codes = merged
+        they were, their code objects re-checked, their walks carried over.
+
+        What the kept walks plan is kept merged between snapshots, and only the walks that
+        joined or left the kept set since are added or taken out: with a thousand threads
+        and a few changing ones, merging them all anew each time cost more than the walks.
+        A kept walk is always its thread's last walk (a walked thread leaves the set first).
+        """
+        merged = self._merged_walks
+        planned, counts = self._merged_planned, self._merged_counts
+        lead, codes = self._merged_lead, self._merged_codes
+        for tstate in merged.keys() - kept.keys():
+            walk = merged.pop(tstate)
+            for address in walk.planned:
+                if counts[address] == 1:
+                    del counts[address], planned[address]
+                else:
+                    counts[address] -= 1
+            for bag, keys in ((lead, walk.lead), (codes, walk.codes)):
+                for key in keys:
+                    if bag[key] == 1:
+                        del bag[key]
+                    else:
+                        bag[key] -= 1
+        for tstate in kept.keys() - merged.keys():
+            walk = merged[tstate] = kept[tstate]
+            for address, size in walk.planned.items():
+                counts[address] = counts.get(address, 0) + 1
+                if planned.get(address, 0) < size:
+                    planned[address] = size
+            for bag, keys in ((lead, walk.lead), (codes, walk.codes)):
+                for key in keys:
+                    bag[key] = bag.get(key, 0) + 1
         fetch.next_regions.update(planned)
         fetch.lead.update(lead)
         used.update(codes)
-        last_memos = self._memos
-        if last_memos:
-            memos.update({t: last_memos[t] for t in kept if t in last_memos})
         walked.update(kept)
 
+    def _moved_spans(self, plan: Plan | None, fetch: Fetch) -> set[int] | None:
+        """Indexes of the plan's spans whose bytes differ from the last snapshot's copy;
+        None when that copy was not taken by this same plan (or either is incomplete).
+
+        Compared SPAN_BLOCK spans at a time in place (`bytes.startswith` on a memoryview:
+        one memcmp, no copy), and span by span only inside a block that moved."""
+        last = self._last_raw
+        if plan is None or last is None or last[0] is not plan or not fetch.complete:
+            return None
+        raw, old = fetch.raw, last[1]
+        if raw == old:
+            return set()
+        ends = plan.span_ends
+        view = memoryview(old)
+        moved: set[int] = set()
+        count = len(ends)
+        for low in range(0, count, SPAN_BLOCK):
+            high = min(count, low + SPAN_BLOCK)
+            start = ends[low - 1] if low else 0
+            if raw.startswith(view[start : ends[high - 1]], start):
+                continue
+            for i in range(low, high):
+                end = ends[i]
+                if not raw.startswith(view[start:end], start):
+                    moved.add(i)
+                start = end
+        return moved
+
     @staticmethod
-    def _spots_of(walk: _Walked, prefetched) -> tuple[tuple[int, int, bytes], ...] | None:
-        """Where each region of a walk lies in the prefetch buffer, with its bytes then;
-        None when one of them was not prefetched (whole)."""
+    def _spots_of(walk: _Walked, prefetched, plan: Plan | None) -> tuple:
+        """Where each region of a walk lies in the prefetch buffer, with its bytes then, and
+        the indexes of the plan's spans holding them; (None, ()) when one of them was not
+        prefetched (whole)."""
         out = []
+        spans = set()
+        ends = plan.span_ends if plan is not None else []
         for address, length, old in walk.regions:
             hit = prefetched(address)
             if hit is None or hit[1] < length:
-                return None
+                return None, ()
             out.append((hit[0], hit[0] + length, old))
-        return tuple(out)
+            spans.add(bisect.bisect_right(ends, hit[0]))
+        return tuple(out), frozenset(spans)
 
     def _still_snapshot(
         self, still: _Still, now: float
     ) -> tuple[list[ThreadStack], set[int]] | None:
         """The last snapshot again, when its whole prefetch came back byte for byte the same
-        (see `_snapshot`): new ThreadStacks with fresh run states. The code objects of its
-        frames are still re-checked; None when one changed (then the caller reads afresh)."""
-        if not all(walk.frames for walk in still.walks):
-            return None
+        (see `_snapshot`), with fresh run states: the same ThreadStack objects where nothing
+        changed, new ones for the threads whose run state or name did. The code objects of
+        its frames are still re-checked; None when one changed (then the caller reads
+        afresh)."""
+        if still.codes is None:
+            walks = [still.walked[t] for t in still.tstates]
+            if not all(walk.frames for walk in walks):
+                return None
+            still.codes = frozenset().union(*(walk.codes for walk in walks))
+            still.natives = {s.native_id: i for i, s in enumerate(still.threads) if s.native_id}
         states = self._states
-        natives = {s.native_id for s in still.threads if s.native_id}
-        fresh = states.due(natives) if natives else set()
-        names = self._thread_names([(s.thread_id, s.native_id or 0) for s in still.threads], now)
-        threads = []
-        for stack, walk in zip(still.threads, still.walks):
-            native = stack.native_id
-            running = states.still_running(native, fresh)
-            threads.append(
-                ThreadStack(
-                    stack.pid,
-                    stack.thread_id,
-                    native,
-                    names.get((stack.thread_id, native or 0)),
-                    stack.gil,
-                    None if running is None else not running,
-                    walk.frames,
-                )
-            )
+        natives = still.natives
+        threads = list(still.threads)
+        idents = None
+        if self._want_names and not all(s.name is not None for s in threads):
+            idents = [(s.thread_id, s.native_id or 0) for s in threads]
+            names = self._thread_names(idents, now)
+            for i, stack in enumerate(threads):
+                name = names.get(idents[i])
+                if name != stack.name:
+                    threads[i] = replace(stack, name=name)
+        for native in states.due(natives.keys()) if natives else ():
+            i = natives[native]
+            stack = threads[i]
+            running = states.running(native)
+            idle = None if running is None else not running
+            if idle is not stack.idle:
+                threads[i] = replace(stack, idle=idle)
         _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)))
         if stale_codes:
             self.walker.forget_frames()
@@ -637,7 +738,8 @@ class StackReader:
             self._last_walks = {}
             self._still = None
             return None
-        self._still = replace(still, threads=threads)
+        still.threads = threads
+        self._last_stacks = dict(zip(still.tstates, threads))
         return threads, set()
 
     def _walked(
@@ -700,6 +802,7 @@ class StackReader:
         fetch: Fetch,
         tstate: int,
         values: tuple[int, ...],
+        previous: WalkMemo | None,
         memos: dict,
         checks: list[Check],
         used: set[int],
@@ -724,7 +827,7 @@ class StackReader:
             frame,
             values[self._chunk_slot],
             values[self._top_slot],
-            self._memos.get(tstate),
+            previous,
             used,
         )
         memos[tstate] = memo
@@ -764,7 +867,7 @@ class StackReader:
         new thread that got an ended one's ident (glibc reuses its stack) counts as new."""
         if not self._want_names:
             return {}
-        unknown = any(t not in self._names for t in threads)
+        unknown = not self._names.keys() >= set(threads)
         if unknown and now - self._names_at > THREAD_NAME_REFRESH_S:
             self._names_at = now
             try:

@@ -122,13 +122,13 @@ class ThreadStates:
         self._last[tid] = answer
         return answer
 
-    def due(self, still: set[int], budget: int = 0) -> set[int]:
-        """Of the threads in `still` (stacks unchanged since the last snapshot), those to read
-        afresh now: any never read, and the `budget` read longest ago; the others keep their
-        last answer (`last`)."""
+    def due(self, still, budget: int = 0) -> set[int]:
+        """Of the threads in `still` (a set of tids whose stacks are unchanged since the last
+        snapshot), those to read afresh now: any never read, and the `budget` read longest
+        ago; the others keep their last answer (`last`)."""
         budget = budget or STILL_READS_PER_SNAPSHOT
         last = self._last
-        out = {tid for tid in still if tid not in last}
+        out = set(still - last.keys())
         if len(still) - len(out) <= budget:
             return set(still)
         taken = 0
@@ -154,9 +154,9 @@ class ThreadStates:
         return self._last.get(tid)
 
     def forget_except(self, tids: set[int]) -> None:
-        for tid in [t for t in self._fds if t not in tids]:
+        for tid in self._fds.keys() - tids:
             self._drop(tid)
-        for tid in [t for t in self._last if t not in tids]:
+        for tid in self._last.keys() - tids:
             del self._last[tid]
 
     def _drop(self, tid: int) -> None:
