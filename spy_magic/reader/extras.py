@@ -41,9 +41,7 @@ _I = struct.Struct("<i")
 class ThreadExtras:
     """Adds the asked-for extras to each snapshot of one reader's process."""
 
-    def __init__(
-        self, reader: StackReader, *, exceptions: bool, gc: bool, opcodes: bool
-    ) -> None:
+    def __init__(self, reader: StackReader, *, exceptions: bool, gc: bool, opcodes: bool) -> None:
         self.reader = reader
         self.mem = reader.mem
         layout = reader.layout
