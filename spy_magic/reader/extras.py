@@ -95,6 +95,9 @@ class ThreadExtras:
 
     def annotate(self, threads: list[ThreadStack]) -> None:
         """Set `exception` and `opcode`, and put `<GC>` on top of the collecting thread."""
+        if not self.exceptions and self.opcodes is None:
+            self._gc_only(threads)  # the CLI's default: one 4-byte read, nothing per thread
+            return
         reader = self.reader
         by_thread = {walk.thread_id: (tstate, walk) for tstate, walk in reader._last_walks.items()}
         regions: list[tuple[int, int]] = []
@@ -131,10 +134,24 @@ class ThreadExtras:
         if exc_slots:
             self._exceptions([(s, blobs[i]) for s, i in exc_slots])
         if gc_slot >= 0 and blobs[gc_slot] is not None and _I.unpack(blobs[gc_slot])[0] > 0:
-            for stack in threads:
-                if stack.gil and stack.error is None and stack.frames:
-                    stack.frames = (GC_FRAME, *stack.frames)
-                    break
+            self._mark_collector(threads)
+
+    def _gc_only(self, threads: list[ThreadStack]) -> None:
+        if self.gc_address is None:
+            return
+        try:
+            collecting = _I.unpack(self.mem.read(self.gc_address, 4))[0] > 0
+        except MemoryReadError:
+            return
+        if collecting:
+            self._mark_collector(threads)
+
+    @staticmethod
+    def _mark_collector(threads: list[ThreadStack]) -> None:
+        for stack in threads:
+            if stack.gil and stack.error is None and stack.frames:
+                stack.frames = (GC_FRAME, *stack.frames)
+                return
 
     # -- exceptions ---------------------------------------------------------------------------
     def _exceptions(self, pending: list[tuple[ThreadStack, bytes | None]]) -> None:
