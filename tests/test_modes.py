@@ -407,3 +407,15 @@ def test_inprocess_sampler_takes_modes_and_opcodes():
     names = {t.thread_name for s in samples for t in s.traces}
     assert names == {"handler"}, names
     assert all(t.opcode for s in samples for t in s.traces)
+
+
+def test_the_report_header_says_which_threads_were_kept():
+    from spy_magic.profile.html import header_items
+    from spy_magic.profile.summary import summarize
+
+    for mode, shown in (("wall", None), ("exception", "threads handling an exception")):
+        profile = Profile({"profile_mode": mode})
+        meta = summarize(profile).header_metadata(profile.metadata)
+        assert meta["keeps"] == shown
+        items = dict(header_items({"total": 0, "threads": []}, meta))
+        assert items.get("Keeps") == shown
