@@ -172,6 +172,7 @@ var SpyFlameGraph = (function () {
         index: i, pid: t.pid, tid: t.tid, name: t.name || '', total: t.total,
         parent: toI32(n.parent), nameId: toI32(n.name), fileId: toI32(n.file),
         line: toI32(n.line), self: toF64(n.self), tot: toF64(n.total),
+        opcode: n.opcode ? toI32(n.opcode) : null,
       };
     });
     pids.sort(function (x, y) { return x - y; });
@@ -222,6 +223,29 @@ var SpyFlameGraph = (function () {
     return withPid ? 'pid ' + t.pid + ' \u203a ' + s : s;
   };
 
+  // A node's "CALL 70;LOAD_ATTR 30" (flametree.opcodes_text) added to its merged counts.
+  function addOpcodes(opcodes, id, text) {
+    var counts = opcodes.get(id);
+    if (!counts) { counts = {}; opcodes.set(id, counts); }
+    var parts = text.split(';');
+    for (var i = 0; i < parts.length; i++) {
+      var cut = parts[i].lastIndexOf(' ');
+      var op = parts[i].slice(0, cut);
+      counts[op] = (counts[op] || 0) + Number(parts[i].slice(cut + 1));
+    }
+  }
+
+  // "opcode: CALL 70%, LOAD_ATTR 30%": the instructions of the samples ending in a node.
+  function opcodesText(counts) {
+    var ops = Object.keys(counts), sum = 0, i;
+    for (i = 0; i < ops.length; i++) sum += counts[ops[i]];
+    ops.sort(function (a, b) { return counts[b] - counts[a] || (a < b ? -1 : 1); });
+    var shown = ops.slice(0, 3).map(function (op) {
+      return ops.length === 1 ? op : op + ' ' + fmtPct(counts[op] / sum);
+    });
+    return shown.join(', ') + (ops.length > 3 ? ', ' + (ops.length - 3) + ' more' : '');
+  }
+
   // The merged tree of the selected threads: flat typed arrays, children sorted heaviest
   // first, x offsets (in samples) and depths precomputed.
   function buildTree(model, threads, groupBy) {
@@ -242,6 +266,7 @@ var SpyFlameGraph = (function () {
     kind[0] = K_ROOT;
     var n = 1;
     var index = new Map();
+    var opcodes = new Map();  // node -> {instruction: samples}, summed over the threads
     var multiPid = model.pids.length > 1;
 
     function child(p, nm, fl, ln, kd) {
@@ -271,11 +296,13 @@ var SpyFlameGraph = (function () {
       m[0] = top;
       self[top] += t.self[0];
       var tp = t.parent, tn = t.nameId, tf = t.fileId, tl = t.line, ts = t.self, tt = t.tot;
+      var to = t.opcode;
       for (var j = 1; j < tp.length; j++) {
         var id = child(m[tp[j]], tn[j], tf[j], tl[j], 255);
         m[j] = id;
         self[id] += ts[j];
         total[id] += tt[j];
+        if (to && to[j]) addOpcodes(opcodes, id, strings[to[j]]);
       }
     }
 
@@ -343,6 +370,7 @@ var SpyFlameGraph = (function () {
       n: n, strings: strings, parent: parent, name: name, file: file, line: line,
       kind: kind, self: self, total: total, start: start, kids: kids, x: x, depth: depth,
       pre: pre, below: below, fill: fill, dim: dim, dimDark: dimDark, stack: stack,
+      opcodes: opcodes,
       textWidth: new Float32Array(strings.length).fill(-1),
       whereWidth: new Float32Array(n).fill(-1),
     };
@@ -1388,6 +1416,8 @@ var SpyFlameGraph = (function () {
       rows.push(['Of zoom', fmtPct(t.total[v] / t.total[z])]);
     }
     if (t.self[v]) rows.push(['Self', fmtPct(t.self[v] / total) + this._sec(t.self[v])]);
+    var ops = t.opcodes && t.opcodes.get(v);
+    if (ops) rows.push(['opcode', opcodesText(ops)]);
     // A function can fill several boxes (one per line or per call path): its own total,
     // every stack counted once, is what the table says.
     var fn = this._functionOf(v);

@@ -621,6 +621,28 @@ def test_async_cell_with_top_level_await(nb):
     assert set(final_bundle(cell)) == PROFILE_MIMES
 
 
+def test_mode_exception_and_opcodes_work_in_a_cell(nb):
+    """The magics take the shared options: only the time spent handling an exception is
+    kept, and traces carry the innermost instruction."""
+    cell = nb.run(
+        "%%spy -r -q --mode exception --opcodes --rate 200\nimport time\n\n"
+        "def spin(seconds):\n    end = time.perf_counter() + seconds\n"
+        "    while time.perf_counter() < end:\n        pass\n\n"
+        "def outside():\n    spin(0.4)\n\ndef in_handler():\n    spin(0.4)\n\n"
+        "outside()\ntry:\n    raise KeyError(1)\nexcept KeyError:\n    in_handler()\n"
+    )
+    assert errors(cell) == [], cell.outputs
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    names = set(shares(facts))
+    assert "in_handler" in names and "outside" not in names, facts["functions"][:6]
+    assert facts["metadata"]["profile_mode"] == "exception", facts["metadata"]
+    ops = nb.json(
+        f"import json; print(json.dumps(sorted({{t.opcode or '' for _i, _s, t in "
+        f"Out[{cell.execution_count}].iter_traces()}})))"
+    )
+    assert ops and "" not in ops, ops
+
+
 def test_async_cell_profile_is_rooted_at_the_cell(nb):
     # The await comes first: the whole body (not just a last expression) is a coroutine.
     cell = nb.run(

@@ -140,6 +140,16 @@ FIELDS: list[Field] = [
     Field("tstate.state", off("PyThreadState", "state"), since=V313),
     Field("const._Py_THREAD_ATTACHED", "_Py_THREAD_ATTACHED", since=V313),
     Field("tstate.size", size("PyThreadState")),
+    # the exception being handled (sys.exception()): a chain of _PyErr_StackItem from here
+    Field("tstate.exc_info", off("PyThreadState", "exc_info")),
+    Field("excitem.exc_type", off("_PyErr_StackItem", "exc_type"), until=V310),
+    Field("excitem.exc_value", off("_PyErr_StackItem", "exc_value")),
+    Field("excitem.previous_item", off("_PyErr_StackItem", "previous_item")),
+    # the collector's `collecting` flag: in the runtime state (3.8), per interpreter (3.9+)
+    Field("runtime.gc", off("_PyRuntimeState", "gc"), until=V38),
+    Field("interp.gc", off("PyInterpreterState", "gc"), since=V39),
+    Field("gcstate.collecting", off("struct _gc_runtime_state", "collecting")),
+    Field("gcstate.size", size("struct _gc_runtime_state")),
     # -- data stack chunks (3.11+) ---------------------------------------------------------
     Field("chunk.previous", off("_PyStackChunk", "previous"), since=V311),
     Field("chunk.size", off("_PyStackChunk", "size"), since=V311),

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..engine import DEFAULT_RATE, MAX_RATE
+from ..engine.modes import MODES
 
 
 def positive_float(text: str) -> float:
@@ -35,14 +36,29 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
         help="also sample Python child processes (discovered every 100 ms)",
     )  # fmt: skip
     parser.add_argument(
-        "--idle", action=argparse.BooleanOptionalAction, default=True,
-        help="keep threads the OS reports idle (default: yes, wall-clock profile)",
+        "--mode", "--profile-mode", dest="profile_mode", choices=MODES, default=None,
+        action=_ModeAction,
+        help="which threads a sample keeps: wall (all, the default), cpu (running on a CPU), "
+        "gil (holding the GIL; free-threaded builds: attached, running Python), exception "
+        "(handling an exception)",
     )  # fmt: skip
     parser.add_argument(
-        "--gil",
-        action="store_true",
-        help="keep only the thread holding the GIL (free-threaded builds: threads running Python)",
-    )
+        "--idle", "--no-idle", dest="profile_mode", nargs=0, action=_ModeAction,
+        help="--idle is --mode wall, --no-idle is --mode cpu",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gil", dest="profile_mode", nargs=0, action=_ModeAction, help="is --mode gil"
+    )  # fmt: skip
+    parser.add_argument(
+        "--gc", action=argparse.BooleanOptionalAction, default=True,
+        help="a <GC> frame on top of the thread running the garbage collector, while it runs "
+        "(default: yes; --no-gc leaves them out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--opcodes", action="store_true",
+        help="record the instruction the innermost frame executes (shown in the flame "
+        "graph's tooltip; a last frame in collapsed stacks)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
     parser.add_argument(
         "--nonblocking", action="store_true",
@@ -54,6 +70,26 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
         "--start-timeout", type=positive_float, default=5.0,
         help="seconds to wait for a target's interpreter to start (default 5)",
     )  # fmt: skip
+
+
+_ALIASES = {"--idle": "wall", "--no-idle": "cpu", "--gil": "gil"}
+
+
+class _ModeAction(argparse.Action):
+    """--mode and its older aliases (--idle, --no-idle, --gil) into one `profile_mode`.
+
+    Two that disagree are a usage error, except --no-idle with --gil (the old way to ask for
+    the running GIL holder: the holder runs), which is gil."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        mode = _ALIASES.get(option_string, values)
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != mode:
+            if {before, mode} == {"cpu", "gil"}:
+                mode = "gil"
+            else:
+                parser.error(f"{option_string} asks for mode {mode}, but mode {before} was asked")
+        setattr(namespace, self.dest, mode)
 
 
 def clamp_rate(rate: float) -> tuple[float, str | None]:
@@ -76,8 +112,9 @@ def sampler_options(args: argparse.Namespace) -> dict:
         "rate": rate,
         "duration": args.duration,
         "subprocesses": args.subprocesses,
-        "idle": args.idle,
-        "gil": args.gil,
+        "profile_mode": args.profile_mode or "wall",
+        "gc": args.gc,
+        "opcodes": args.opcodes,
         "seed": args.seed,
         "start_timeout": args.start_timeout,
         "nonblocking": args.nonblocking,

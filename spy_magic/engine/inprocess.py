@@ -9,11 +9,12 @@ CPU-bound code a little. Profiles made this way say so in their metadata.
 
 from __future__ import annotations
 
+import dis
 import os
 import sys
 import threading
 
-from ..reader import Frame
+from ..reader import Frame, NotAvailable
 from .sample import ProcessLabel, SampleError, Trace
 from .sampler import BaseSampler
 from .spy import command_label
@@ -52,6 +53,31 @@ def _running(tid: int | None) -> bool | None:
     return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"R"
 
 
+def _handling() -> set[int]:
+    """Idents of the threads handling an exception (3.10+: sys._current_exceptions, whose
+    values are (type, value, tb) tuples before 3.12, an exception or None since)."""
+    out = set()
+    for ident, value in sys._current_exceptions().items():
+        if isinstance(value, tuple):
+            value = value[1]
+        if value is not None:
+            out.add(ident)
+    return out
+
+
+def _opcode(frame) -> str | None:
+    """The instruction the frame executes, specialised names where the version has them."""
+    code = frame.f_code
+    units = getattr(code, "_co_code_adaptive", None) or code.co_code
+    offset = frame.f_lasti
+    if not 0 <= offset < len(units):
+        return None
+    return _OPNAMES[units[offset]]
+
+
+_OPNAMES = list(getattr(dis, "_all_opname", None) or dis.opname)
+
+
 class InProcessSampler(BaseSampler):
     """Samples the current process's other threads from a thread of its own."""
 
@@ -63,9 +89,21 @@ class InProcessSampler(BaseSampler):
         self._label = ProcessLabel(self.pid, command_label(self.pid))
         self._cache: dict = {}
 
+    def _open(self) -> None:
+        if self.exception and not hasattr(sys, "_current_exceptions"):
+            raise NotAvailable(
+                self.pid,
+                ".".join(map(str, sys.version_info[:3])),
+                "which exception a thread handles from inside the process",
+                "sys._current_exceptions() is new in 3.10",
+            )
+
     def metadata(self) -> dict:
         meta = super().metadata()
         meta.update(pid=self.pid, bias=BIAS_NOTE)
+        if self.gc:
+            # The collector holds the GIL, so a thread of ours never runs while it collects.
+            meta["gc_frames"] = "not observable from inside the process"
         meta["python_version"] = ".".join(map(str, sys.version_info[:3]))
         return meta
 
@@ -77,6 +115,7 @@ class InProcessSampler(BaseSampler):
         except Exception as exc:
             errors.append(SampleError(self.pid, None, type(exc).__name__, str(exc)))
             return
+        handling = _handling() if self.exception else None
         if len(self._cache) > 100_000:
             self._cache.clear()
         for ident, frame in current.items():
@@ -88,6 +127,8 @@ class InProcessSampler(BaseSampler):
             idle = None if running is None else not running
             if not self.idle and idle:
                 continue
+            if handling is not None and ident not in handling:
+                continue
             traces.append(
                 Trace(
                     pid=self.pid,
@@ -98,6 +139,7 @@ class InProcessSampler(BaseSampler):
                     idle=idle,
                     frames=_frames(frame, self._cache),
                     processes=(self._label,),
+                    opcode=_opcode(frame) if self.opcodes else None,
                 )
             )
         del current

@@ -33,6 +33,9 @@ class Trace:
     # The chain of processes from the sampled root down to `pid` (root first); a single
     # entry unless child processes are sampled.
     processes: tuple[ProcessLabel, ...] = ()
+    # The innermost frame's instruction ("LOAD_ATTR_INSTANCE_VALUE"), when sampled with
+    # opcodes; None otherwise.
+    opcode: str | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..reader import ReaderError, StackReader
 from ..reader.process import process_is_gone
+from .modes import mode_filters, mode_of
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach, command_label
 from .timer import DEFAULT_RATE, MAX_RATE, PoissonTimer, check_rate
@@ -169,10 +170,16 @@ class BaseSampler:
         duration: float | None = None,
         idle: bool = True,
         gil: bool = False,
+        profile_mode: str | None = None,
+        gc: bool = False,
+        opcodes: bool = False,
         seed: int | None = None,
         adapt: bool = True,
         max_queue: int = 1_000_000,
     ) -> None:
+        """`profile_mode` ("wall", "cpu", "gil", "exception": see modes.py) replaces the
+        older `idle`/`gil` switches when given; `gc` adds `<GC>` frames while the target's
+        collector runs, `opcodes` the innermost frame's instruction to every trace."""
         rate = check_rate(rate)
         if rate > MAX_RATE:
             raise ValueError(
@@ -182,8 +189,14 @@ class BaseSampler:
             raise ValueError(f"duration must be positive, got {duration}")
         self.asked_rate = float(rate)
         self.duration = duration
+        if profile_mode is not None:
+            idle, gil = mode_filters(profile_mode)
         self.idle = idle
         self.gil = gil
+        self.exception = profile_mode == "exception"
+        self.profile_mode = profile_mode or mode_of(idle, gil)
+        self.gc = gc
+        self.opcodes = opcodes
         self.seed = seed
         self.adapt = adapt
         self.rate_changes: list[RateChange] = []
@@ -272,6 +285,9 @@ class BaseSampler:
             "duration_limit": self.duration,
             "idle": self.idle,
             "gil": self.gil,
+            "profile_mode": self.profile_mode,
+            "gc": self.gc,
+            "opcodes": self.opcodes,
             "samples_taken": self.samples_taken,
             "dropped_stale": self.dropped_stale,
             "dropped_queue": self.dropped_queue,
@@ -459,13 +475,22 @@ class Sampler(BaseSampler):
         # copy (those samples are then dropped as TornStack). By default such a read is
         # taken once more with the target's threads paused for its few tens of µs.
         self.nonblocking = nonblocking
-        if nonblocking and reader_factory is StackReader:
-            reader_factory = functools.partial(StackReader, pause_when_torn=False)
+        if reader_factory is StackReader:
+            reader_factory = functools.partial(
+                StackReader,
+                pause_when_torn=not nonblocking,
+                exceptions=self.exception,
+                gc=self.gc,
+                opcodes=self.opcodes,
+            )
         self.reader_factory = reader_factory
         self.process = process  # set when the sampler launched the target itself
         self.version: tuple[int, int, int] | None = None
         self._root: ProcessSpy | None = None
         self._watcher: ChildWatcher | None = None
+
+    def _filters(self) -> dict:
+        return {"idle": self.idle, "gil": self.gil, "exception": self.exception}
 
     @classmethod
     def launch(cls, argv: Sequence[str], **options) -> Sampler:
@@ -502,7 +527,7 @@ class Sampler(BaseSampler):
                 raise
         else:
             self.version = reader.version
-            self._root = ProcessSpy(reader, idle=self.idle, gil=self.gil)
+            self._root = ProcessSpy(reader, **self._filters())
         if self.subprocesses:
             root_label = (
                 self._root.label if self._root else ProcessLabel(self.pid, command_label(self.pid))
@@ -512,9 +537,7 @@ class Sampler(BaseSampler):
             self._watcher = ChildWatcher(
                 self.pid,
                 (root_label,),
-                lambda reader, parents: ProcessSpy(
-                    reader, chain=parents, idle=self.idle, gil=self.gil
-                ),
+                lambda reader, parents: ProcessSpy(reader, chain=parents, **self._filters()),
                 reader_factory=self.reader_factory,
                 start_timeout=self.start_timeout,
                 on_error=self._note_error,

@@ -81,6 +81,7 @@ class ProcessSpy:
         chain: tuple[ProcessLabel, ...] = (),
         idle: bool = True,
         gil: bool = False,
+        exception: bool = False,
     ) -> None:
         self.reader = reader
         self.pid = reader.pid
@@ -88,6 +89,7 @@ class ProcessSpy:
         self.chain = (*chain, self.label)
         self.idle = idle
         self.gil = gil
+        self.exception = exception  # keep only threads known to handle an exception
         self.exited = False
         # thread id -> its latest distinct Traces, newest last (see _trace_of).
         self._recent: dict[int, list[Trace]] = {}
@@ -114,6 +116,8 @@ class ProcessSpy:
                 continue
             if self.gil and not thread.gil:
                 continue
+            if self.exception and not thread.exception:
+                continue
             if not thread.frames:
                 continue
             traces.append(self._trace_of(thread))
@@ -137,6 +141,7 @@ class ProcessSpy:
                 and trace.idle == thread.idle
                 and trace.thread_name == thread.name
                 and trace.native_id == thread.native_id
+                and trace.opcode == thread.opcode
             ):
                 if position != len(recent) - 1:
                     recent.append(recent.pop(position))  # most recently used last
@@ -150,6 +155,7 @@ class ProcessSpy:
             idle=thread.idle,
             frames=thread.frames,
             processes=self.chain,
+            opcode=thread.opcode,
         )
         recent.append(trace)
         if len(recent) > RECENT_TRACES:

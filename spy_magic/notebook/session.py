@@ -47,14 +47,17 @@ def allow_ptrace_by(pid: int) -> bool:
         return False
 
 
+_NEGATABLE = {"idle", "gc"}  # options whose default is on: False must be said
+
+
 def _option_args(options: dict) -> list[str]:
     args: list[str] = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        if value is None or (value is False and key != "idle"):
+        if value is None or (value is False and key not in _NEGATABLE):
             continue
-        if key == "idle":
-            args.append("--idle" if value else "--no-idle")
+        if key in _NEGATABLE:
+            args.append(flag if value else "--no-" + flag[2:])
         elif value is True:
             args.append(flag)
         else:

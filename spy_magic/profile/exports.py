@@ -31,6 +31,7 @@ from typing import IO, Any, Callable, Union
 
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from ..reader import Frame, printable
+from .flametree import opcode_label
 from .gecko import to_gecko
 from .model import (
     Profile,
@@ -97,22 +98,52 @@ def to_collapsed(
     gil_only: bool = False,
     threads: bool = False,
     processes: bool | None = None,
+    opcodes: bool | None = None,
 ) -> str:
-    """`frame;frame;frame count` lines, root first, sorted; the counts of `stack_counts`."""
-    counts = profile.stack_counts(
-        by=by,
-        pids=pids,
-        thread_ids=thread_ids,
-        idle=idle,
-        gil_only=gil_only,
-        threads=threads,
-        processes=processes,
-    )
+    """`frame;frame;frame count` lines, root first, sorted; the counts of `stack_counts`.
+
+    `opcodes` (default: when the profile was sampled with them) ends each stack whose
+    innermost instruction is known with an `<opcode NAME>` frame."""
+    if opcodes is None:
+        opcodes = bool(profile.metadata.get("opcodes"))
+    filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
+    if opcodes:
+        counts = _stacks_with_opcodes(profile, by, threads, processes, filters)
+    else:
+        counts = profile.stack_counts(by=by, threads=threads, processes=processes, **filters)
     lines = [
         ";".join(escape_collapsed(label) for label in stack) + f" {count}"
         for stack, count in sorted(counts.items())
     ]
     return "".join(line + "\n" for line in lines)
+
+
+def _stacks_with_opcodes(
+    profile: Profile, by: str, threads: bool, processes: bool | None, filters: dict
+) -> dict[tuple[str, ...], int]:
+    """`stack_counts`, each stack ended by its innermost instruction where known."""
+    if processes is None:
+        processes = len({t.pid for _, _, t in profile.iter_traces()}) > 1
+    counts: Counter = Counter()
+    labels: dict[Frame, str] = {}
+    for _, _, trace in profile.iter_traces(**filters):
+        if not trace.frames:
+            continue
+        stack = []
+        for frame in reversed(trace.frames):
+            label = labels.get(frame)
+            if label is None:
+                label = labels[frame] = frame_label(frame, check_by(by))
+            stack.append(label)
+        if trace.opcode is not None:
+            stack.append(opcode_label(trace.opcode))
+        roots: tuple[str, ...] = ()
+        if processes:
+            roots = process_labels(trace)
+        if threads:
+            roots = (*roots, thread_label(trace))
+        counts[(*roots, *stack)] += 1
+    return dict(counts)
 
 
 # -- speedscope -----------------------------------------------------------------------------
@@ -323,7 +354,7 @@ def to_chrometrace(
 
 # -- jsonl ----------------------------------------------------------------------------------
 def _trace_to_json(trace: Trace) -> dict[str, Any]:
-    return {
+    out = {
         "pid": trace.pid,
         "thread_id": trace.thread_id,
         "native_id": trace.native_id,
@@ -333,6 +364,9 @@ def _trace_to_json(trace: Trace) -> dict[str, Any]:
         "frames": [[f.name, f.filename, f.line, f.firstlineno] for f in trace.frames],
         "processes": [[p.pid, p.command] for p in trace.processes],
     }
+    if trace.opcode is not None:
+        out["opcode"] = trace.opcode  # only when sampled with opcodes: older readers skip it
+    return out
 
 
 class JsonlError(ValueError):
@@ -420,6 +454,7 @@ def _trace_from_json(d: dict[str, Any], frames: dict[tuple, Frame]) -> Trace:
         idle=_field(d, "idle", "trace", bool, _NONE),
         frames=tuple(stack),
         processes=tuple(ProcessLabel(*p) for p in processes),
+        opcode=_field(d, "opcode", "trace", str, _NONE) if "opcode" in d else None,
     )
 
 
@@ -726,9 +761,10 @@ def read_jsonl(source: PathOrFile | Iterable[str]) -> Profile:
 
 # -- writing --------------------------------------------------------------------------------
 def thread_stack_counts(
-    profile: Profile, *, by: str = "line", **filters: Any
+    profile: Profile, *, by: str = "line", opcodes: bool = False, **filters: Any
 ) -> dict[tuple[int, int, str | None], Counter]:
     """{(pid, thread_id, thread_name): {root-first label stack: count}}: the flame tree input.
+    `opcodes` ends each stack whose innermost instruction is known with its `<opcode NAME>`.
 
     A thread is one entry even if its name was learnt midway (threads get their names once
     `threading` has run): the last name seen labels it.
@@ -746,6 +782,8 @@ def thread_stack_counts(
             if label is None:
                 label = labels[frame] = frame_label(frame, by)
             stack.append(label)
+        if opcodes and trace.opcode is not None:
+            stack.append(opcode_label(trace.opcode))
         key = (trace.pid, trace.thread_id)
         if trace.thread_name is not None or key not in names:
             names[key] = trace.thread_name
@@ -774,7 +812,8 @@ def flame_views(
 
     check_by(by)
     filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
-    counts = thread_stack_counts(profile, **filters)
+    opcodes = bool(profile.metadata.get("opcodes"))
+    counts = thread_stack_counts(profile, opcodes=opcodes, **filters)
     names: dict[int, str] = {}
     for _, _sample, trace in profile.iter_traces(pids=pids):
         if trace.pid not in names and trace.processes:

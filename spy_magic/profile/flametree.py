@@ -26,7 +26,10 @@ Format (version 1)::
             "line":   [0, 10, 42, ...],  # 0 = unknown / aggregated by function
             "self":   [0, 3, 7, ...],    # samples with this node as the innermost frame
             "total":  [12000, 9000, ...] # samples in this node's subtree (self + children)
-          }
+            "opcode": [0, 0, 9, ...]     # optional (sampled with opcodes): index into
+          }                              # "strings" of "CALL 70;LOAD_ATTR 30", the
+                                         # instructions of the samples ending there and
+                                         # their counts (opcodes_text); 0 = none
         }, ...
       ]
     }
@@ -83,6 +86,9 @@ VIEWS_FORMAT = "spy_magic.flameviews"
 VIEWS_VERSION = 1
 BY_CHOICES = ("line", "function")
 OTHER = "(other)"
+# A last label `<opcode NAME>` (exports.thread_stack_counts with opcodes) is no frame: it
+# is counted on its parent, whose node then has an "opcode" text (see opcodes_text).
+OPCODE_PREFIX = "<opcode "
 DEFAULT_MIN_FRACTION = 0.0005
 
 FrameSpec = Union[str, Sequence[Any]]
@@ -137,12 +143,25 @@ def _frame_of(spec: FrameSpec) -> tuple[str, str, int]:
 
 
 class _Node:
-    __slots__ = ("children", "self", "total")
+    __slots__ = ("children", "opcodes", "self", "total")
 
     def __init__(self) -> None:
         self.children: dict[tuple[str, str, int], _Node] = {}
         self.self = 0
         self.total = 0
+        self.opcodes: dict[str, int] | None = None  # innermost instruction -> samples
+
+
+def opcode_label(name: str) -> str:
+    """The frame label that ends a stack sampled with its innermost instruction."""
+    return f"{OPCODE_PREFIX}{name}>"
+
+
+def opcodes_text(counts: Mapping[str, int]) -> str:
+    """ "CALL 70;LOAD_ATTR 30": a node's instructions and their samples, most first (the
+    JS sums them over the threads it merges and shows shares in the tooltip)."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ";".join(f"{name} {count}" for name, count in ranked)
 
 
 class StringTable:
@@ -201,6 +220,11 @@ def build_tree(
             count = int(count)
             node = root
             node.total += count
+            opcode = None
+            last = stack[-1] if stack else None
+            if isinstance(last, str) and last.startswith(OPCODE_PREFIX) and last.endswith(">"):
+                opcode = last[len(OPCODE_PREFIX) : -1]
+                stack = stack[:-1]
             for spec in stack:
                 frame = parsed.get(spec)
                 if frame is None:
@@ -214,6 +238,10 @@ def build_tree(
                 child.total += count
                 node = child
             node.self += count
+            if opcode is not None:
+                if node.opcodes is None:
+                    node.opcodes = {}
+                node.opcodes[opcode] = node.opcodes.get(opcode, 0) + count
         if root.total:
             roots.append((_thread_key(key), root))
             grand_total += root.total
@@ -230,6 +258,7 @@ def build_tree(
         lines: list[int] = []
         selfs: list[int] = []
         totals: list[int] = []
+        ops: list[int] = []
         columns = (parent, names, files, lines, selfs, totals)
 
         # Iterative pre-order walk: deep recursive stacks must not hit Python's limit.
@@ -244,6 +273,7 @@ def build_tree(
                 row = (p, strings(name), strings(filename), line, node.self, node.total)
             for column, value in zip(columns, row):
                 column.append(value)
+            ops.append(strings(opcodes_text(node.opcodes)) if node.opcodes else 0)
             kept = []
             folded = 0
             for child_frame, child in node.children.items():
@@ -261,22 +291,17 @@ def build_tree(
                 work.append((index, (OTHER, "", 0), leaf))
             for child_frame, child in reversed(kept):
                 work.append((index, child_frame, child))
-        threads.append(
-            {
-                "pid": pid,
-                "tid": tid,
-                "name": tname,
-                "total": root.total,
-                "nodes": {
-                    "parent": parent,
-                    "name": names,
-                    "file": files,
-                    "line": lines,
-                    "self": selfs,
-                    "total": totals,
-                },
-            }
-        )
+        nodes = {
+            "parent": parent,
+            "name": names,
+            "file": files,
+            "line": lines,
+            "self": selfs,
+            "total": totals,
+        }
+        if any(ops):
+            nodes["opcode"] = ops  # index into "strings" of opcodes_text; 0 = none
+        threads.append({"pid": pid, "tid": tid, "name": tname, "total": root.total, "nodes": nodes})
 
     tree: dict[str, Any] = {
         "format": FORMAT,

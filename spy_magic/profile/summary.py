@@ -106,6 +106,8 @@ class Summary:
             "target": meta.get("target"),
             "python": meta.get("python_version"),
             "mode": meta.get("mode"),
+            # which threads were kept (engine/modes.py), when not every one
+            "keeps": _KEEPS.get(meta.get("profile_mode")),
             "late p99": _ms(self.late_p99) if self.late_count else None,
             "errors": ", ".join(f"{k} {n}" for k, n in self.errors.most_common()) or None,
             "note": meta.get("note"),
@@ -114,6 +116,13 @@ class Summary:
     def seconds(self, count: float) -> float:
         """The time `count` samples (of one thread) stand for."""
         return count * self.seconds_per_sample
+
+
+_KEEPS = {
+    "cpu": "threads on a CPU",
+    "gil": "the GIL holder (free-threaded: attached threads)",
+    "exception": "threads handling an exception",
+}
 
 
 def _verdict(

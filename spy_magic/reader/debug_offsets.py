@@ -27,6 +27,9 @@ MAPPING = {
     "interp.sysdict": ("interpreter_state", "sysdict"),
     "interp.ceval_gil": ("interpreter_state", "ceval_gil"),
     "interp.size": ("interpreter_state", "size"),
+    "interp.gc": ("interpreter_state", "gc"),
+    "gcstate.collecting": ("gc", "collecting"),
+    "gcstate.size": ("gc", "size"),
     "tstate.prev": ("thread_state", "prev"),
     "tstate.next": ("thread_state", "next"),
     "tstate.interp": ("thread_state", "interp"),
@@ -73,7 +76,7 @@ FREE_THREADED_MAPPING = {
     "code.co_tlbc": ("code_object", "co_tlbc"),
 }
 # Sizes, not offsets: they are the bound, so only their own plausibility is checked.
-_SIZES = {"interp.size", "tstate.size", "iframe.size", "code.size"}
+_SIZES = {"interp.size", "tstate.size", "iframe.size", "code.size", "gcstate.size"}
 # The GIL fields are given as offsets inside the interpreter state (of its embedded GIL);
 # we want them relative to the GIL struct, which `ceval_gil` points at.
 _GIL_FIELDS = {

@@ -82,3 +82,12 @@ class MemoryReadError(ReaderError):
         )
         self.address = address
         self.size = size
+
+
+class NotAvailable(ReaderError):
+    """Something asked of the reader (which exception a thread handles, say) that this
+    build does not let it tell: refused before sampling, never guessed."""
+
+    def __init__(self, pid: int, version: str, what: str, why: str) -> None:
+        super().__init__(f"process {pid} runs Python {version}: cannot tell {what} ({why})")
+        self.pid = pid

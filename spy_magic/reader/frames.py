@@ -238,6 +238,8 @@ class WalkMemo:
     positions: dict[int, tuple[int, int]] = field(default_factory=dict)
     # bytes read from outside the current chunk, in walk order: (address, bytes)
     outside: list[tuple[int, bytes]] = field(default_factory=list)
+    # (code object, instruction address) of the innermost frame shown (for --opcodes)
+    innermost: tuple[int, int] | None = None
 
 
 class ChunkWalker:
@@ -386,6 +388,8 @@ class ChunkWalker:
                             for addr, (pos, count) in memo.positions.items():
                                 if addr <= address:
                                     positions[addr] = (base + pos - start, count)
+                        if not frames:
+                            new_memo.innermost = self._innermost_at(memo, start, blob, offset)
                         frames.extend(memo.frames[start:])
                         codes.extend(memo.codes[start:])
                         outside.extend(memo.outside[len(memo.outside) - beyond :])
@@ -437,6 +441,8 @@ class ChunkWalker:
                 entry = self._resolve(code, instr, copy)
             if entry[2] and owner != generator:
                 continue  # an incomplete frame: CPython hides these from tracebacks too
+            if not frames:
+                new_memo.innermost = (code, instr)
             frames.append(entry[1])
             codes.append(code)
         if address and not hidden:
@@ -474,6 +480,19 @@ class ChunkWalker:
             else:
                 out.append((address, len(raw), ((0, raw),)))
         return out
+
+    def _innermost_at(
+        self, memo: WalkMemo, start: int, blob: bytes, offset: int
+    ) -> tuple[int, int] | None:
+        """(code, instruction) of a reused walk's innermost shown frame, when it is the
+        frame at `offset` (else None: the opcode of such a sample is not known)."""
+        if start == 0:
+            return memo.innermost
+        code, _, instr, owner = self.unpack(blob, offset)[:4]
+        code &= self.address_mask
+        if owner in self.not_code_owners or start >= len(memo.codes) or memo.codes[start] != code:
+            return None
+        return code, instr
 
     @staticmethod
     def _settle(positions: dict, visits: list[tuple[int, int, int]], total_outside: int) -> None:

@@ -47,6 +47,12 @@ class Frame:
         }
 
 
+# The pseudo-frame on top of a thread's stack while the target's garbage collector runs
+# there (StackReader's `gc`): a name no Python function can have, like <truncated ...>.
+GC_FRAME_NAME = "<GC>"
+GC_FILENAME = "<gc>"
+
+
 @dataclass
 class ThreadStack:
     """One Python thread at the moment of a snapshot; frames are innermost first."""
@@ -59,6 +65,11 @@ class ThreadStack:
     idle: bool | None
     frames: tuple[Frame, ...] = ()
     error: ReaderError | None = field(default=None, compare=False)
+    # Read only when asked for (StackReader's `exceptions`, `opcodes`): whether the thread is
+    # handling an exception (what sys.exception() would return there is not None), and the
+    # name of the instruction its innermost frame executes. None: not asked, or not known.
+    exception: bool | None = None
+    opcode: str | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -70,6 +81,10 @@ class ThreadStack:
             "idle": self.idle,
             "frames": [f.to_dict() for f in self.frames],
         }
+        if self.exception is not None:
+            out["exception"] = self.exception
+        if self.opcode is not None:
+            out["opcode"] = self.opcode
         if self.error is not None:
             out["error"] = str(self.error)
         return out

@@ -12,7 +12,7 @@ from .errors import AccessDenied, NoSuchProcess, NotPython, NotReady, ProcessExi
 from .model import decode_name
 
 # The only symbols the reader looks up: finding just these is far cheaper than all of them.
-WANTED_SYMBOLS = frozenset({"_PyRuntime", "Py_Version", "PyCode_Type", "Py_Main"})
+WANTED_SYMBOLS = frozenset({"_PyRuntime", "Py_Version", "PyCode_Type", "Py_Main", "_Py_NoneStruct"})
 _ELF_CACHE: dict[tuple[str, int, int, int], ElfFile] = {}
 
 

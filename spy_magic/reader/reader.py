@@ -19,6 +19,7 @@ from .errors import (
     TornStack,
     UnsupportedVersion,
 )
+from .extras import ThreadExtras
 from .fetch import Fetch, Plan
 from .frames import (
     DEFAULT_MAX_DEPTH,
@@ -106,7 +107,12 @@ class StackReader:
         max_depth: int = DEFAULT_MAX_DEPTH,
         thread_names: bool = True,
         pause_when_torn: bool = True,
+        exceptions: bool = False,
+        gc: bool = False,
+        opcodes: bool = False,
     ) -> None:
+        """`exceptions`, `gc`, `opcodes`: read those extras too (see extras.py); asking for
+        one this build cannot tell raises NotAvailable here, before any sampling."""
         self.pid = pid
         self.interpreter: Interpreter = find_interpreter(pid)
         self.version = self.interpreter.version
@@ -159,6 +165,9 @@ class StackReader:
         self.interp_address = self._check_ready()
         if not self.version[2]:
             self.version = self._exact_version()
+        self.extras: ThreadExtras | None = None
+        if exceptions or gc or opcodes:
+            self.extras = ThreadExtras(self, exceptions=exceptions, gc=gc, opcodes=opcodes)
 
     # -- set-up -----------------------------------------------------------------------------
     def _layout(self) -> tuple[versions.PythonVersion, dict[str, int]]:
@@ -309,7 +318,10 @@ class StackReader:
     def read(self) -> list[ThreadStack]:
         """One snapshot of every thread. Per-thread failures land in ThreadStack.error."""
         try:
-            return self._read()
+            threads = self._read()
+            if self.extras is not None:
+                self.extras.annotate(threads)
+            return threads
         except ProcessExited:
             raise
         except ReaderError:
