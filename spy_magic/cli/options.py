@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..engine import DEFAULT_RATE, MAX_RATE
+from ..reader.asyncio_tasks import MODES as ASYNC_MODES
 
 
 def positive_float(text: str) -> float:
@@ -43,6 +44,13 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
         action="store_true",
         help="keep only the thread holding the GIL (free-threaded builds: threads running Python)",
     )
+    parser.add_argument(
+        "--async", "--async-tasks", dest="async_tasks", nargs="?", const="running",
+        choices=ASYNC_MODES, default=None,
+        help="asyncio task-aware stacks (CPython 3.14+): below the running task's coroutines, "
+        "a <task NAME> frame and the chain of tasks awaiting it; '--async all' also gives "
+        "every waiting task a stack of its own",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
     parser.add_argument(
         "--nonblocking", action="store_true",
@@ -81,4 +89,5 @@ def sampler_options(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "start_timeout": args.start_timeout,
         "nonblocking": args.nonblocking,
+        "async_tasks": args.async_tasks,
     }

@@ -435,6 +435,18 @@ class BaseSampler:
                     self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
 
 
+def _async_warning(spies: list[ProcessSpy]) -> str | None:
+    """What --async could not do: each process it could not read, or, when no process ran
+    an event loop while sampled, that."""
+    notes = [spy.async_warning for spy in spies]
+    unsupported = [n for n, spy in zip(notes, spies) if n and spy.tasks is None]
+    if unsupported:
+        return "; ".join(unsupported)
+    if spies and all(notes):
+        return "; ".join(n for n in notes if n)
+    return None
+
+
 class Sampler(BaseSampler):
     """Samples a process (and optionally its Python children) from outside until stopped."""
 
@@ -447,6 +459,7 @@ class Sampler(BaseSampler):
         subprocesses: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         nonblocking: bool = False,
+        async_tasks: str | None = None,
         reader_factory: ReaderFactory = StackReader,
         process: subprocess.Popen | None = None,
         **options,
@@ -462,6 +475,7 @@ class Sampler(BaseSampler):
         if nonblocking and reader_factory is StackReader:
             reader_factory = functools.partial(StackReader, pause_when_torn=False)
         self.reader_factory = reader_factory
+        self.async_tasks = async_tasks  # --async: "running", "all" or None
         self.process = process  # set when the sampler launched the target itself
         self.version: tuple[int, int, int] | None = None
         self._root: ProcessSpy | None = None
@@ -485,6 +499,9 @@ class Sampler(BaseSampler):
         if pause_errors:
             meta["pause_error"] = pause_errors[0]
         meta["python_version"] = ".".join(map(str, self.version)) if self.version else None
+        if self.async_tasks:
+            meta["async_tasks"] = self.async_tasks
+            meta["async_warning"] = _async_warning(spies)
         return meta
 
     def _open(self) -> None:
@@ -502,7 +519,9 @@ class Sampler(BaseSampler):
                 raise
         else:
             self.version = reader.version
-            self._root = ProcessSpy(reader, idle=self.idle, gil=self.gil)
+            self._root = ProcessSpy(
+                reader, idle=self.idle, gil=self.gil, async_tasks=self.async_tasks
+            )
         if self.subprocesses:
             root_label = (
                 self._root.label if self._root else ProcessLabel(self.pid, command_label(self.pid))
@@ -513,8 +532,9 @@ class Sampler(BaseSampler):
                 self.pid,
                 (root_label,),
                 lambda reader, parents: ProcessSpy(
-                    reader, chain=parents, idle=self.idle, gil=self.gil
-                ),
+                    reader, chain=parents, idle=self.idle, gil=self.gil,
+                    async_tasks=self.async_tasks,
+                ),  # fmt: skip
                 reader_factory=self.reader_factory,
                 start_timeout=self.start_timeout,
                 on_error=self._note_error,

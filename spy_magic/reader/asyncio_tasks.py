@@ -161,7 +161,7 @@ class AsyncioReader:
     def _debug_offsets(self) -> dict[str, int]:
         """The _Py_DebugOffsets fields of coroutines, frames, sets and list nodes the task
         reading needs (the stack reader maps only the ones it uses)."""
-        build = "3.%d%s" % (self.stacks.version[1], "t" if self.stacks.free_threaded else "")
+        build = f"3.{self.stacks.version[1]}" + ("t" if self.stacks.free_threaded else "")
         table = LAYOUTS[build]
         names = (
             "gen_object.gi_iframe", "gen_object.gi_frame_state", "gen_object.size",
@@ -257,9 +257,10 @@ class AsyncioReader:
         if frame is None:
             return None
         split = None
+        key = (frame.name, frame.filename, frame.firstlineno)
         for index in range(len(frames) - 1, -1, -1):  # outermost match
             f = frames[index]
-            if (f.name, f.filename, f.firstlineno) == (frame.name, frame.filename, frame.firstlineno):
+            if (f.name, f.filename, f.firstlineno) == key:
                 split = index
                 break
         if split is None:

@@ -75,11 +75,11 @@ async def report() -> None:
 
 async def main() -> None:
     asyncio.current_task().set_name("root")
-    asyncio.create_task(report(), name="reporter")
+    reporter = asyncio.create_task(report(), name="reporter")
     tasks = [asyncio.create_task(branch(n), name=n) for n in ("alpha", "beta")]
     for t in tasks:
         AWAITED_BY[t.get_name()] = "root"
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks, reporter)
 
 
 asyncio.run(main())
