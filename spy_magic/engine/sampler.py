@@ -532,9 +532,12 @@ class Sampler(BaseSampler):
                 self.pid,
                 (root_label,),
                 lambda reader, parents: ProcessSpy(
-                    reader, chain=parents, idle=self.idle, gil=self.gil,
+                    reader,
+                    chain=parents,
+                    idle=self.idle,
+                    gil=self.gil,
                     async_tasks=self.async_tasks,
-                ),  # fmt: skip
+                ),
                 reader_factory=self.reader_factory,
                 start_timeout=self.start_timeout,
                 on_error=self._note_error,
