@@ -9,6 +9,8 @@ coroutine, outermost first) and the names of the tasks awaiting it. argv[1], if 
 file whose existence ends the program.
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import os
