@@ -17,7 +17,7 @@ from ..reader import (
     UnsupportedVersion,
     decode_name,
 )
-from ..reader.asyncio_tasks import AsyncioReader, AsyncUnsupported
+from ..reader.asyncio_tasks import AsyncioReader, AsyncUnsupported, open_tasks
 from .sample import ProcessLabel, SampleError, Trace
 
 DEFAULT_START_TIMEOUT = 5.0
@@ -98,7 +98,7 @@ class ProcessSpy:
         self._async_unsupported: str | None = None
         if async_tasks:
             try:
-                self.tasks = AsyncioReader(reader, async_tasks)
+                self.tasks = open_tasks(reader, async_tasks)
             except AsyncUnsupported as exc:
                 self._async_unsupported = str(exc)
             except ReaderError as exc:
@@ -109,6 +109,8 @@ class ProcessSpy:
         """What --async could not do in this process, for the user; None when it worked."""
         if self._async_unsupported:
             return f"pid {self.pid}: {self._async_unsupported}"
+        if self.tasks is not None and self.tasks.problem:
+            return f"pid {self.pid}: {self.tasks.problem}"
         if self.tasks is not None and not self.tasks.loops_seen:
             return (
                 f"pid {self.pid}: no thread ran an asyncio event loop while it was sampled: "

@@ -11,9 +11,18 @@ gets a stack of its own (its chain, then its awaiters the same way), marked idle
 CPython 3.14+ describes its tasks for out-of-process readers: the `_asyncio` module carries
 an `AsyncioDebug` ELF section (`Py_AsyncioModuleDebugOffsets`: where TaskObj keeps its name,
 coroutine, awaiters and list node; where a thread state keeps its running loop, running task
-and list of tasks), and `_Py_DebugOffsets` says where a coroutine keeps its frame and state.
-Older versions have no such description: there `AsyncioReader` raises `AsyncUnsupported`
-naming the version, and sampling goes on with plain stacks.
+and list of tasks), and `_Py_DebugOffsets` says where a coroutine keeps its frame and state
+(`AsyncioReader`).
+
+3.8–3.13 describe nothing: `LegacyAsyncioReader` finds the tasks through Python objects
+(`asyncio.tasks._current_tasks`, {loop: running task}, with each loop's `_thread_id`; the
+all-tasks WeakSets), and reads the C `_asyncio.Task` with the layout of that version's
+`TaskObj` (`_TASK_LAYOUTS`, from Modules/_asynciomodule.c of each version), checked against
+the target's own Task type (its tp_basicsize and tp_dictoffset) before anything is trusted:
+a build whose Task differs gets a warning naming it, and plain stacks. Who awaits a task is
+derived there from each task's `_fut_waiter` (a task, or a `gather()` future's children),
+since those versions keep no awaited-by links; a TaskGroup's parent waits on a plain future
+and is not linked. `open_tasks` picks the reader for the version.
 
 Everything read is untrusted: lists, sets and chains are bounded, and each read of tasks is
 separate from the stack snapshot it decorates, so a running task whose frame is not on the
@@ -52,6 +61,25 @@ _FRAME_STATES = {
     (3, 14): {"cleared": 4, "yield_from": (-1,), "created": -3, "slot": 1},
     (3, 15): {"cleared": 5, "yield_from": (2, 3), "created": 0, "slot": 2},
 }
+
+
+# 3.8–3.13 TaskObj (Modules/_asynciomodule.c: FutureObj_HEAD, then the task's fields), 64-bit:
+# (tp_basicsize, tp_dictoffset or -1 for a managed dict, task_fut_waiter, task_coro,
+# task_name). The first field after the object header is fut_loop, at 16, in every version.
+_TASK_LAYOUTS = {
+    (3, 8): (144, 88, 104, 112, 120),
+    (3, 9): (184, 96, 144, 152, 160),  # + fut_cancel_msg, fut_cancelled_exc_state
+    (3, 10): (192, 104, 152, 160, 168),  # + fut_exception_tb
+    (3, 11): (176, 104, 128, 136, 144),  # fut_cancelled_exc replaces the exc state
+    (3, 12): (176, 104, 128, 136, 144),
+    (3, 13): (144, -1, 112, 120, 128),  # managed dict and weakrefs; task ints first
+}
+# Coroutines before 3.14 (Include/cpython/genobject.h / pycore_genobject.h of each version):
+# <= 3.10 a PyFrameObject pointer at 16 (gi_frame); its value stack's top is f_stacktop
+# (3.8/3.9, at f_code + 40) or f_valuestack[f_stackdepth - 1] (3.10, at f_code + 32 / + 48).
+# 3.11–3.13 the frame is embedded (gi_iframe = tp_basicsize - offsetof(frame, localsplus)),
+# gi_frame_state is the int8 5 bytes before it, and `int stacktop` follows instr_ptr.
+_LEGACY_CREATED = {(3, 11): -2, (3, 12): -2, (3, 13): -3}
 
 
 class AsyncUnsupported(ReaderError):
@@ -155,6 +183,7 @@ class AsyncioReader:
         self.offsets: _Offsets | None = None
         self._looked_at = -1.0
         self.loops_seen = 0  # snapshots in which some thread ran an event loop
+        self.problem: str | None = None  # set when a read found the tasks unreadable
         self._tag_mask = ~self.layout.get("const.Py_TAG_BITS", 0) & 0xFFFF_FFFF_FFFF_FFFF
         self._debug = self._debug_offsets()
 
@@ -418,4 +447,311 @@ class AsyncioReader:
             if not sp:
                 break
             coro = self.mem.read_u64(sp - states["slot"] * PTR) & self._tag_mask
+        return out
+
+
+def open_tasks(stack_reader, mode: str = "running") -> AsyncioReader:
+    """The task reader for the target's version: AsyncioReader (3.14+) or
+    LegacyAsyncioReader (3.8–3.13); AsyncUnsupported for anything else."""
+    if tuple(stack_reader.version[:2]) in _TASK_LAYOUTS:
+        return LegacyAsyncioReader(stack_reader, mode)
+    return AsyncioReader(stack_reader, mode)
+
+
+class LegacyAsyncioReader(AsyncioReader):
+    """3.8–3.13: tasks found through asyncio's Python objects, read with the version's known
+    TaskObj layout (checked against the target's Task type first)."""
+
+    def __init__(self, stack_reader, mode: str = "running") -> None:
+        if mode not in MODES:
+            raise ValueError(f"async mode must be one of {MODES}, not {mode!r}")
+        self.mode = mode
+        self.stacks = stack_reader
+        version = tuple(stack_reader.version[:2])
+        if stack_reader.free_threaded or version not in _TASK_LAYOUTS:
+            raise AsyncUnsupported(
+                f"task stacks of a {'free-threaded ' if stack_reader.free_threaded else ''}"
+                f"Python {version[0]}.{version[1]} build are not known to this reader: "
+                "plain stacks only"
+            )
+        self.version = version
+        self.mem = stack_reader.mem
+        self.layout = stack_reader.layout
+        self.pid = stack_reader.pid
+        self.objects = ObjectReader(self.mem, version, self.layout)
+        self.layout_task = _TASK_LAYOUTS[version]
+        self.loops_seen = 0
+        self.problem = None
+        self._tag_mask = 0xFFFF_FFFF_FFFF_FFFF
+        self._module: tuple[int, list[int]] | None = None  # (_current_tasks, task sets)
+        self._looked_at = -1.0
+        self._task_type = 0  # the checked _asyncio.Task type
+        self._coro_type = 0
+        self._iframe = 0  # 3.11+: where a coroutine embeds its frame
+        self.offsets = None
+
+    # -- finding asyncio --------------------------------------------------------------------
+    def ready(self) -> bool:
+        if self.problem:
+            return False
+        if self._module is not None:
+            return True
+        now = time.monotonic()
+        if now - self._looked_at < LOCATE_EVERY_S:
+            return False
+        self._looked_at = now
+        modules = self.mem.read_u64(self.stacks.interp_address + self.layout["interp.modules"])
+        md = self.objects.module_dict(modules, "asyncio.tasks") if modules else None
+        if md is None:
+            return False  # asyncio not imported (yet)
+        current = self.objects.dict_get_str(md, "_current_tasks")
+        sets = [
+            a
+            for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
+            if (a := self.objects.dict_get_str(md, name)) is not None
+        ]
+        if current is None or not sets:
+            return False
+        self._module = (current, sets)
+        return True
+
+    def read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
+        if not self.ready():
+            return {}
+        current, sets = self._module
+        self.objects._batch = {}
+        try:
+            running: dict[int, int] = {}  # thread ident -> its running task
+            for loop, task in self.objects.dict_items(current):
+                if self._check_task(task):
+                    ident = self._loop_thread(loop)
+                    if ident is not None:
+                        running[ident] = task
+            tasks = self._all(sets)
+            waiter_of = self._waiters(tasks)
+            self._awaited = waiter_of
+        except AsyncUnsupported as exc:
+            self.problem = str(exc)
+            return {}
+        finally:
+            self.objects._batch = None
+        by_ident = {t.thread_id: t for t in threads}
+        loop_threads: dict[int, list[int]] = {}  # thread ident -> its tasks (all mode)
+        if self.mode == "all":
+            for task in tasks:
+                ident = self._loop_thread(self.mem.read_u64(task + 16))
+                if ident is not None:
+                    loop_threads.setdefault(ident, []).append(task)
+        names: dict[int, str] = {}
+        out: dict[int, ThreadTasks] = {}
+        for ident in {*running, *loop_threads}:
+            task = running.get(ident, 0)
+            thread = by_ident.get(ident)
+            try:
+                stack = None
+                if task and thread is not None and thread.frames:
+                    stack = self._running_stack(task, thread.frames, names)
+                waiting: tuple[tuple[Frame, ...], ...] = ()
+                if self.mode == "all":
+                    waiting = self._waiting_of(loop_threads.get(ident, []), task, names)
+            except (ProcessExited, AccessDenied):
+                raise
+            except (ReaderError, struct.error):
+                continue
+            out[ident] = ThreadTasks(self._name(task, names) if task else None, stack, waiting)
+        if running:
+            self.loops_seen += 1
+        return out
+
+    def _loop_thread(self, loop: int) -> int | None:
+        """The ident of the thread running `loop` (its `_thread_id`), None when not running."""
+        found = self.objects.get_attr(loop, "_thread_id")
+        if found is None or self.objects.type_name(found) != "int":
+            return None
+        return self.objects.read_int(found)
+
+    def _check_task(self, task: int) -> bool:
+        """Whether `task` is an `_asyncio.Task` of the known layout; the first one seen is
+        checked against the table (a build whose Task differs: AsyncUnsupported)."""
+        ob_type = self.objects.type_of(task)
+        if ob_type == self._task_type:
+            return True
+        if self._task_type or self.objects.type_name(task) != "_asyncio.Task":
+            return False  # a Python-level Task, or a subclass: not read
+        info = self.objects.type_info(ob_type)
+        size, dictoffset = self.layout_task[:2]
+        if info.basicsize != size or (dictoffset >= 0 and info.dictoffset != dictoffset):
+            raise AsyncUnsupported(
+                f"the _asyncio.Task of this Python {self.version[0]}.{self.version[1]} is "
+                f"laid out otherwise (size {info.basicsize}, dict at {info.dictoffset}; known: "
+                f"{size}, {dictoffset}): plain stacks only"
+            )
+        self._task_type = ob_type
+        return True
+
+    def _all(self, sets: list[int]) -> list[int]:
+        """Every live task: the WeakSets' referents and the eager set's members."""
+        out: list[int] = []
+        for container in sets:
+            data = container
+            weak = self.objects.type_name(container) == "WeakSet"
+            if weak:
+                data = self.objects.get_attr(container, "data")
+                if data is None:
+                    continue
+            for key in self._set_keys(data):
+                task = self.mem.read_u64(key + 16) if weak else key  # weakref's wr_object
+                if task and self._check_task(task) and task not in out:
+                    out.append(task)
+                if len(out) >= MAX_TASKS:
+                    return out
+        return out
+
+    def _set_keys(self, address: int) -> list[int]:
+        """The keys of a set object (PySetObject: used at 24, mask at 32, table at 40)."""
+        header = self.mem.read(address, 48)
+        mask = _q.unpack_from(header, 32)[0]
+        table = _Q.unpack_from(header, 40)[0]
+        if not 0 <= mask < MAX_TASKS * 4 or not table:
+            raise BadObject(address, f"implausible set mask {mask}")
+        entries = self.mem.read(table, (mask + 1) * 2 * PTR)
+        return [k for i in range(mask + 1) if (k := _Q.unpack_from(entries, i * 2 * PTR)[0])]
+
+    def _waiters(self, tasks: list[int]) -> dict[int, list[int]]:
+        """{task: the tasks awaiting it}, from each task's `_fut_waiter`: a task it awaits,
+        or a gather() future whose children it awaits."""
+        waiter_at = self.layout_task[2]
+        out: dict[int, list[int]] = {}
+        blobs = self.mem.read_many([(t + waiter_at, PTR) for t in tasks])
+        for task, blob in zip(tasks, blobs):
+            if blob is None:
+                continue
+            waiter = _Q.unpack(blob)[0]
+            if not waiter:
+                continue
+            if self.objects.type_of(waiter) == self._task_type:
+                out.setdefault(waiter, []).append(task)
+            elif self.objects.type_name(waiter) == "_GatheringFuture":
+                children = self.objects.get_attr(waiter, "_children")
+                for child in self._list_items(children) if children else []:
+                    out.setdefault(child, []).append(task)
+        return out
+
+    def _list_items(self, address: int) -> list[int]:
+        L = self.layout
+        size = _q.unpack(self.mem.read(address + L["varobject.ob_size"], PTR))[0]
+        if not 0 <= size < MAX_TASKS:
+            raise BadObject(address, f"implausible list size {size}")
+        items = self.mem.read_u64(address + L["list.ob_item"])
+        if not size or not items:
+            return []
+        blob = self.mem.read(items, size * PTR)
+        return [_Q.unpack_from(blob, i * PTR)[0] for i in range(size)]
+
+    def _awaited_by(self, task: int) -> list[int]:
+        return self._awaited.get(task, [])
+
+    def _waiting_of(self, tasks: list[int], running: int, names: dict):
+        awaited = {t for ts in self._awaited.values() for t in ts}
+        out = []
+        for task in tasks:
+            if task == running or task in awaited:
+                continue
+            chain = self._chain(self._task_coro(task))
+            if not chain:
+                continue
+            stack = [*reversed(chain), task_frame(self._name(task, names))]
+            stack += self._awaiters(task, names)
+            out.append(tuple(stack))
+        return tuple(out)
+
+    def _task_coro(self, task: int) -> int:
+        return self.mem.read_u64(task + self.layout_task[3])
+
+    def _name(self, task: int, names: dict) -> str:
+        name = names.get(task)
+        if name is None:
+            try:
+                value = self.objects.read_value(self.mem.read_u64(task + self.layout_task[4]))
+                name = f"Task-{value}" if isinstance(value, int) else str(value)
+            except (ProcessExited, AccessDenied):
+                raise
+            except (ReaderError, ValueError):
+                name = f"task at {task:#x}"
+            names[task] = name
+        return name
+
+    # -- coroutines -------------------------------------------------------------------------
+    def _coro_ok(self, coro: int) -> bool:
+        """Whether `coro` is a native coroutine object (the first one seen fixes the type)."""
+        ob_type = self.objects.type_of(coro)
+        if ob_type == self._coro_type:
+            return True
+        if self._coro_type or self.objects.type_name(coro) != "coroutine":
+            return False
+        self._coro_type = ob_type
+        if self.stacks.spec.frames == "chunks":
+            basicsize = self.objects.type_info(ob_type).basicsize
+            self._iframe = basicsize - self.layout["iframe.localsplus"]
+            if not 0 < self._iframe < basicsize:
+                raise AsyncUnsupported(f"implausible coroutine size {basicsize}")
+        return True
+
+    def _coro_frame(self, coro: int) -> Frame | None:
+        if not self._coro_ok(coro):
+            return None
+        return self._coro_step(coro)[0]
+
+    def _coro_step(self, coro: int) -> tuple[Frame | None, int]:
+        """A coroutine's own frame, and what it awaits (0: nothing we can follow)."""
+        L = self.layout
+        if self.stacks.spec.frames != "chunks":
+            frame = self.mem.read_u64(coro + 16)  # gi_frame
+            if not frame:
+                return None, 0
+            blob = self.mem.read(frame, L["frame.size"])
+            code = _Q.unpack_from(blob, L["frame.f_code"])[0]
+            lasti = struct.unpack_from("<i", blob, L["frame.f_lasti"])[0]
+            info = self.stacks.codes.get(code)
+            scale = 2 if self.stacks.spec.lasti_in_code_units else 1
+            found = info.frame_at(lasti * scale if lasti >= 0 else -1)
+            valuestack = L["frame.f_code"] + 32
+            if self.version >= (3, 10):
+                depth = struct.unpack_from("<i", blob, L["frame.f_code"] + 48)[0]
+                base = _Q.unpack_from(blob, valuestack)[0]
+                top = base + depth * PTR if 0 < depth < 4096 and base else 0
+            else:
+                top = _Q.unpack_from(blob, valuestack + 8)[0]  # f_stacktop, NULL when running
+            return found, (self.mem.read_u64(top - PTR) if top else 0)
+        start = self._iframe
+        raw = self.mem.read(coro, start + L["iframe.localsplus"])
+        state = struct.unpack_from("<b", raw, start - 5)[0]
+        iframe = raw[start:]
+        code = _Q.unpack_from(iframe, L["iframe.code"])[0]
+        instr = _Q.unpack_from(iframe, L["iframe.instr_ptr"])[0]
+        if not code:
+            return None, 0
+        info = self.stacks.codes.get(code)
+        index = (instr - info.code_start) >> 1
+        if not -1 <= index < info.code_units:
+            found = Frame(info.name, info.filename, 0, info.firstlineno)
+        else:
+            found = info.frame_at(index * 2 if index >= 0 else -1)
+        if not (state < 0 and state != _LEGACY_CREATED[self.version]):
+            return found, 0  # not suspended: awaiting nothing
+        stacktop = struct.unpack_from("<i", iframe, L["iframe.instr_ptr"] + 8)[0]
+        if not 0 < stacktop < 4096:
+            return found, 0
+        slot = coro + start + L["iframe.localsplus"] + (stacktop - 1) * PTR
+        return found, self.mem.read_u64(slot)
+
+    def _chain(self, coro: int) -> list[Frame]:
+        out: list[Frame] = []
+        seen = set()
+        while coro and coro not in seen and len(out) < MAX_CHAIN and self._coro_ok(coro):
+            seen.add(coro)
+            frame, coro = self._coro_step(coro)
+            if frame is None:
+                break
+            out.append(frame)
         return out
