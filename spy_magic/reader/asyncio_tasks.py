@@ -182,6 +182,7 @@ class AsyncioReader:
         self.objects = ObjectReader(self.mem, tuple(version[:2]), self.layout)
         self.offsets: _Offsets | None = None
         self._looked_at = -1.0
+        self._blobs: dict[int, bytes] = {}
         self.loops_seen = 0  # snapshots in which some thread ran an event loop
         self.problem: str | None = None  # set when a read found the tasks unreadable
         self._tag_mask = ~self.layout.get("const.Py_TAG_BITS", 0) & 0xFFFF_FFFF_FFFF_FFFF
@@ -229,6 +230,7 @@ class AsyncioReader:
         """{thread ident: ThreadTasks} for the threads of `threads` running an event loop."""
         if not self.ready():
             return {}
+        self._blobs = {}
         names: dict[int, str] = {}  # task address -> name, for this read
         out: dict[int, ThreadTasks] = {}
         by_ident = {t.thread_id: t for t in threads}
@@ -344,13 +346,26 @@ class AsyncioReader:
             node = self.mem.read_u64(node + nxt)
         return out
 
+    def _task_blob(self, task: int) -> bytes:
+        """The task object's bytes, read once per read of the tasks."""
+        blob = self._blobs.get(task)
+        if blob is None:
+            blob = self._blobs[task] = self.mem.read(task, self._task_size())
+        return blob
+
+    def _task_size(self) -> int:
+        return self.offsets.task_size
+
+    def _field(self, task: int, offset: int) -> int:
+        return _Q.unpack_from(self._task_blob(task), offset)[0] & self._tag_mask
+
     def _task_coro(self, task: int) -> int:
-        return self.mem.read_u64(task + self.offsets.task_coro) & self._tag_mask
+        return self._field(task, self.offsets.task_coro)
 
     def _awaited_by(self, task: int) -> list[int]:
         """The tasks awaiting `task`: one object, or a set of them."""
         o = self.offsets
-        blob = self.mem.read(task, o.task_size)
+        blob = self._task_blob(task)
         value = _Q.unpack_from(blob, o.task_awaited_by)[0] & self._tag_mask
         if not value:
             return []
@@ -378,7 +393,7 @@ class AsyncioReader:
         name = names.get(task)
         if name is None:
             try:
-                obj = self.mem.read_u64(task + self.offsets.task_name) & self._tag_mask
+                obj = self._field(task, self.offsets.task_name)
                 value = self.objects.read_value(obj)
                 name = f"Task-{value}" if isinstance(value, int) else str(value)
             except (ProcessExited, AccessDenied):
@@ -480,6 +495,10 @@ class LegacyAsyncioReader(AsyncioReader):
         self.pid = stack_reader.pid
         self.objects = ObjectReader(self.mem, version, self.layout)
         self.layout_task = _TASK_LAYOUTS[version]
+        self._blobs = {}
+        # loop address -> (thread ident or None, when read): a loop's thread is re-read at
+        # most every LOCATE_EVERY_S (it changes only when the loop stops and starts again).
+        self._loop_threads: dict[int, tuple[int | None, float]] = {}
         self.loops_seen = 0
         self.problem = None
         self._tag_mask = 0xFFFF_FFFF_FFFF_FFFF
@@ -519,6 +538,8 @@ class LegacyAsyncioReader(AsyncioReader):
         if not self.ready():
             return {}
         current, sets = self._module
+        self._blobs = {}
+        self._now = time.monotonic()
         self.objects._batch = {}
         try:
             running: dict[int, int] = {}  # thread ident -> its running task
@@ -539,7 +560,7 @@ class LegacyAsyncioReader(AsyncioReader):
         loop_threads: dict[int, list[int]] = {}  # thread ident -> its tasks (all mode)
         if self.mode == "all":
             for task in tasks:
-                ident = self._loop_thread(self.mem.read_u64(task + 16))
+                ident = self._loop_thread(self._field(task, 16))  # fut_loop
                 if ident is not None:
                     loop_threads.setdefault(ident, []).append(task)
         names: dict[int, str] = {}
@@ -565,10 +586,17 @@ class LegacyAsyncioReader(AsyncioReader):
 
     def _loop_thread(self, loop: int) -> int | None:
         """The ident of the thread running `loop` (its `_thread_id`), None when not running."""
+        known = self._loop_threads.get(loop)
+        if known is not None and self._now - known[1] < LOCATE_EVERY_S:
+            return known[0]
         found = self.objects.get_attr(loop, "_thread_id")
-        if found is None or self.objects.type_name(found) != "int":
-            return None
-        return self.objects.read_int(found)
+        ident = None
+        if found is not None and self.objects.type_name(found) == "int":
+            ident = self.objects.read_int(found)
+        if len(self._loop_threads) > 1024:
+            self._loop_threads.clear()
+        self._loop_threads[loop] = (ident, self._now)
+        return ident
 
     def _check_task(self, task: int) -> bool:
         """Whether `task` is an `_asyncio.Task` of the known layout; the first one seen is
@@ -599,9 +627,17 @@ class LegacyAsyncioReader(AsyncioReader):
                 data = self.objects.get_attr(container, "data")
                 if data is None:
                     continue
-            for key in self._set_keys(data):
-                task = self.mem.read_u64(key + 16) if weak else key  # weakref's wr_object
-                if task and self._check_task(task) and task not in out:
+            keys = self._set_keys(data)
+            if weak:  # each weakref's wr_object, in one read
+                refs = self.mem.read_many([(k + 16, PTR) for k in keys])
+                keys = [_Q.unpack(b)[0] for b in refs if b is not None]
+            blobs = self.mem.read_many([(k, self._task_size()) for k in keys if k])
+            for task, blob in zip([k for k in keys if k], blobs):
+                if blob is None or task in self._blobs:
+                    continue
+                ob_type = _Q.unpack_from(blob, self.layout["object.ob_type"])[0]
+                if ob_type == self._task_type or (not self._task_type and self._check_task(task)):
+                    self._blobs[task] = blob
                     out.append(task)
                 if len(out) >= MAX_TASKS:
                     return out
@@ -622,14 +658,12 @@ class LegacyAsyncioReader(AsyncioReader):
         or a gather() future whose children it awaits."""
         waiter_at = self.layout_task[2]
         out: dict[int, list[int]] = {}
-        blobs = self.mem.read_many([(t + waiter_at, PTR) for t in tasks])
-        for task, blob in zip(tasks, blobs):
-            if blob is None:
+        waiters = [(t, w) for t in tasks if (w := self._field(t, waiter_at))]
+        types = self.mem.read_many([(w + self.layout["object.ob_type"], PTR) for _, w in waiters])
+        for (task, waiter), ob_type in zip(waiters, types):
+            if ob_type is None:
                 continue
-            waiter = _Q.unpack(blob)[0]
-            if not waiter:
-                continue
-            if self.objects.type_of(waiter) == self._task_type:
+            if _Q.unpack(ob_type)[0] == self._task_type:
                 out.setdefault(waiter, []).append(task)
             elif self.objects.type_name(waiter) == "_GatheringFuture":
                 children = self.objects.get_attr(waiter, "_children")
@@ -665,14 +699,17 @@ class LegacyAsyncioReader(AsyncioReader):
             out.append(tuple(stack))
         return tuple(out)
 
+    def _task_size(self) -> int:
+        return self.layout_task[0]
+
     def _task_coro(self, task: int) -> int:
-        return self.mem.read_u64(task + self.layout_task[3])
+        return self._field(task, self.layout_task[3])
 
     def _name(self, task: int, names: dict) -> str:
         name = names.get(task)
         if name is None:
             try:
-                value = self.objects.read_value(self.mem.read_u64(task + self.layout_task[4]))
+                value = self.objects.read_value(self._field(task, self.layout_task[4]))
                 name = f"Task-{value}" if isinstance(value, int) else str(value)
             except (ProcessExited, AccessDenied):
                 raise
