@@ -167,6 +167,35 @@ def test_record_async_all_writes_each_tasks_branch(interpreter_id, tmp_path):
     assert any(n[: len(waiting)] == waiting for n in names), lines[:5]
 
 
+@pytest.mark.parametrize("interpreter_id", ["debian-3.11", "pyenv-3.12", "sid-3.14"])
+def test_record_from_the_start_names_every_awaiting_frame_right(interpreter_id, tmp_path):
+    """Sampled from its first moment, the target frees the code objects of its start-up
+    (module bodies) before asyncio runs, and their addresses go to its own code: a task frame
+    named from a cached code object without re-checking it read `<module>` where `branch`
+    is (seen in a manual run; whether an address is reused this way varies from run to run,
+    so this catches it often, not always)."""
+    interp = require_interpreter(interpreter_id)
+    out = tmp_path / "async.txt"
+    result = subprocess.run(
+        [*SPY, "record", "--async", "-f", "collapsed", "-o", out, "--",
+         *interp.argv(GRAPH, tmp_path / "never", 4)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = [
+        [part.split(" (")[0] for part in line.rsplit(" ", 1)[0].split(";")]
+        for line in out.read_text().splitlines()
+    ]
+    marked = [n for n in names if "<task alpha-spin>" in n or "<task beta-spin>" in n]
+    assert marked, names[:5]
+    for n in marked:
+        at = n.index("<task root>")
+        assert n[at : at + 5] in (
+            ["<task root>", "main", "<task alpha>", "branch", "middle"],
+            ["<task root>", "main", "<task beta>", "branch", "middle"],
+        ), n
+
+
 NO_LOOP = """\
 import time
 print('ready', flush=True)

@@ -36,6 +36,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from .codes import CodeCache
 from .elf import ElfError, parse_elf
 from .errors import AccessDenied, MemoryReadError, ProcessExited, ReaderError
 from .layouts import LAYOUTS
@@ -187,6 +188,7 @@ class AsyncioReader:
         self.problem: str | None = None  # set when a read found the tasks unreadable
         self._tag_mask = ~self.layout.get("const.Py_TAG_BITS", 0) & 0xFFFF_FFFF_FFFF_FFFF
         self._debug = self._debug_offsets()
+        self._open_codes()
 
     def _debug_offsets(self) -> dict[str, int]:
         """The _Py_DebugOffsets fields of coroutines, frames, sets and list nodes the task
@@ -209,6 +211,41 @@ class AsyncioReader:
             out["tlbc_index"] = self.layout["iframe.tlbc_index"]
         return out
 
+    # -- code objects -----------------------------------------------------------------------
+    def _code_cache(self, code: int) -> CodeCache:
+        """This reader's own cache of code objects (not the stack reader's: an entry found
+        stale here is evicted, which must not touch what the stack walks rely on); each
+        code a read uses is re-checked at its end (`_codes_intact`)."""
+        self._codes_used.add(code)
+        return self._codes
+
+    def _open_codes(self) -> None:
+        interp = self.stacks.interpreter
+        self._codes = CodeCache(self.mem, self.stacks.version, self.layout,
+                                interp.code_type_address)  # fmt: skip
+        self._codes_used: set[int] = set()
+
+    def _codes_intact(self) -> bool:
+        """Whether every cached code object this read named frames after is still the
+        object it was (a freed code's address is soon another code's): False evicts the
+        stale ones, and the caller reads again."""
+        used, self._codes_used = self._codes_used, set()
+        due = self._codes.due(used)
+        if not due:
+            return True
+        blobs = self.mem.read_many(self._codes.check_regions(due))
+        return not self._codes.confirm(due, blobs)
+
+    def read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
+        """{thread ident: ThreadTasks} for the threads of `threads` running an event loop
+        (read once more when a code object it used turned out stale)."""
+        for _ in range(2):
+            self._codes.begin_snapshot()
+            found = self._read(threads)
+            if self._codes_intact():
+                return found
+        return {}
+
     # -- finding the description ------------------------------------------------------------
     def ready(self) -> bool:
         """Whether the target's asyncio is loaded (its AsyncioDebug section found); looked for
@@ -226,8 +263,7 @@ class AsyncioReader:
         return True
 
     # -- one read ---------------------------------------------------------------------------
-    def read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
-        """{thread ident: ThreadTasks} for the threads of `threads` running an event loop."""
+    def _read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
         if not self.ready():
             return {}
         self._blobs = {}
@@ -416,7 +452,7 @@ class AsyncioReader:
         instr = _Q.unpack_from(iframe, d["interpreter_frame.instr_ptr"])[0]
         if not code:
             return None
-        codes = self.stacks.codes
+        codes = self._code_cache(code)
         info = codes.get(code)
         start = info.code_start
         if "tlbc_index" in d:
@@ -508,33 +544,31 @@ class LegacyAsyncioReader(AsyncioReader):
         self._coro_type = 0
         self._iframe = 0  # 3.11+: where a coroutine embeds its frame
         self.offsets = None
+        self._open_codes()
 
     # -- finding asyncio --------------------------------------------------------------------
     def ready(self) -> bool:
+        """Whether asyncio's task registries are found. Looked up again every
+        LOCATE_EVERY_S: while `asyncio.tasks` is being imported its names first hold the
+        pure-Python registries, then the C module's (and a module can be reloaded)."""
         if self.problem:
             return False
-        if self._module is not None:
-            return True
         now = time.monotonic()
         if now - self._looked_at < LOCATE_EVERY_S:
-            return False
+            return self._module is not None
         self._looked_at = now
         modules = self.mem.read_u64(self.stacks.interp_address + self.layout["interp.modules"])
         md = self.objects.module_dict(modules, "asyncio.tasks") if modules else None
-        if md is None:
-            return False  # asyncio not imported (yet)
-        current = self.objects.dict_get_str(md, "_current_tasks")
+        current = self.objects.dict_get_str(md, "_current_tasks") if md else None
         sets = [
             a
             for name in ("_all_tasks", "_scheduled_tasks", "_eager_tasks")
-            if (a := self.objects.dict_get_str(md, name)) is not None
+            if md and (a := self.objects.dict_get_str(md, name)) is not None
         ]
-        if current is None or not sets:
-            return False
-        self._module = (current, sets)
-        return True
+        self._module = (current, sets) if current is not None and sets else None
+        return self._module is not None
 
-    def read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
+    def _read(self, threads: list[ThreadStack]) -> dict[int, ThreadTasks]:
         if not self.ready():
             return {}
         current, sets = self._module
@@ -749,7 +783,7 @@ class LegacyAsyncioReader(AsyncioReader):
             blob = self.mem.read(frame, L["frame.size"])
             code = _Q.unpack_from(blob, L["frame.f_code"])[0]
             lasti = struct.unpack_from("<i", blob, L["frame.f_lasti"])[0]
-            info = self.stacks.codes.get(code)
+            info = self._code_cache(code).get(code)
             scale = 2 if self.stacks.spec.lasti_in_code_units else 1
             found = info.frame_at(lasti * scale if lasti >= 0 else -1)
             valuestack = L["frame.f_code"] + 32
@@ -768,7 +802,7 @@ class LegacyAsyncioReader(AsyncioReader):
         instr = _Q.unpack_from(iframe, L["iframe.instr_ptr"])[0]
         if not code:
             return None, 0
-        info = self.stacks.codes.get(code)
+        info = self._code_cache(code).get(code)
         index = (instr - info.code_start) >> 1
         if not -1 <= index < info.code_units:
             found = Frame(info.name, info.filename, 0, info.firstlineno)

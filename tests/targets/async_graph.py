@@ -6,7 +6,8 @@
 Once every task has started it prints one JSON line, its own view of the graph: for each task
 of asyncio.all_tasks(), its name, its coroutine chain (get_coro() and each cr_await that is a
 coroutine, outermost first) and the names of the tasks awaiting it. argv[1], if given, is a
-file whose existence ends the program.
+file whose existence ends the program; argv[2], if given, the seconds after which it ends
+anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 import time
 
 STOP = sys.argv[1] if len(sys.argv) > 1 else None
+LIFETIME = float(sys.argv[2]) if len(sys.argv) > 2 else None
+STARTED = time.monotonic()
 AWAITED_BY: dict[str, str] = {}  # task name -> the task awaiting it, as the program built it
 
 
@@ -71,6 +74,8 @@ async def report() -> None:
     ]
     print(json.dumps({"pid": os.getpid(), "tasks": view}), flush=True)
     while STOP is None or not os.path.exists(STOP):
+        if LIFETIME is not None and time.monotonic() - STARTED > LIFETIME:
+            break
         await asyncio.sleep(0.05)
     os._exit(0)
 
