@@ -656,6 +656,42 @@ def test_async_cell_profile_is_rooted_at_the_cell(nb):
     assert facts["roots"] == [f"<module>@In [{cell.execution_count}]"], facts["roots"]
 
 
+ASYNC_CELL = """\
+%%spy -r -q --async --rate 200
+import asyncio, time
+
+def burn(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+async def worker(rounds):
+    for _ in range(rounds):
+        burn(0.004)
+        await asyncio.sleep(0)
+
+await asyncio.gather(*(asyncio.create_task(worker(60), name=f"worker-{n}") for n in range(3)))
+"""
+
+
+def test_async_cell_shows_each_tasks_own_branch(nb):
+    """%%spy --async on a cell awaiting three named tasks: each task's work sits on its own
+    branch, `<task worker-N>` between the worker's frames and the cell that awaits it."""
+    cell = nb.run(ASYNC_CELL)
+    assert errors(cell) == [] and "warning" not in nk.stderr(cell), cell.outputs
+    stacks = nb.json(
+        "import json\nprint(json.dumps([[f.name for f in t.frames] for _i, _s, t in "
+        f"Out[{cell.execution_count}].iter_traces()]))"
+    )
+    branches = {tuple(names[:4]) for names in stacks if names[:1] == ["burn"]}
+    for n in range(3):
+        assert ("burn", "worker", f"<task worker-{n}>", "<module>") in branches, branches
+    # A sample whose task switched between the stack read and the task read keeps its plain
+    # stack (trimmed to the worker's frames): rare, never the rule.
+    rooted = sum(names[-1] == "<module>" for names in stacks)
+    assert rooted >= 0.8 * len(stacks), [n for n in stacks if n[-1] != "<module>"][:3]
+
+
 # --- --subprocesses ----------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import sys
 
 from ..engine import DEFAULT_RATE, MAX_RATE
 from ..engine.modes import MODES
+from ..reader.asyncio_tasks import MODES as ASYNC_MODES
 
 
 def positive_float(text: str) -> float:
@@ -58,6 +59,13 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, short_rate: bool = 
         "--opcodes", action="store_true",
         help="record the instruction the innermost frame executes (shown in the flame "
         "graph's tooltip; a last frame in collapsed stacks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--async", "--async-tasks", dest="async_tasks", nargs="?", const="running",
+        choices=ASYNC_MODES, default=None,
+        help="asyncio task-aware stacks (CPython 3.14+): below the running task's coroutines, "
+        "a <task NAME> frame and the chain of tasks awaiting it; '--async all' also gives "
+        "every waiting task a stack of its own",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="seed the sampling schedule")
     parser.add_argument(
@@ -118,4 +126,5 @@ def sampler_options(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "start_timeout": args.start_timeout,
         "nonblocking": args.nonblocking,
+        "async_tasks": args.async_tasks,
     }

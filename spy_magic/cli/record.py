@@ -110,6 +110,8 @@ def summary(profile: Profile, sampler: Sampler) -> list[str]:
             f"paused the target for {meta['paused_reads']} reads: its stack moved faster than "
             "it could be copied (--nonblocking never pauses; those samples are then dropped)"
         )
+    if meta.get("async_warning"):
+        lines.append(f"warning: --async: {meta['async_warning']}")
     if meta.get("pause_error"):
         lines.append(f"could not pause the target ({meta['pause_error']}): torn reads dropped")
     if sampler.dropped_stale or sampler.dropped_queue:

@@ -451,6 +451,18 @@ class BaseSampler:
                     self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
 
 
+def _async_warning(spies: list[ProcessSpy]) -> str | None:
+    """What --async could not do: each process it could not read, or, when no process ran
+    an event loop while sampled, that."""
+    notes = [spy.async_warning for spy in spies]
+    unsupported = [n for n, spy in zip(notes, spies) if n and spy.tasks is None]
+    if unsupported:
+        return "; ".join(unsupported)
+    if spies and all(notes):
+        return "; ".join(n for n in notes if n)
+    return None
+
+
 class Sampler(BaseSampler):
     """Samples a process (and optionally its Python children) from outside until stopped."""
 
@@ -463,6 +475,7 @@ class Sampler(BaseSampler):
         subprocesses: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         nonblocking: bool = False,
+        async_tasks: str | None = None,
         reader_factory: ReaderFactory = StackReader,
         process: subprocess.Popen | None = None,
         **options,
@@ -484,13 +497,19 @@ class Sampler(BaseSampler):
                 opcodes=self.opcodes,
             )
         self.reader_factory = reader_factory
+        self.async_tasks = async_tasks  # --async: "running", "all" or None
         self.process = process  # set when the sampler launched the target itself
         self.version: tuple[int, int, int] | None = None
         self._root: ProcessSpy | None = None
         self._watcher: ChildWatcher | None = None
 
     def _filters(self) -> dict:
-        return {"idle": self.idle, "gil": self.gil, "exception": self.exception}
+        return {
+            "idle": self.idle,
+            "gil": self.gil,
+            "exception": self.exception,
+            "async_tasks": self.async_tasks,
+        }
 
     @classmethod
     def launch(cls, argv: Sequence[str], **options) -> Sampler:
@@ -510,6 +529,9 @@ class Sampler(BaseSampler):
         if pause_errors:
             meta["pause_error"] = pause_errors[0]
         meta["python_version"] = ".".join(map(str, self.version)) if self.version else None
+        if self.async_tasks:
+            meta["async_tasks"] = self.async_tasks
+            meta["async_warning"] = _async_warning(spies)
         return meta
 
     def _open(self) -> None:

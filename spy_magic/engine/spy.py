@@ -17,6 +17,7 @@ from ..reader import (
     UnsupportedVersion,
     decode_name,
 )
+from ..reader.asyncio_tasks import AsyncioReader, AsyncUnsupported, open_tasks
 from .sample import ProcessLabel, SampleError, Trace
 
 DEFAULT_START_TIMEOUT = 5.0
@@ -82,6 +83,7 @@ class ProcessSpy:
         idle: bool = True,
         gil: bool = False,
         exception: bool = False,
+        async_tasks: str | None = None,
     ) -> None:
         self.reader = reader
         self.pid = reader.pid
@@ -93,6 +95,30 @@ class ProcessSpy:
         self.exited = False
         # thread id -> its latest distinct Traces, newest last (see _trace_of).
         self._recent: dict[int, list[Trace]] = {}
+        # --async: task-aware stacks, or why this process cannot have them.
+        self.tasks: AsyncioReader | None = None
+        self._async_unsupported: str | None = None
+        if async_tasks:
+            try:
+                self.tasks = open_tasks(reader, async_tasks)
+            except AsyncUnsupported as exc:
+                self._async_unsupported = str(exc)
+            except ReaderError as exc:
+                self._async_unsupported = f"its task description is unreadable ({exc})"
+
+    @property
+    def async_warning(self) -> str | None:
+        """What --async could not do in this process, for the user; None when it worked."""
+        if self._async_unsupported:
+            return f"pid {self.pid}: {self._async_unsupported}"
+        if self.tasks is not None and self.tasks.problem:
+            return f"pid {self.pid}: {self.tasks.problem}"
+        if self.tasks is not None and not self.tasks.loops_seen:
+            return (
+                f"pid {self.pid}: no thread ran an asyncio event loop while it was sampled: "
+                "plain stacks only"
+            )
+        return None
 
     def sample(self, traces: list[Trace], errors: list[SampleError]) -> None:
         """Append this process's traces and errors; marks the spy exited when it is gone."""
@@ -104,6 +130,7 @@ class ProcessSpy:
         except ReaderError as exc:
             errors.append(SampleError(self.pid, None, type(exc).__name__, str(exc)))
             return
+        tasks = self._read_tasks(threads) if self.tasks is not None else {}
         for thread in threads:
             if thread.error is not None:
                 errors.append(
@@ -120,9 +147,26 @@ class ProcessSpy:
                 continue
             if not thread.frames:
                 continue
-            traces.append(self._trace_of(thread))
+            found = tasks.get(thread.thread_id)
+            if found is None:
+                traces.append(self._trace_of(thread))
+                continue
+            traces.append(self._trace_of(thread, found.stack or thread.frames))
+            if self.idle and not self.gil and not self.exception:  # waiting: idle, no GIL
+                for stack in found.waiting:
+                    traces.append(self._trace_of(thread, stack, idle=True, gil=False))
 
-    def _trace_of(self, thread) -> Trace:
+    def _read_tasks(self, threads) -> dict:
+        """The task stacks of this snapshot's threads ({} when they cannot be read now: a
+        task list changing under the read costs that sample its task frames, not its stacks)."""
+        try:
+            return self.tasks.read(threads)
+        except ReaderError:  # the process ending included: the next read tells
+            return {}
+
+    def _trace_of(
+        self, thread, frames=None, *, idle: bool | None = None, gil: bool | None = None
+    ) -> Trace:
         """The thread's Trace, reusing one of its recent Trace objects when equal.
 
         A profile repeats the same few stacks thousands of times; sharing one object per
@@ -130,15 +174,18 @@ class ProcessSpy:
         encoders send each stack once. The reader shares Frame objects, so the tuple
         comparison below mostly compares pointers.
         """
+        frames = thread.frames if frames is None else frames
+        idle = thread.idle if idle is None else idle
+        gil = thread.gil if gil is None else gil
         recent = self._recent.get(thread.thread_id)
         if recent is None:
             recent = self._recent[thread.thread_id] = []
         for position in range(len(recent) - 1, -1, -1):
             trace = recent[position]
             if (
-                trace.frames == thread.frames
-                and trace.gil == thread.gil
-                and trace.idle == thread.idle
+                trace.frames == frames
+                and trace.gil == gil
+                and trace.idle == idle
                 and trace.thread_name == thread.name
                 and trace.native_id == thread.native_id
                 and trace.opcode == thread.opcode
@@ -151,9 +198,9 @@ class ProcessSpy:
             thread_id=thread.thread_id,
             native_id=thread.native_id,
             thread_name=thread.name,
-            gil=thread.gil,
-            idle=thread.idle,
-            frames=thread.frames,
+            gil=gil,
+            idle=idle,
+            frames=frames,
             processes=self.chain,
             opcode=thread.opcode,
         )

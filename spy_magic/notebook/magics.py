@@ -159,7 +159,11 @@ class _InProcessSession:
 
     def __init__(self, options: dict) -> None:
         self.profile = Profile()
-        outside_only = ("subprocesses", "start_timeout", "nonblocking")
+        outside_only = ("subprocesses", "start_timeout", "nonblocking", "async_tasks")
+        self.async_warning = (
+            "task stacks are read from outside the kernel, which cannot be done here"
+            if options.get("async_tasks") else None
+        )  # fmt: skip
         options = {k: v for k, v in options.items() if k not in outside_only}
         self.sampler = InProcessSampler(**options)
         self.sampler.add_collector(self.profile.add)
@@ -175,6 +179,8 @@ class _InProcessSession:
             self.sampler.stop()
             self.sampler.join(10)
             self.profile.metadata.update(self.sampler.metadata())
+            if self.async_warning:
+                self.profile.metadata["async_warning"] = self.async_warning
         return self.profile
 
 
@@ -238,6 +244,9 @@ class SpyMagics(Magics):
         profile.metadata.update(cell=number, target=f"In [{number}]")
         if fallback_note:
             profile.metadata["note"] = fallback_note
+        if profile.metadata.get("async_warning"):  # said, and the profile shown all the same
+            print(f"spy_magic: warning: --async: {profile.metadata['async_warning']}",
+                  file=sys.stderr)  # fmt: skip
         self._finish(profile, args, f"In [{number}]", live)
         if failure is not None:
             raise failure.with_traceback(_from_cell(failure.__traceback__, filename))
