@@ -185,9 +185,9 @@ def test_exception_mode_samples_only_the_handling_threads(spawn, interpreter):
 def test_exception_mode_where_the_layout_cannot_tell_is_refused_before_sampling(
     spawn, interpreters, monkeypatch, capsys
 ):
-    """A build whose table lacks the exception fields (as 3.13t's does while its headers are
-    not here to regenerate it): a clear error from the reader, the engine and the CLI,
-    before any sample, and the other modes still work on that process."""
+    """A build whose table lacks the exception fields (one generated before they existed):
+    a clear error from the reader, the engine and the CLI, before any sample, and the other
+    modes still work on that process."""
     interp = interpreters.require("pyenv-3.12")
     proc = _start(spawn, interp, EXCEPTION_TARGET)
     monkeypatch.delitem(LAYOUTS["3.12"], "tstate.exc_info")
