@@ -185,9 +185,9 @@ def test_exception_mode_samples_only_the_handling_threads(spawn, interpreter):
 def test_exception_mode_where_the_layout_cannot_tell_is_refused_before_sampling(
     spawn, interpreters, monkeypatch, capsys
 ):
-    """A build whose table lacks the exception fields (as 3.13t's does while its headers are
-    not here to regenerate it): a clear error from the reader, the engine and the CLI,
-    before any sample, and the other modes still work on that process."""
+    """A build whose table lacks the exception fields (one generated before they existed):
+    a clear error from the reader, the engine and the CLI, before any sample, and the other
+    modes still work on that process."""
     interp = interpreters.require("pyenv-3.12")
     proc = _start(spawn, interp, EXCEPTION_TARGET)
     monkeypatch.delitem(LAYOUTS["3.12"], "tstate.exc_info")
@@ -291,8 +291,12 @@ def test_gc_frames_while_collecting_and_none_with_no_gc(spawn, interpreter):
     # share is near that; a loaded machine moves both the same way.
     assert own_share > 0.5, own_share
     assert share > 0.5 * own_share, (share, own_share)
-    # Only ever on top, above the frame that called gc.collect().
-    assert all(t.frames[1].name == "churn" for t in on_top)
+    # Only ever on top: above the frame that called gc.collect(), or above the target's
+    # gc.callbacks hook, which the collector runs while collecting.
+    assert all(t.frames[1].name in ("churn", "track") for t in on_top), Counter(
+        t.frames[1].name for t in on_top
+    )
+    assert any(t.frames[1].name == "churn" for t in on_top)
     assert not any(f.name == "<GC>" for t in main for f in t.frames[1:])
     assert not any(f.name == "<GC>" for s in without for t in s.traces for f in t.frames)
 

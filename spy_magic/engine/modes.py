@@ -9,8 +9,8 @@ the magics (README "Modes" says the same per version).
   All versions.
 - `exception`: threads handling an exception (inside an `except`/`finally` running on it, or
   code called from there: what `sys.exception()` says). Read from the thread state's
-  `exc_info` chain; every build whose layout table has it (3.8–3.15 and 3.14t/3.15t here;
-  a build whose table lacks it is refused before sampling, naming why).
+  `exc_info` chain; every build whose layout table has it (all of 3.8–3.15 and 3.13t–3.15t
+  today; a build whose table lacks it is refused before sampling, naming why).
 """
 
 from __future__ import annotations

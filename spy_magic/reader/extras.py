@@ -15,7 +15,8 @@
   thread's own copy); on 3.8–3.10 `co_code[f_lasti]` (immutable, read once per code).
   Names are the target version's own (`opcodes.py`, generated from each interpreter).
 
-Everything here is one or two scatter reads per snapshot on top of the stack read. What
+The collector's flag is read by the snapshot itself, in its prefetch plan (no syscall of
+its own); the rest is one or two scatter reads per snapshot on top of the stack read. What
 is read is advisory state of a running thread: it is not part of the torn-read checks.
 """
 
@@ -35,7 +36,6 @@ GC_FRAME = Frame(GC_FRAME_NAME, GC_FILENAME, 0, 0)
 MAX_EXCEPTION_ITEMS = 1024  # a chain longer than this is a torn read: "not known"
 MAX_CODE_BYTES = 1 << 22
 _Q = struct.Struct("<Q")
-_I = struct.Struct("<i")
 
 
 class ThreadExtras:
@@ -101,10 +101,6 @@ class ThreadExtras:
         reader = self.reader
         by_thread = {walk.thread_id: (tstate, walk) for tstate, walk in reader._last_walks.items()}
         regions: list[tuple[int, int]] = []
-        gc_slot = -1
-        if self.gc_address is not None:
-            gc_slot = len(regions)
-            regions.append((self.gc_address, 4))
         exc_slots: list[tuple[ThreadStack, int]] = []
         opcode_slots: list[tuple[ThreadStack, int]] = []
         for stack in threads:
@@ -124,6 +120,8 @@ class ThreadExtras:
                 elif instr is not None:
                     opcode_slots.append((stack, len(regions)))
                     regions.append((instr, 8))
+        if reader.gc_collecting:
+            self._mark_collector(threads)
         if not regions:
             return
         blobs = self.mem.read_many(regions)
@@ -133,17 +131,9 @@ class ThreadExtras:
                 stack.opcode = self._name(blob, 0)
         if exc_slots:
             self._exceptions([(s, blobs[i]) for s, i in exc_slots])
-        if gc_slot >= 0 and blobs[gc_slot] is not None and _I.unpack(blobs[gc_slot])[0] > 0:
-            self._mark_collector(threads)
 
     def _gc_only(self, threads: list[ThreadStack]) -> None:
-        if self.gc_address is None:
-            return
-        try:
-            collecting = _I.unpack(self.mem.read(self.gc_address, 4))[0] > 0
-        except MemoryReadError:
-            return
-        if collecting:
+        if self.reader.gc_collecting:  # read with the snapshot's prefetch (StackReader)
             self._mark_collector(threads)
 
     @staticmethod

@@ -166,8 +166,11 @@ class StackReader:
         if not self.version[2]:
             self.version = self._exact_version()
         self.extras: ThreadExtras | None = None
+        self.gc_flag_address = 0  # where gcstate.collecting is, when <GC> frames are asked
+        self.gc_collecting = False  # as the last snapshot read it
         if exceptions or gc or opcodes:
             self.extras = ThreadExtras(self, exceptions=exceptions, gc=gc, opcodes=opcodes)
+            self.gc_flag_address = self.extras.gc_address or 0
 
     # -- set-up -----------------------------------------------------------------------------
     def _layout(self) -> tuple[versions.PythonVersion, dict[str, int]]:
@@ -427,6 +430,10 @@ class StackReader:
                 *fetch.get(self.interp_address + layout["interp.threads_head"], 8)
             )[0]
             holder = 0 if self._state_slot is not None else self._gil_holder(fetch)
+            if self.gc_flag_address:
+                # In the prefetch plan like the GIL state: no syscall of its own (extras.py)
+                raw_flag = fetch.get(self.gc_flag_address, 4)
+                self.gc_collecting = _I.unpack_from(*raw_flag)[0] != 0
         except MemoryReadError:
             if process_is_gone(self.pid):
                 raise ProcessExited(self.pid) from None
