@@ -10,8 +10,9 @@ target (`workloads/deep_stack.py 85 cpu`, one target per recorder so that they d
 pauses), for this checkout and for the rival side by side, in the same minutes. Every 10 s it
 reads each recorder's resident memory (VmRSS of the sampler process). Goal: after the first
 minute, within ±5 MB of the size at 1 minute. Prints a Markdown table on stdout (RSS per
-minute, samples, the largest departure from the 1-minute size, the verdict); progress goes
-to stderr.
+minute, samples, the largest departure from the 1-minute size, the verdict, and how long
+after sampling ended the profile was written); progress goes to stderr. The recorders are
+waited for however long their write takes (give the run that much more time).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def main() -> int:
             series: dict[str, list[tuple[float, float]]] = {name: [] for name in recorders}
             began = time.monotonic()
             tick = 0
-            while any(p.poll() is None for p in recorders.values()):
+            while time.monotonic() - began < seconds:
                 tick += 1
                 time.sleep(max(0.0, began + tick * EVERY_S - time.monotonic()))
                 at = time.monotonic() - began
@@ -99,7 +100,13 @@ def main() -> int:
                 if tick % 6 == 0:
                     shown = {n: f"{s[-1][1]:.1f}" for n, s in series.items() if s}
                     progress(f"{at / 60:.1f} min: RSS MiB {shown}")
-            outputs = {name: proc.communicate()[0] for name, proc in recorders.items()}
+            for target in targets.values():  # sampled for long enough: free their CPUs
+                target.kill()
+            outputs, writing = {}, {}
+            for name, proc in recorders.items():  # the profile is written after sampling
+                outputs[name] = proc.communicate()[0]
+                writing[name] = time.monotonic() - began - seconds
+                progress(f"{name}: done {writing[name]:.0f} s after the recording's end")
         finally:
             for proc in (*recorders.values(), *targets.values()):
                 if proc.poll() is None:
@@ -122,9 +129,10 @@ def main() -> int:
         samples = found.group(1) if found else "?"
         cells = [f"{v:.1f}" if v is not None else "-" for v in map(at, marks)]
         verdict = "flat" if spread <= FLAT_MIB else f"grows ({spread:+.1f} MiB)"
-        rows.append([name, *cells, samples, f"{spread:.1f}", verdict])
+        rows.append([name, *cells, samples, f"{spread:.1f}", verdict, f"{writing[name]:.0f}"])
     headers = ["recorder", *(f"RSS MiB at {m:g} min" for m in marks), "samples",
-               f"most off the {SETTLE_MIN:g}-min RSS, MiB", f"±{FLAT_MIB:g} MiB"]  # fmt: skip
+               f"most off the {SETTLE_MIN:g}-min RSS, MiB", f"±{FLAT_MIB:g} MiB",
+               "s from the end to written"]  # fmt: skip
     say(md_table(headers, rows))
     for name, out in outputs.items():
         progress(f"{name}: {out.strip().splitlines()[-3:] if out else ''}")
