@@ -193,15 +193,12 @@ def test_every_format_writes_non_utf8_names_as_valid_utf8(non_utf8_target, fmt, 
 
 def test_live_views_show_non_utf8_names_as_replacement_characters(non_utf8_target):
     """`top`'s table and the notebook's text/plain view: text, so U+FFFD, never a surrogate."""
-    from spy_magic.cli.top import TopCounts, render
+    from spy_magic.cli.top import render
     from spy_magic.notebook.views import top_text
 
     proc, script = non_utf8_target
     profile = recorded_profile(proc.pid, script)
-    counts = TopCounts()
-    for sample in profile.samples:
-        counts.add(sample)
-    table = render(counts, Sampler(proc.pid), 1.0, 400, 60)
+    table = render(profile, Sampler(proc.pid), 1.0, 400, 60)
     table.encode("utf-8")
     assert "park\u00e9 (dir\ufffd/scr\ufffdipt.py:" in table, table
     plain = top_text(profile)

@@ -29,7 +29,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     script = demo_path("slow_script")
     sampler = Sampler.launch([sys.executable, str(script), "--repeat", str(args.repeat)])
-    profile = record(sampler)
+    profile = record(sampler, keep_samples=False)  # the html page needs only aggregates
     sampler.process.wait()
     if sampler.error is not None and profile.sample_count == 0:
         print(f"spy_magic: error: {sampler.error}", file=sys.stderr)

@@ -13,7 +13,7 @@ import threading
 
 from ..engine import Sampler
 from ..profile import Profile
-from ..profile.exports import LOSSLESS_FORMATS
+from ..profile.exports import LOSSLESS_FORMATS, NEEDS_SAMPLES
 from ..profile.recording import RecordingWriter
 from .options import add_sampling_options, sampler_options
 from .output import output_problem, save
@@ -127,20 +127,39 @@ def summary(profile: Profile, sampler: Sampler) -> list[str]:
     return lines
 
 
-def record(sampler: Sampler, *, quiet: bool = False) -> Profile:
-    """Run the sampler to the end (or Ctrl-C, SIGTERM, SIGHUP) and return what it collected."""
-    profile = Profile()
-    first_sample = threading.Event()
+class _Recorder:
+    """The profile's collector in `record`: says when samples arrive, and keeps kept
+    samples out of the garbage collector's sight."""
 
-    def keep(sample) -> None:
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.first_sample = threading.Event()
+        self.add_rate_change = profile.add_rate_change
+        self.finish = profile.finish
+
+    def add(self, sample) -> None:
+        profile = self.profile
         profile.add(sample)
-        first_sample.set()
-        if profile.sample_count % FREEZE_EVERY == 0:
+        self.first_sample.set()
+        if profile.keep_samples and profile.sample_count % FREEZE_EVERY == 0:
             # Kept samples are never freed: moving them out of the garbage collector's sight
             # spares the sampler full collections that would stall it for tens of ms.
             gc.freeze()
 
-    sampler.add_collector(keep)
+
+def keeps_samples(args: argparse.Namespace) -> bool:
+    """Whether the profile must keep every sample: only for a format that shows them in
+    time order (the binary recording streams them instead); else aggregates only, so
+    memory stays flat however long the recording."""
+    return args.format in NEEDS_SAMPLES and args.format != "binary"
+
+
+def record(sampler: Sampler, *, quiet: bool = False, keep_samples: bool = True) -> Profile:
+    """Run the sampler to the end (or Ctrl-C, SIGTERM, SIGHUP) and return what it collected."""
+    profile = Profile(keep_samples=keep_samples)
+    recorder = _Recorder(profile)
+    first_sample = recorder.first_sample
+    sampler.add_collector(recorder)  # rate changes come through it, in order
     sampler.start()
     try:
         announced = quiet
@@ -161,8 +180,6 @@ def record(sampler: Sampler, *, quiet: bool = False) -> Profile:
         sampler.stop()
     sampler.join()
     profile.metadata.update(sampler.metadata())
-    for change in sampler.rate_changes:
-        profile.add_rate_change(change)
     return profile
 
 
@@ -257,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
                 return 1
             if stream is not None:
                 stream.attach(sampler)
-            profile = record(sampler)
+            profile = record(sampler, keep_samples=keeps_samples(args))
             profile.metadata.update(target)
             if stream is not None:
                 stream.close(profile.metadata)

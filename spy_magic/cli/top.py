@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
-from collections import Counter
 
-from ..engine import Sample, Sampler
+from ..engine import Sampler
+from ..profile.model import Profile
+from ..profile.top import top_rows
 from ..reader import printable
 from .options import add_sampling_options, sampler_options
 from .signals import terminating_signals
@@ -18,59 +18,24 @@ REFRESH_S = 1.0
 _CLEAR = "\x1b[H\x1b[2J"
 
 
-class TopCounts:
-    """Own and total sample counts per function, fed by the sampler's processing thread."""
-
-    def __init__(self) -> None:
-        self.own: Counter = Counter()
-        self.total: Counter = Counter()
-        self.traces = 0
-        self.samples = 0
-        self.errors = 0
-        self._lock = threading.Lock()
-
-    def add(self, sample: Sample) -> None:
-        with self._lock:
-            self.samples += 1
-            self.errors += len(sample.errors)
-            for trace in sample.traces:
-                if not trace.frames:
-                    continue
-                self.traces += 1
-                keys = [(f.name, f.filename, f.firstlineno) for f in trace.frames]
-                self.own[keys[0]] += 1
-                self.total.update(set(keys))
-
-    def rows(self, limit: int, sort: str = "own") -> list[tuple[float, float, str, str]]:
-        with self._lock:
-            traces = self.traces or 1
-            table = self.own if sort == "own" else self.total
-            keys = [k for k, _ in table.most_common(limit)]
-            return [
-                (
-                    100 * self.own[k] / traces,
-                    100 * self.total[k] / traces,
-                    k[0],
-                    f"{_short(k[1])}:{k[2]}",
-                )
-                for k in keys
-            ]
-
-
 def _short(path: str) -> str:
     parts = path.split(os.sep)
     return os.sep.join(parts[-2:]) if len(parts) > 2 else path
 
 
-def render(counts: TopCounts, sampler: Sampler, elapsed: float, width: int, height: int) -> str:
+def render(profile: Profile, sampler: Sampler, elapsed: float, width: int, height: int) -> str:
+    """The table as text: the shared top rows (`profile/top.py`) of what came in so far."""
+    errors = sum(profile.error_counts().values())
     header = (
         f"spy_magic top — pid {sampler.pid}  {elapsed:6.1f} s  "
-        f"{counts.samples} samples ({sampler.rate:g} Hz)  {counts.errors} errors"
+        f"{profile.sample_count} samples ({sampler.rate:g} Hz)  {errors} errors"
     )
     lines = [header[:width], "", f"{'%Own':>7} {'%Total':>7}  {'Function (file:line)'}"]
-    for own, total, name, where in counts.rows(max(1, height - 5)):
-        lines.append(f"{own:7.2f} {total:7.2f}  {name} ({where})"[:width])
-    if counts.traces == 0:
+    rows = top_rows(profile, max(1, height - 5))
+    for row in rows:
+        where = _short(row.filename) + (f":{row.first_line}" if row.first_line else "")
+        lines.append(f"{row.own_pct:7.2f} {row.total_pct:7.2f}  {row.name} ({where})"[:width])
+    if not rows:
         lines.append("  (no Python stacks yet)")
     return printable("\n".join(lines))
 
@@ -88,9 +53,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    counts = TopCounts()
+    # The live table needs no sample twice: aggregates only, memory flat however long it runs.
+    profile = Profile(keep_samples=False)
     sampler = Sampler(args.pid, **sampler_options(args))
-    sampler.add_collector(counts.add)
+    sampler.add_collector(profile)
     started = time.monotonic()
     import shutil  # here, not at the top: every other command starts without it
 
@@ -102,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 sampler.join(REFRESH_S)
                 size = shutil.get_terminal_size((100, 30))
                 elapsed = time.monotonic() - started
-                text = render(counts, sampler, elapsed, size.columns, size.lines)
+                text = render(profile, sampler, elapsed, size.columns, size.lines)
                 if interactive:
                     sys.stdout.write(_CLEAR + text + "\n")
                 else:
@@ -111,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the table ends, no traceback
             sampler.stop()
         sampler.join()
-    if sampler.error is not None and counts.samples == 0:
+    if sampler.error is not None and profile.sample_count == 0:
         print(f"spy_magic: error: {sampler.error}", file=sys.stderr)
         return 1
     return 0

@@ -1,5 +1,6 @@
 """The sampling engine: when to sample, what to sample, and handing samples on."""
 
+from .collector import Collector, as_collector
 from .inprocess import InProcessSampler
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from .sampler import BaseSampler, Sampler
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_RATE",
     "MAX_RATE",
     "BaseSampler",
+    "Collector",
     "InProcessSampler",
     "PoissonTimer",
     "ProcessLabel",
@@ -20,5 +22,6 @@ __all__ = [
     "Sampler",
     "Tick",
     "Trace",
+    "as_collector",
     "attach",
 ]

@@ -23,10 +23,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..reader import ReaderError, StackReader
 from ..reader.process import process_is_gone
+from .collector import Collector, CollectorLike, as_collector
 from .modes import mode_filters, mode_of
 from .sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from .spy import DEFAULT_START_TIMEOUT, ProcessSpy, ReaderFactory, attach, command_label
@@ -35,7 +36,6 @@ from .timer import DEFAULT_RATE, MAX_RATE, PoissonTimer, check_rate
 if TYPE_CHECKING:
     from .children import ChildWatcher
 
-Collector = Callable[[Sample], None]
 _END = object()
 
 # Load adaptation. Only the sampler's own cost lowers the rate: a sample that takes most of
@@ -219,11 +219,12 @@ class BaseSampler:
         self._errors_lock = threading.Lock()
 
     # -- control -----------------------------------------------------------------------------
-    def add_collector(self, collector: Collector) -> None:
-        """Call `collector(sample)` for every sample, on the processing thread."""
+    def add_collector(self, collector: CollectorLike) -> None:
+        """Feed `collector` (a `Collector`, or a callable taking each sample) on the
+        processing thread: every sample and rate change in order, then `finish()`."""
         if self._thread is not None:
             raise RuntimeError("add collectors before starting the sampler")
-        self._collectors.append(collector)
+        self._collectors.append(as_collector(collector))
 
     def start(self) -> BaseSampler:
         if self._thread is not None:
@@ -274,7 +275,8 @@ class BaseSampler:
             item = self._queue.get()
             if item is _END:
                 return
-            yield item
+            if type(item) is Sample:  # rate changes are in `rate_changes` too
+                yield item
 
     def metadata(self) -> dict:
         """What a profile should record about how it was sampled."""
@@ -423,7 +425,7 @@ class BaseSampler:
                     f"({window.cpu_share():.0%} of it CPU), {cost / period:.0%} of the "
                     f"{period * 1e6:.0f} µs period"
                 )
-                self.rate_changes.append(RateChange(now, timer.rate, new_rate, reason))
+                self._note_rate_change(RateChange(now, timer.rate, new_rate, reason))
                 timer.set_rate(new_rate)
                 return 0
         if timer.rate >= self.asked_rate:
@@ -434,21 +436,42 @@ class BaseSampler:
         if calm_windows + 1 < RECOVER_WINDOWS:
             return calm_windows + 1
         reason = f"a sample takes {cost * 1e6:.0f} µs again: the sampler keeps up"
-        self.rate_changes.append(RateChange(now, timer.rate, higher, reason))
+        self._note_rate_change(RateChange(now, timer.rate, higher, reason))
         timer.set_rate(higher)
         return 0
 
+    def _note_rate_change(self, change: RateChange) -> None:
+        """Keep the change, and queue it for the collectors between the samples around it."""
+        self.rate_changes.append(change)
+        if self._collectors:
+            with contextlib.suppress(queue.Full):  # still in rate_changes
+                self._queue.put_nowait(change)
+
     # -- the processing thread ---------------------------------------------------------------
     def _dispatch(self) -> None:
+        collectors = self._collectors
+        adds = [c.add for c in collectors]
         while True:
             item = self._queue.get()
             if item is _END:
+                for collector in collectors:
+                    self._deliver(collector.finish)
                 return
-            for collector in self._collectors:
-                try:
-                    collector(item)
-                except Exception as exc:  # a broken consumer must not stall the others
-                    self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
+            if type(item) is Sample:
+                for add in adds:
+                    try:
+                        add(item)
+                    except Exception as exc:  # a broken consumer must not stall the others
+                        self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
+            else:
+                for collector in collectors:
+                    self._deliver(collector.add_rate_change, item)
+
+    def _deliver(self, method, *args) -> None:
+        try:
+            method(*args)
+        except Exception as exc:
+            self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
 
 
 def _async_warning(spies: list[ProcessSpy]) -> str | None:

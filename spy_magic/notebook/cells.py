@@ -22,7 +22,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
 
-from ..engine import Sample, Trace
+from ..engine import Trace
 from ..profile import Profile
 from ..reader import Frame
 
@@ -180,21 +180,6 @@ def trim_profile(
     """A new profile with kernel machinery trimmed and cell frames named (see module doc)."""
     namer = CellNamer(cell_files)
     cell_threads = frozenset(cell_threads)
-    out = Profile(dict(profile.metadata))
-    # The engine shares one Trace per repeated stack: trim each once, and share the result.
-    trimmed: dict[int, tuple[Trace, Trace | None]] = {}
-    for sample in profile.samples:
-        traces = []
-        for trace in sample.traces:
-            known = trimmed.get(id(trace))
-            if known is None:
-                known = trimmed[id(trace)] = (
-                    trace,
-                    trim_trace(trace, namer, cell_threads, cell_file),
-                )
-            if known[1] is not None:
-                traces.append(known[1])
-        out.add(Sample(sample.timestamp, traces, sample.late, list(sample.errors)))
-    for change in profile.rate_changes:
-        out.add_rate_change(change)
-    return out
+    # Each distinct Trace is trimmed once (the engine shares one per repeated stack), and
+    # a profile that kept only aggregates is trimmed as such.
+    return profile.map_traces(lambda trace: trim_trace(trace, namer, cell_threads, cell_file))

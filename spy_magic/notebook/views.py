@@ -29,6 +29,7 @@ from ..profile import Profile
 from ..profile.exports import flame_views, thread_stack_counts
 from ..profile.html import render_report
 from ..profile.summary import fmt_duration, summarize
+from ..profile.top import top_rows
 from ..reader import printable
 
 EMBED_MIN_FRACTION = 0.002  # frames under 0.2 % of the samples are merged when embedded
@@ -36,19 +37,14 @@ PNG_MAX_DEPTH = 48
 
 
 def top_text(profile: Profile, limit: int = 15) -> str:
-    stats = profile.functions(by="function")
     summary = summarize(profile)
-    traces = summary.stacks or 1
     lines = [
         f"spy_magic: {summary.samples} samples, {fmt_duration(summary.duration)}; "
         f"{summary.verdict}",
         f"{'%Own':>7} {'%Total':>7}  Function (file)",
     ]
-    for stat in stats[:limit]:
-        lines.append(
-            f"{100 * stat.self_count / traces:7.2f} {100 * stat.total_count / traces:7.2f}  "
-            f"{stat.name} ({stat.filename})"
-        )
+    for row in top_rows(profile, limit):
+        lines.append(f"{row.own_pct:7.2f} {row.total_pct:7.2f}  {row.name} ({row.filename})")
     errors = profile.error_counts()
     if errors:
         lines.append("errors: " + ", ".join(f"{k} {n}" for k, n in errors.most_common()))
@@ -128,7 +124,7 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
     ax.set_xlim(0, total or 1)
     ax.set_ylim(0, depth)
     ax.axis("off")
-    threads = len({(t.pid, t.thread_id) for _, _, t in profile.iter_traces()})
+    threads = len({(s.trace.pid, s.trace.thread_id) for s in profile.trace_stats()})
     target = profile.metadata.get("target")
     fig.text(
         0.005, 1 - 0.12 / (header + PNG_ROW_INCHES * depth),

@@ -11,6 +11,7 @@ import traitlets
 
 from ..profile import Profile
 from ..profile.html import asset
+from ..profile.top import top_rows as shared_top_rows
 
 
 class TopWidget(anywidget.AnyWidget):
@@ -37,17 +38,9 @@ def close_widgets(*widgets) -> None:
 
 
 def top_rows(profile: Profile, limit: int = 30) -> list[list]:
-    """[own %, total %, function, location] for the functions with the most own time."""
-    stats = profile.functions(by="function")
-    traces = sum(1 for _ in profile.iter_traces()) or 1
-    rows = []
-    for stat in stats[:limit]:
-        rows.append(
-            [
-                round(100 * stat.self_count / traces, 2),
-                round(100 * stat.total_count / traces, 2),
-                stat.name,
-                stat.filename,
-            ]
-        )
-    return rows
+    """[own %, total %, function, location] for the functions with the most own time
+    (`profile.top`: the rows `top` and the report's table show too)."""
+    return [
+        [round(row.own_pct, 2), round(row.total_pct, 2), row.name, row.filename]
+        for row in shared_top_rows(profile, limit)
+    ]

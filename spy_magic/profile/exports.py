@@ -38,7 +38,6 @@ from .model import (
     TraceFilter,
     check_by,
     frame_key,
-    frame_label,
     process_labels,
     thread_label,
 )
@@ -73,7 +72,7 @@ def _profile_name(profile: Profile) -> str:
 
 def _sample_ends(profile: Profile) -> list[float]:
     """When each sample's time slice ends: the next sample's timestamp, exactly."""
-    samples = profile.samples
+    samples = profile.require_samples("_sample_ends")
     durations = profile.sample_durations()
     ends = [s.timestamp for s in samples[1:]]
     if samples:
@@ -107,43 +106,14 @@ def to_collapsed(
     if opcodes is None:
         opcodes = bool(profile.metadata.get("opcodes"))
     filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
-    if opcodes:
-        counts = _stacks_with_opcodes(profile, by, threads, processes, filters)
-    else:
-        counts = profile.stack_counts(by=by, threads=threads, processes=processes, **filters)
+    counts = profile.stack_counts(
+        by=by, threads=threads, processes=processes, opcodes=opcodes, **filters
+    )
     lines = [
         ";".join(escape_collapsed(label) for label in stack) + f" {count}"
         for stack, count in sorted(counts.items())
     ]
     return "".join(line + "\n" for line in lines)
-
-
-def _stacks_with_opcodes(
-    profile: Profile, by: str, threads: bool, processes: bool | None, filters: dict
-) -> dict[tuple[str, ...], int]:
-    """`stack_counts`, each stack ended by its innermost instruction where known."""
-    if processes is None:
-        processes = len({t.pid for _, _, t in profile.iter_traces()}) > 1
-    counts: Counter = Counter()
-    labels: dict[Frame, str] = {}
-    for _, _, trace in profile.iter_traces(**filters):
-        if not trace.frames:
-            continue
-        stack = []
-        for frame in reversed(trace.frames):
-            label = labels.get(frame)
-            if label is None:
-                label = labels[frame] = frame_label(frame, check_by(by))
-            stack.append(label)
-        if trace.opcode is not None:
-            stack.append(opcode_label(trace.opcode))
-        roots: tuple[str, ...] = ()
-        if processes:
-            roots = process_labels(trace)
-        if threads:
-            roots = (*roots, thread_label(trace))
-        counts[(*roots, *stack)] += 1
-    return dict(counts)
 
 
 # -- speedscope -----------------------------------------------------------------------------
@@ -171,13 +141,14 @@ def to_speedscope(
     """
     check_by(by)
     flt = TraceFilter.make(pids, thread_ids, idle, gil_only)
+    samples = profile.require_samples("the speedscope export (its samples in time order)")
     durations = profile.sample_durations()
     multi_process = len(profile.pids()) > 1
 
     frames: list[dict[str, Any]] = []
     frame_index: dict[tuple, int] = {}
     threads: dict[tuple[int, int], dict[str, Any]] = {}
-    for i, sample in enumerate(profile.samples):
+    for i, sample in enumerate(samples):
         for trace in sample.traces:
             if not trace.frames or not flt.accepts(trace):
                 continue
@@ -207,7 +178,7 @@ def to_speedscope(
             thread["samples"].append(stack)
             thread["weights"].append(durations[i])
 
-    start = profile.samples[0].timestamp if profile.samples else 0.0
+    start = samples[0].timestamp if samples else 0.0
     ends = _sample_ends(profile)
     end = ends[-1] if ends else start
     profiles = list(threads.values())
@@ -252,6 +223,7 @@ def to_chrometrace(
     """
     check_by(by)
     flt = TraceFilter.make(pids, thread_ids, idle, gil_only)
+    samples = profile.require_samples("the chrometrace export (events at the sample times)")
     ends = _sample_ends(profile)
 
     meta_events: list[dict[str, Any]] = []
@@ -276,7 +248,7 @@ def to_chrometrace(
                 }
             )
 
-    for sample in profile.samples:
+    for sample in samples:
         ts = _us(sample.timestamp)
         present: dict[tuple[int, int], Trace] = {}
         for trace in sample.traces:
@@ -339,7 +311,7 @@ def to_chrometrace(
                         "args": entry[2],
                     }
                 )
-    if profile.samples:
+    if samples:
         final = _us(ends[-1])
         for thread in open_stacks:
             close(thread, 0, final)
@@ -598,6 +570,7 @@ class SampleDecoder:
 
 def jsonl_lines(profile: Profile) -> Iterator[str]:
     """The jsonl records without newlines: a header, then one line per sample."""
+    samples = profile.require_samples("the jsonl export (every sample, lossless)")
     yield _dumps(
         {
             "type": "header",
@@ -608,7 +581,7 @@ def jsonl_lines(profile: Profile) -> Iterator[str]:
         }
     )
     encoder = SampleEncoder()
-    for sample in profile.samples:
+    for sample in samples:
         yield from encoder.encode(sample)
 
 
@@ -770,27 +743,22 @@ def thread_stack_counts(
     `threading` has run): the last name seen labels it.
     """
     check_by(by)
-    labels: dict[Frame, str] = {}
     by_thread: dict[tuple[int, int], Counter] = {}
     names: dict[tuple[int, int], str | None] = {}
-    for _, _sample, trace in profile.iter_traces(**filters):
+    for stats in profile.trace_stats(**filters):
+        trace = stats.trace
         if not trace.frames:
             continue
-        stack = []
-        for frame in reversed(trace.frames):
-            label = labels.get(frame)
-            if label is None:
-                label = labels[frame] = frame_label(frame, by)
-            stack.append(label)
-        if opcodes and trace.opcode is not None:
-            stack.append(opcode_label(trace.opcode))
         key = (trace.pid, trace.thread_id)
         if trace.thread_name is not None or key not in names:
             names[key] = trace.thread_name
         counts = by_thread.get(key)
         if counts is None:
             counts = by_thread[key] = Counter()
-        counts[tuple(stack)] += 1
+        stack = profile.label_stack(stats, by)
+        if opcodes and trace.opcode is not None:
+            stack = (*stack, opcode_label(trace.opcode))
+        counts[stack] += stats.count
     return {(pid, tid, names[(pid, tid)]): counts for (pid, tid), counts in by_thread.items()}
 
 
@@ -815,7 +783,8 @@ def flame_views(
     opcodes = bool(profile.metadata.get("opcodes"))
     counts = thread_stack_counts(profile, opcodes=opcodes, **filters)
     names: dict[int, str] = {}
-    for _, _sample, trace in profile.iter_traces(pids=pids):
+    for stats in profile.trace_stats(pids=pids):
+        trace = stats.trace
         if trace.pid not in names and trace.processes:
             names[trace.pid] = str(trace.processes[-1])
     functions = [
@@ -880,6 +849,9 @@ FORMATS: dict[str, Callable[..., str | bytes]] = {
     "binary": to_binary,
 }
 LOSSLESS_FORMATS = ("jsonl", "binary")  # every sample as taken: no view options
+# Formats that show samples in time order (or every sample): a profile must keep its
+# samples for them (Profile(keep_samples=True)); the others need only the aggregates.
+NEEDS_SAMPLES = ("speedscope", "chrometrace", "jsonl", "gecko", "binary")
 BINARY_FORMATS = ("pstats", "binary")  # bytes, not text
 
 

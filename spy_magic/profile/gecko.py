@@ -169,6 +169,7 @@ def gecko_profile(
             strings.append(text)
         return index
 
+    profile.require_samples("the gecko export (samples over time)")
     durations = profile.sample_durations()
     threads: dict[tuple[int, int], _Thread] = {}
     # per thread, the stack index of each Trace object met (the engine shares one per stack)

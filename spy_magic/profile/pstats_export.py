@@ -9,9 +9,9 @@ cProfile's layout, `(cc, nc, tt, ct, callers)` keyed by `(filename, line, functi
   so `cc <= nc` as in cProfile and pstats shows `nc/cc` only for recursive functions;
 - `tt` (tottime): seconds of the samples that had it innermost, `ct` (cumtime): seconds of
   the samples that had it anywhere. A sample stands for the measured gap to the next one
-  (`Profile.sample_durations`), so times add up to wall-clock time even when the rate
-  changed or samples were late; a thread is one observation per sample, so several busy
-  threads add up to more than the wall-clock span.
+  (summed per distinct stack, `Profile.trace_stats`), so times add up to wall-clock time
+  even when the rate changed or samples were late; a thread is one observation per
+  sample, so several busy threads add up to more than the wall-clock span.
 - `callers[caller] = (nc, cc, tt, ct)`: the same four for the callee when called straight
   from that caller, so a caller graph carries real times per edge.
 
@@ -26,7 +26,7 @@ import marshal
 from collections.abc import Iterable
 
 from ..reader import Frame
-from .model import Profile, TraceFilter, check_by
+from .model import Profile, check_by
 
 # CPython 3.15's `profiling.sampling` marks its pstats files with this key, which 3.15's
 # pstats turns into a SampledStats ("nsamples" columns). pstats before 3.15 cannot load a
@@ -52,50 +52,48 @@ def pstats_dict(
 ) -> dict[FuncKey, tuple]:
     """The `Stats.stats` dict: {(filename, line, name): (cc, nc, tt, ct, callers)}."""
     check_by(by)
-    flt = TraceFilter.make(pids, thread_ids, idle, gil_only)
-    durations = profile.sample_durations()
     keys: dict[Frame, FuncKey] = {}
     # per function: [cc, nc, tt, ct]; per (callee, caller) edge: the same four
     entries: dict[FuncKey, list] = {}
     edges: dict[FuncKey, dict[FuncKey, list]] = {}
-    for index, sample in enumerate(profile.samples):
-        weight = durations[index]
-        for trace in sample.traces:
-            if not trace.frames or not flt.accepts(trace):
-                continue
-            stack = []
-            for frame in trace.frames:  # innermost first
-                key = keys.get(frame)
-                if key is None:
-                    key = keys[frame] = _key(frame, by)
-                stack.append(key)
-            seen: set[FuncKey] = set()
-            seen_edges: set[tuple[FuncKey, FuncKey]] = set()
-            for depth, key in enumerate(stack):
-                entry = entries.get(key)
-                if entry is None:
-                    entry = entries[key] = [0, 0, 0.0, 0.0]
-                entry[1] += 1
+    filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
+    for stats in profile.trace_stats(**filters):  # per distinct stack: count, seconds
+        trace, count, weight = stats.trace, stats.count, stats.weight
+        if not trace.frames:
+            continue
+        stack = []
+        for frame in trace.frames:  # innermost first
+            key = keys.get(frame)
+            if key is None:
+                key = keys[frame] = _key(frame, by)
+            stack.append(key)
+        seen: set[FuncKey] = set()
+        seen_edges: set[tuple[FuncKey, FuncKey]] = set()
+        for depth, key in enumerate(stack):
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = [0, 0, 0.0, 0.0]
+            entry[1] += count
+            if depth == 0:
+                entry[2] += weight
+            if key not in seen:
+                seen.add(key)
+                entry[0] += count
+                entry[3] += weight
+            if depth + 1 < len(stack):
+                caller = stack[depth + 1]
+                callers = edges.setdefault(key, {})
+                edge = callers.get(caller)
+                if edge is None:
+                    edge = callers[caller] = [0, 0, 0.0, 0.0]
+                # cProfile's order inside a caller entry is (nc, cc, tt, ct)
+                edge[0] += count
                 if depth == 0:
-                    entry[2] += weight
-                if key not in seen:
-                    seen.add(key)
-                    entry[0] += 1
-                    entry[3] += weight
-                if depth + 1 < len(stack):
-                    caller = stack[depth + 1]
-                    callers = edges.setdefault(key, {})
-                    edge = callers.get(caller)
-                    if edge is None:
-                        edge = callers[caller] = [0, 0, 0.0, 0.0]
-                    # cProfile's order inside a caller entry is (nc, cc, tt, ct)
-                    edge[0] += 1
-                    if depth == 0:
-                        edge[2] += weight
-                    if (key, caller) not in seen_edges:
-                        seen_edges.add((key, caller))
-                        edge[1] += 1
-                        edge[3] += weight
+                    edge[2] += weight
+                if (key, caller) not in seen_edges:
+                    seen_edges.add((key, caller))
+                    edge[1] += count
+                    edge[3] += weight
     return {
         key: (
             cc,

@@ -148,7 +148,7 @@ def _frame(kind: bytes, payload: bytes) -> bytes:
 
 
 class RecordingWriter:
-    """Writes samples to a binary recording as they come: a sampler collector.
+    """Writes samples to a binary recording as they come: a sampler `Collector`.
 
         with RecordingWriter("run.bin", {"pid": pid}) as writer:
             writer.attach(sampler)          # collector + the sampler's rate changes
@@ -183,34 +183,32 @@ class RecordingWriter:
         self._header_written = False
         self._last_flush = time.monotonic()
         self._sampler: Any = None
-        self._rate_changes_seen = 0
         self._write(HEAD.pack(MAGIC, VERSION, COMPRESSIONS.index(self.compression), 0))
 
     # -- feeding ---------------------------------------------------------------------------
     def attach(self, sampler: Any) -> None:
-        """Collect `sampler`'s samples (add it before the sampler starts) and rate changes;
-        the header then also gets the sampler's metadata as of its first sample."""
+        """Collect `sampler`'s samples and rate changes, in order (add it before the sampler
+        starts); the header then also gets the sampler's metadata as of its first sample."""
         self._sampler = sampler
-        sampler.add_collector(self.add)
+        sampler.add_collector(self)
 
     def add(self, sample: Sample) -> None:
         if self.closed:
             return
-        self._take_rate_changes()
         self._pending.extend(self._encoder.encode(sample))
         self.samples += 1
         if time.monotonic() - self._last_flush >= self.flush_every:
             self.flush()
 
     def add_rate_change(self, change: RateChange) -> None:
-        self._pending.append(encode_rate_change(change))
+        if not self.closed:
+            self._pending.append(encode_rate_change(change))
 
-    def _take_rate_changes(self) -> None:
-        changes = getattr(self._sampler, "rate_changes", None)
-        if changes and len(changes) > self._rate_changes_seen:
-            for change in changes[self._rate_changes_seen :]:
-                self.add_rate_change(change)
-            self._rate_changes_seen = len(changes)
+    def finish(self) -> None:
+        """Sampling ended (the Collector protocol): write what is buffered. `close` writes
+        the end frame, with the final metadata."""
+        if not self.closed:
+            self.flush()
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -252,7 +250,6 @@ class RecordingWriter:
         if self.closed:
             return
         try:
-            self._take_rate_changes()
             self.flush(final=True)
             end = {"samples": self.samples, "metadata": dict(metadata or self.metadata)}
             self._write(_frame(END, _dumps(end).encode("ascii")))
@@ -274,7 +271,7 @@ def to_recording(profile: Profile, *, compression: str = "auto") -> bytes:
     writer = RecordingWriter(out, profile.metadata, compression=compression, flush_every=math.inf)
     for change in profile.rate_changes:
         writer.add_rate_change(change)
-    for sample in profile.samples:
+    for sample in profile.require_samples("the binary export (every sample, lossless)"):
         writer.add(sample)
     writer.close(profile.metadata)
     return out.getvalue()

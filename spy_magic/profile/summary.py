@@ -161,21 +161,20 @@ def _verdict(
     return f"{samples} samples", True
 
 
-def _seconds_per_sample(profile: Profile, durations: list[float]) -> float:
+def _seconds_per_sample(profile: Profile) -> float:
     if profile.sample_count >= 2 and profile.duration > 0:
         return profile.duration / profile.sample_count
-    return durations[0] if durations else 0.0  # one sample: 1/rate, as sample_durations
+    return profile.last_weight() if profile.sample_count else 0.0  # one sample: 1/rate
 
 
 def summarize(profile: Profile) -> Summary:
     """The `Summary` of a profile (a finished one, or one still filling)."""
     samples = profile.sample_count
-    durations = profile.sample_durations()
     lateness = profile.lateness()
     meta = profile.metadata
     asked = meta.get("rate")
     asked = float(asked) if isinstance(asked, (int, float)) and asked > 0 else None
-    stacks = sum(1 for _, _, trace in profile.iter_traces() if trace.frames)
+    stacks = profile.stack_count()
     changes = tuple(profile.rate_changes)
     dropped = int(meta.get("dropped_stale") or 0)
     achieved = profile.effective_rate
@@ -186,7 +185,7 @@ def summarize(profile: Profile) -> Summary:
         threads=len(profile.threads()),
         processes=len(profile.pids()),
         duration=profile.duration,
-        seconds_per_sample=_seconds_per_sample(profile, durations),
+        seconds_per_sample=_seconds_per_sample(profile),
         asked_rate=asked,
         achieved_rate=achieved,
         late_count=lateness["count"],
