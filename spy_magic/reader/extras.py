@@ -23,6 +23,7 @@ is read is advisory state of a running thread: it is not part of the torn-read c
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import MemoryReadError, NotAvailable, ReaderError
@@ -93,23 +94,28 @@ class ThreadExtras:
         """Whether `<GC>` frames can be shown for this process at all."""
         return self.gc_address is not None
 
-    def annotate(self, threads: list[ThreadStack]) -> None:
-        """Set `exception` and `opcode`, and put `<GC>` on top of the collecting thread."""
+    def annotate(self, threads: list[ThreadStack]) -> list[ThreadStack]:
+        """The snapshot with `exception` and `opcode` set, and `<GC>` on top of the
+        collecting thread. A new list of new objects where anything is set: the reader
+        hands a still snapshot's list and ThreadStacks out again, so they never change."""
+        threads = list(threads)
         if not self.exceptions and self.opcodes is None:
             self._gc_only(threads)  # the CLI's default: one 4-byte read, nothing per thread
-            return
+            return threads
         reader = self.reader
         by_thread = {walk.thread_id: (tstate, walk) for tstate, walk in reader._last_walks.items()}
         regions: list[tuple[int, int]] = []
         exc_slots: list[tuple[ThreadStack, int]] = []
         opcode_slots: list[tuple[ThreadStack, int]] = []
-        for stack in threads:
+        for index, stack in enumerate(threads):
             if stack.error is not None or not stack.frames:
                 continue
             found = by_thread.get(stack.thread_id)
             if found is None:
                 continue
             tstate, walk = found
+            # A copy, not an edit: the reader hands a still thread's ThreadStack out again.
+            stack = threads[index] = replace(stack)
             if self.exceptions:
                 exc_slots.append((stack, len(regions)))
                 regions.append((tstate + self.exc_info, 8))
@@ -120,17 +126,17 @@ class ThreadExtras:
                 elif instr is not None:
                     opcode_slots.append((stack, len(regions)))
                     regions.append((instr, 8))
-        if reader.gc_collecting:
+        if regions:
+            blobs = self.mem.read_many(regions)
+            for stack, slot in opcode_slots:
+                blob = blobs[slot]
+                if blob is not None:
+                    stack.opcode = self._name(blob, 0)
+            if exc_slots:
+                self._exceptions([(s, blobs[i]) for s, i in exc_slots])
+        if reader.gc_collecting:  # last: it replaces the collector's (annotated) copy
             self._mark_collector(threads)
-        if not regions:
-            return
-        blobs = self.mem.read_many(regions)
-        for stack, slot in opcode_slots:
-            blob = blobs[slot]
-            if blob is not None:
-                stack.opcode = self._name(blob, 0)
-        if exc_slots:
-            self._exceptions([(s, blobs[i]) for s, i in exc_slots])
+        return threads
 
     def _gc_only(self, threads: list[ThreadStack]) -> None:
         if self.reader.gc_collecting:  # read with the snapshot's prefetch (StackReader)
@@ -138,9 +144,10 @@ class ThreadExtras:
 
     @staticmethod
     def _mark_collector(threads: list[ThreadStack]) -> None:
-        for stack in threads:
+        for index, stack in enumerate(threads):
             if stack.gil and stack.error is None and stack.frames:
-                stack.frames = (GC_FRAME, *stack.frames)
+                # A copy: the reader hands a still thread's ThreadStack out again.
+                threads[index] = replace(stack, frames=(GC_FRAME, *stack.frames))
                 return
 
     # -- exceptions ---------------------------------------------------------------------------

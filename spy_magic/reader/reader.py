@@ -323,7 +323,7 @@ class StackReader:
         try:
             threads = self._read()
             if self.extras is not None:
-                self.extras.annotate(threads)
+                threads = self.extras.annotate(threads)
             return threads
         except ProcessExited:
             raise
