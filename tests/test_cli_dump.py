@@ -88,7 +88,9 @@ def test_dump_json(parked):
     dumped = json.loads(out.stdout.decode("utf-8"))
     assert isinstance(dumped, list)
     for t in dumped:
-        assert set(t) == THREAD_KEYS, sorted(t)
+        # "exception": whether it handles one (absent where the reader cannot tell)
+        assert set(t) - {"exception"} == THREAD_KEYS, sorted(t)
+        assert t.get("exception", False) is False  # the parked threads handle none
         assert type(t["pid"]) is int and type(t["thread_id"]) is int
         assert type(t["native_id"]) is int
         assert t["name"] is None or isinstance(t["name"], str)
@@ -98,7 +100,7 @@ def test_dump_json(parked):
             assert isinstance(f["name"], str) and isinstance(f["filename"], str)
             assert type(f["line"]) is int and type(f["firstlineno"]) is int
     expected = {
-        t["thread_id"]: {**t, "pid": view["pid"], "gil": False, "idle": True}
+        t["thread_id"]: {**t, "pid": view["pid"], "gil": False, "idle": True, "exception": False}
         for t in view["threads"]
     }
     got = {t["thread_id"]: t for t in dumped}

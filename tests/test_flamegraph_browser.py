@@ -590,3 +590,33 @@ def test_notebook_fragment_fits_its_stack_and_keeps_the_picture_until_drawn(brow
     assert root["y"] <= box["y"] and box["y"] + box["height"] <= root["y"] + root["height"]
     first.screenshot(path=str(ARTIFACTS / "flamegraph-fragment.png"))
     pg.close()
+
+
+def test_tooltip_names_the_innermost_instructions_over_merged_threads(browser, tmp_path):
+    """A profile sampled with opcodes: the box where samples end says which instructions
+    they were executing, their shares summed over the threads the graph merges."""
+    from spy_magic.engine import Sample, Trace
+    from spy_magic.profile import Profile
+    from spy_magic.profile.exports import to_html
+    from spy_magic.reader import Frame
+
+    outer, leaf = Frame("main", "/app/run.py", 3, 1), Frame("hot", "/app/run.py", 9, 8)
+    profile = Profile({"opcodes": True, "rate": 100})
+    plan = [(1, "LOAD_ATTR_INSTANCE_VALUE")] * 3 + [(1, "CALL")] + [(2, "CALL")] * 4
+    for i, (thread, opcode) in enumerate(plan):
+        trace = Trace(pid=7, thread_id=thread, native_id=thread, thread_name=f"t{thread}",
+                      gil=True, idle=False, frames=(leaf, outer), opcode=opcode)  # fmt: skip
+        profile.add(Sample(i * 0.01, [trace]))
+    path = tmp_path / "opcodes.html"
+    path.write_text(to_html(profile), encoding="utf-8")
+    pg = browser.new_page(viewport={"width": 1200, "height": 700})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_function("window.__spyFlame !== undefined")
+    text = hover_tip(pg, frames(pg, "hot")[0])
+    assert "opcode\nCALL 62.5%, LOAD_ATTR_INSTANCE_VALUE 37.5%" in text, text
+    pg.screenshot(path=str(ARTIFACTS / "flamegraph-opcodes.png"))
+    assert "opcode" not in hover_tip(pg, frames(pg, "main")[0])  # no sample ends there
+    assert not errors, errors
+    pg.close()

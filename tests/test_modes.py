@@ -423,3 +423,13 @@ def test_the_report_header_says_which_threads_were_kept():
         assert meta["keeps"] == shown
         items = dict(header_items({"total": 0, "threads": []}, meta))
         assert items.get("Keeps") == shown
+
+
+def test_dump_says_which_threads_handle_an_exception(spawn, interpreters, capsys):
+    interp = interpreters.require("pyenv-3.10")
+    proc = _start(spawn, interp, EXCEPTION_TARGET)
+    assert cli_main(["dump", "--pid", str(proc.pid)]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Thread")]
+    for name in {**HANDLING, **NOT_HANDLING}:
+        (line,) = [h for h in headers if h.endswith(f'"{name}"')]
+        assert ("handling an exception" in line) == (name in HANDLING), line

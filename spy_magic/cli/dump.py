@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from ..engine.spy import command_label
-from ..reader import StackReader, ThreadStack, printable
+from ..reader import NotAvailable, StackReader, ThreadStack, printable
 
 
 def _thread_header(thread: ThreadStack, free_threaded: bool = False) -> str:
@@ -17,6 +17,8 @@ def _thread_header(thread: ThreadStack, free_threaded: bool = False) -> str:
     if thread.gil:
         # A free-threaded build has no GIL: `gil` there means attached (running Python).
         states.append("attached" if free_threaded else "gil")
+    if thread.exception:
+        states.append("handling an exception")
     state = f" ({', '.join(states)})" if states else ""
     name = f': "{thread.name}"' if thread.name else ""
     native = thread.native_id if thread.native_id is not None else "?"
@@ -55,8 +57,17 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
+def _reader(pid: int) -> StackReader:
+    """A reader that also says which threads handle an exception, and shows `<GC>` while the
+    collector runs; without the exception state where this build cannot tell it."""
+    try:
+        return StackReader(pid, exceptions=True, gc=True)
+    except NotAvailable:
+        return StackReader(pid, gc=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    with StackReader(args.pid) as reader:
+    with _reader(args.pid) as reader:
         threads = reader.read()
         if args.json:
             # ASCII: a name's undecodable byte stays a `\udcff` escape, valid JSON that
