@@ -116,6 +116,7 @@ def main() -> int:
                    | {args.minutes})  # fmt: skip
     rows = []
     for name, points in series.items():
+
         def at(minute: float, points=points) -> float | None:
             near = [mib for t, mib in points if abs(t - minute * 60) <= EVERY_S / 2 + 1]
             if not near and points and minute >= args.minutes:

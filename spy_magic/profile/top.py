@@ -42,9 +42,7 @@ def top_rows(
         raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
     filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
     stats = profile.functions(by="function", **filters)
-    stacks = sum(
-        s.count for s in profile.trace_stats(**filters) if s.trace.frames
-    ) or 1
+    stacks = sum(s.count for s in profile.trace_stats(**filters) if s.trace.frames) or 1
     if sort == "total":
         stats.sort(key=lambda s: (-s.total_count, -s.self_count, s.name, s.filename))
     return [
