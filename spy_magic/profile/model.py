@@ -13,11 +13,14 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..engine.sample import RateChange, Sample, SampleError, Trace
 from ..reader import Frame
 from .samplelog import SampleLog
+
+if TYPE_CHECKING:
+    from .diff import ProfileDiff
 
 BY_CHOICES = ("line", "function")
 _CACHE_LIMIT = 64  # option sets kept; a live view uses a handful
@@ -353,6 +356,13 @@ class Profile:
         return entry
 
     # -- comparison -----------------------------------------------------------------------
+    def diff(self, baseline: Profile) -> ProfileDiff:
+        """This profile against `baseline`: each function's change in self share, and
+        which changes are within sampling noise (`diff.py`; its `to_html` draws them)."""
+        from .diff import diff_profiles
+
+        return diff_profiles(self, baseline)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Profile):
             return NotImplemented
