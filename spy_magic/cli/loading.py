@@ -46,10 +46,10 @@ def load_baseline(path: str) -> Profile | None:
     if error is not None:
         kind = "warning" if usable else "error"
         print(f"spy_magic: {kind}: --baseline {path}: {error}", file=sys.stderr)
-        if usable:
-            print(f"spy_magic: comparing against the {profile.sample_count} baseline samples "
-                  "recovered", file=sys.stderr)  # fmt: skip
-    elif not usable:
+    if usable and (error is not None or notes):
+        print(f"spy_magic: comparing against the {profile.sample_count} baseline samples "
+              "recovered", file=sys.stderr)  # fmt: skip
+    elif not usable and error is None:
         print(f"spy_magic: error: --baseline {path} holds no samples", file=sys.stderr)
     return profile if usable else None
 

@@ -24,8 +24,8 @@ def function_z(seconds):
         pass
 
 
-def steady():
-    end = time.perf_counter() + 0.004
+def steady(seconds=0.004):
+    end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
 
@@ -33,12 +33,13 @@ def steady():
 def main():
     split = [float(x) for x in sys.argv[sys.argv.index("--split") + 1].split(":")]
     repeat = int(sys.argv[sys.argv.index("--repeat") + 1]) if "--repeat" in sys.argv else 40
-    unit = 0.03 / sum(split)
+    loop = float(sys.argv[sys.argv.index("--loop") + 1]) if "--loop" in sys.argv else 0.03
+    unit = loop / sum(split)
     for _ in range(repeat):
         function_x(unit * split[0])
         function_y(unit * split[1])
         function_z(unit * split[2])
-        steady()
+        steady(loop / 8)
 
 
 if __name__ == "__main__":
