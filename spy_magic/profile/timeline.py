@@ -110,7 +110,8 @@ class Timeline:
 
     def tick(self, timestamp: float) -> None:
         """Count one sampling moment (whatever threads it saw)."""
-        self.samples[self._bucket(timestamp)] += 1
+        index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
+        self.samples[index] += 1
 
     def add(self, sample: Sample) -> None:
         """One sample as it arrives: a collector."""
