@@ -189,7 +189,8 @@ def profile_bundle(profile: Profile, title: str, by: str = "line",
         sections.append(baseline.table_html())
     cells = [name for name in profile.metadata.get("sources") or {} if name.startswith("In [")]
     if cells:
-        sections.append(heatmap_sections(profile, files=cells, heading="Cell heat map"))
+        sections.append(heatmap_sections(profile, files=cells, heading="Cell heat map",
+                                         heat="total"))  # fmt: skip
     report = render_report(
         views,
         title=title,

@@ -78,12 +78,14 @@ def _shown_lines(count: int, hot: Iterable[int]) -> list[int | None]:
 
 def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
                  source: str | None, why: str | None, per_sample: float | None,
-                 label: str | None = None, peak: int | None = None) -> str:  # fmt: skip
-    """One file's table: line number, own, total, source text; the heat is the line's own
-    count against `peak` (the hottest line's on the page), a faint tint where the line was
-    only on the stack."""
+                 label: str | None = None, peak: int | None = None,
+                 heat: str = "own") -> str:  # fmt: skip
+    """One file's table: line number, own, total, source text; the heat is the line's
+    `heat` count ("own" or "total") against `peak` (the hottest line's on the page), a faint
+    tint where the line was only on the stack."""
     esc = html.escape
-    peak = peak or max(own for own, _ in lines.values()) or 1
+    column = 0 if heat == "own" else 1
+    peak = peak or max(counts[column] for counts in lines.values()) or 1
     own_sum = sum(own for own, _ in lines.values())
 
     def cell(count: int) -> str:
@@ -109,8 +111,8 @@ def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
         if text_lines is not None and n <= len(text_lines):
             code = esc(text_lines[n - 1].expandtabs(4))
         style = ""
-        if own:
-            style = f' style="background:{_heat(own / peak)}"'
+        if (own, total)[column]:
+            style = f' style="background:{_heat((own, total)[column] / peak)}"'
         elif total:
             style = ' style="background:rgba(229, 83, 61, 0.04)"'
 
@@ -137,9 +139,14 @@ def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
 
 def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
                      sources: Mapping[str, str | None] | None = None,
-                     heading: str = "Line heat map") -> str:  # fmt: skip
+                     heading: str = "Line heat map", heat: str = "own") -> str:  # fmt: skip
     """The heat map of `files` (default: every sampled file, hottest first, at most
-    MAX_FILES) as one HTML section; "" when none of them has a sampled line."""
+    MAX_FILES) as one HTML section; "" when none of them has a sampled line. `heat`: what
+    colours a line, its "own" samples (where the time went) or its "total" (a cell's lines,
+    which mostly call the code that runs)."""
+    if heat not in ("own", "total"):
+        raise ValueError(f"heat must be 'own' or 'total', got {heat!r}")
+    column = 0 if heat == "own" else 1
     counts = LineCounts(profile)
     if not counts.stacks:
         return ""
@@ -160,7 +167,7 @@ def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
     shown, rest = order[:MAX_FILES], order[MAX_FILES:]
     if not shown:
         return ""
-    peak = max(own for f in shown for own, _ in counts.files[f].values()) or 1
+    peak = max(c[column] for f in shown for c in counts.files[f].values()) or 1
     parts = []
     for name in shown:
         source = sources.get(name)
@@ -168,7 +175,8 @@ def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
         label = name if name.startswith("In [") else os.path.basename(name) or name
         parts.append(file_section(name, counts.files[name], counts.stacks, source, why,
                                   per_sample, label=f"{label}  \u2014  {name}"
-                                  if label != name else name, peak=peak))  # fmt: skip
+                                  if label != name else name, peak=peak,
+                                  heat=heat))  # fmt: skip
     note = ""
     if rest:
         more = " \u2026" if len(rest) > 20 else ""
@@ -179,7 +187,8 @@ def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
         f'<section class="sfg-section sfg-heatmap"><h3>{html.escape(heading)}</h3>'
         '<p class="sfg-heat-help">Each sampled line with its share of all samples: own '
         "(the line was running) and total (the line was on the stack); the redder, the "
-        f"more own time.</p>{''.join(parts)}{note}</section>"
+        f"more {'own time' if heat == 'own' else 'time on the stack'}.</p>"
+        f"{''.join(parts)}{note}</section>"
     )
 
 
