@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,14 +184,31 @@ def _program(profile: Profile) -> str | None:
         if "-m" in words[:-1]:
             return words[words.index("-m") + 1]
         return os.path.basename(words[0])
-    target = profile.metadata.get("target")
-    return str(target) if target and not str(target).startswith("pid ") else None
+    target = str(profile.metadata.get("target") or "")
+    if not target or target.startswith("pid ") or _CELL.match(target):
+        return None  # a pid names no program; one cell run again is the same program
+    return target
 
 
-def _counts(profile: Profile) -> tuple[int, dict[tuple[str, str], int]]:
+_CELL = re.compile(r"\AIn \[\d+\]\Z")
+
+
+def _same_file(filename: str) -> str:
+    """What makes two files one for a comparison: a notebook cell run again is "In [n]"
+    with another n, but the same code."""
+    return "In [ ]" if _CELL.match(filename) else filename
+
+
+def _counts(profile: Profile) -> tuple[int, dict[tuple[str, str], int], dict[tuple, str]]:
+    """(stacks, own count per function, the file each function's key stands for)."""
     total = sum(profile.stack_counts(by="function").values())
-    own = {(f.name, f.filename): f.self_count for f in profile.functions(by="function")}
-    return total, own
+    own: dict[tuple[str, str], int] = {}
+    files: dict[tuple[str, str], str] = {}
+    for f in profile.functions(by="function"):
+        key = (f.name, _same_file(f.filename))
+        own[key] = own.get(key, 0) + f.self_count
+        files[key] = f.filename
+    return total, own, files
 
 
 def diff_profiles(new: Profile, base: Profile) -> ProfileDiff:
@@ -200,8 +218,8 @@ def diff_profiles(new: Profile, base: Profile) -> ProfileDiff:
     (a different program: nothing could be compared). A different script, or little time
     in shared functions, is a warning on the result.
     """
-    new_total, new_own = _counts(new)
-    base_total, base_own = _counts(base)
+    new_total, new_own, new_files = _counts(new)
+    base_total, base_own, base_files = _counts(base)
     if not base_total:
         raise DiffError("the baseline holds no stacks: nothing to compare against")
     if not new_total:
@@ -226,8 +244,9 @@ def diff_profiles(new: Profile, base: Profile) -> ProfileDiff:
     changes = []
     for key in new_own.keys() | base_own.keys():
         a, b = base_own.get(key, 0), new_own.get(key, 0)
+        filename = new_files.get(key) or base_files[key]  # as this profile's graph names it
         changes.append(FunctionChange(
-            key[0], key[1], a, b, a / base_total, b / new_total,
+            key[0], filename, a, b, a / base_total, b / new_total,
             noise_bound(a, base_total, b, new_total),
         ))  # fmt: skip
     changes.sort(key=lambda c: (-abs(c.change), c.name, c.filename))
