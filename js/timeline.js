@@ -93,7 +93,8 @@ var SpyTimeline = (function () {
     this.rangeInfo = el('span', 'sfg-tl-range');
     bar.appendChild(this.rangeInfo);
     bar.appendChild(el('span', 'sfg-tl-range',
-      'wheel: zoom \u00b7 drag: pan \u00b7 each column: the stack seen most in its time slice'));
+      'wheel: zoom \u00b7 drag: pan \u00b7 each column: the stack seen most in its time slice' +
+      (this.data.hidden ? ' \u00b7 ' + this.data.hidden + ' quieter threads not shown' : '')));
     this.canvas = el('canvas');
     this.stage = el('div', 'sfg-tl-stage');
     this.stage.appendChild(this.canvas);

@@ -131,3 +131,30 @@ def test_record_heatmap_of_a_real_process(tmp_path):
     row = page[page.index(f'data-line="{loop_x}"'):].split("</tr>")[0]
     assert "while time.perf_counter() &lt; end:" in row  # the target's own source text
     assert "rgba(229, 83, 61" in row  # and its heat
+
+
+def test_a_timeline_of_many_threads_ships_the_busiest():
+    timeline = Timeline(buckets=10)
+    for i in range(100):
+        traces = [trace(Frame("work", "/app/run.py", 7, 7), tid=t) for t in range(1, 41)
+                  if t <= 5 or i % 10 == 0]  # fmt: skip
+        timeline.add(Sample(i * 0.01, traces))
+    data = timeline.to_json(StringTable(), max_threads=8)
+    assert data["hidden"] == 32 and len(data["threads"]) == 8
+    assert {t["tid"] for t in data["threads"]} >= {1, 2, 3, 4, 5}  # the busy ones
+
+
+def test_only_the_sources_the_heat_map_shows_are_kept():
+    from spy_magic.profile.heatmap import files_shown
+
+    p = line_profile()
+    f4 = (Frame("f", "/app/run.py", 4, 3), Frame("main", "/app/run.py", 8, 7))
+    for i in range(2000):
+        p.add(Sample(2 + i * 0.01, [Trace(1, 1, 1, "T", True, False, f4)]))
+    p.add(Sample(50.0, [Trace(1, 1, 1, "T", True, False,
+                              (Frame("rare", "/lib/rare.py", 1, 1),))]))  # fmt: skip
+    collector = SourceCollector()
+    collector.sources = {"/app/run.py": "x\n", "/lib/rare.py": "y\n"}
+    shown = files_shown(p)
+    assert "/app/run.py" in shown and "/lib/rare.py" not in shown  # 1 of 2101: < 0.1 %
+    assert collector.metadata(keep=shown)["sources"] == {"/app/run.py": "x\n"}

@@ -46,6 +46,12 @@ class LineCounts:
             # line's total, capped at what exists.
             entry[1] = min(self.stacks, entry[1] + stat.total_count)
 
+    def shown(self, name: str) -> bool:
+        """Whether a file has enough samples on its lines to get a section."""
+        lines = self.files[name].values()
+        return (sum(own for own, _ in lines) >= MIN_OWN_FRACTION * self.stacks
+                or max(t for _, t in lines) >= MIN_TOTAL_FRACTION * self.stacks)  # fmt: skip
+
     def file_order(self) -> list[str]:
         """Files by own stacks on their lines, then by their hottest line's total."""
         def key(name: str) -> tuple:
@@ -74,6 +80,13 @@ def _shown_lines(count: int, hot: Iterable[int]) -> list[int | None]:
     if keep and keep[-1] != count:
         out.append(None)
     return out
+
+
+def files_shown(profile: Profile) -> list[str]:
+    """The files the heat map of `profile` gives a section (at most MAX_FILES): whose source
+    is worth keeping."""
+    counts = LineCounts(profile)
+    return [f for f in counts.file_order() if counts.shown(f)][:MAX_FILES]
 
 
 def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
@@ -158,12 +171,8 @@ def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
     if files is not None:
         wanted = list(files)
         order = [f for f in wanted if f in counts.files]
-    def shown_file(name: str) -> bool:
-        lines = counts.files[name].values()
-        return (sum(own for own, _ in lines) >= MIN_OWN_FRACTION * counts.stacks
-                or max(t for _, t in lines) >= MIN_TOTAL_FRACTION * counts.stacks)  # fmt: skip
-
-    order = [f for f in order if files is not None or shown_file(f)]
+    if files is None:
+        order = [f for f in order if counts.shown(f)]
     shown, rest = order[:MAX_FILES], order[MAX_FILES:]
     if not shown:
         return ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tokenize
+from collections.abc import Iterable
 from io import BytesIO
 
 from ..engine.sample import Sample
@@ -84,6 +85,12 @@ class SourceCollector:
             self.sources[filename] = text
             self._bytes += len(text)
 
-    def metadata(self) -> dict:
-        """What goes into the profile's metadata."""
-        return {"sources": dict(self.sources), "sources_missing": dict(self.missing)}
+    def metadata(self, keep: Iterable[str] | None = None) -> dict:
+        """What goes into the profile's metadata: the files in `keep` (default all; the
+        heat map's `files_shown`, so a recording carries only the sources it can show)."""
+        wanted = None if keep is None else set(keep)
+        return {
+            "sources": {f: t for f, t in self.sources.items() if wanted is None or f in wanted},
+            "sources_missing": {f: why for f, why in self.missing.items()
+                                if wanted is None or f in wanted},
+        }

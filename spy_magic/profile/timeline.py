@@ -17,6 +17,7 @@ column of boxes (`js/timeline.js`)::
      "buckets": 400,                     # buckets spanned (the last holds the last sample)
      "samples": [...],                   # sampling moments per bucket (all threads)
      "nodes": {"parent": [...], "name": [...], "file": [...]},   # the dominant stacks' tree
+     "hidden": 0,                        # threads left out (past MAX_THREADS, the quietest)
      "threads": [{"pid", "tid", "name",     # per bucket (dense, "buckets" long):
                   "count": [...],            # the thread's stacks (0: not seen)
                   "stack": [...],            # the dominant stack's node (-1: none)
@@ -40,6 +41,7 @@ FORMAT = "spy_magic.timeline"
 VERSION = 1
 BUCKETS = 400
 MAX_DEPTH = 16  # levels of a dominant stack shipped: where the thread was, not every leaf
+MAX_THREADS = 32  # lanes shipped, busiest first: a 1000-thread server shows its busy ones
 FIRST_WIDTH = 0.001  # seconds: a bucket per ms until the recording outgrows BUCKETS ms
 
 
@@ -148,10 +150,12 @@ class Timeline:
             counts = lane.buckets[index] = Counter()
         counts[leaf] += 1
 
-    def to_json(self, strings: Any, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    def to_json(self, strings: Any, max_depth: int = MAX_DEPTH,
+                max_threads: int = MAX_THREADS) -> dict[str, Any]:  # fmt: skip
         """The JSON the timeline draws (module docstring); `strings` interns a string to
         its index (a `flametree.StringTable`). Dominant stacks are cut to their outer
-        `max_depth` frames."""
+        `max_depth` frames; the `max_threads` threads with the most stacks are shipped
+        (`"hidden"`: how many others were not)."""
         kept: dict[int, int] = {}  # node -> index in the shipped tree
         parent: list[int] = []
         names: list[int] = []
@@ -175,7 +179,12 @@ class Timeline:
             return kept[chain[0]] if chain else kept[node]
 
         threads = []
-        for lane in sorted(self.lanes.values(), key=lambda ln: (ln.pid, ln.tid)):
+        def weight(lane: _Lane) -> int:
+            return sum(sum(c.values()) for c in lane.buckets.values())
+
+        busiest = sorted(self.lanes.values(), key=lambda ln: (-weight(ln), ln.pid, ln.tid))
+        shown = busiest[:max_threads]
+        for lane in sorted(shown, key=lambda ln: (ln.pid, ln.tid)):
             spanned = max(self.samples, default=-1) + 1
             row: dict[str, list[int]] = {"count": [0] * spanned, "stack": [-1] * spanned,
                                          "top": [0] * spanned}  # fmt: skip
@@ -201,6 +210,7 @@ class Timeline:
             "samples": [self.samples.get(i, 0) for i in range(spanned)],
             "nodes": {"parent": parent, "name": names, "file": files},
             "threads": threads,
+            "hidden": len(self.lanes) - len(shown),
         }
 
 
