@@ -145,16 +145,23 @@ def test_a_timeline_of_many_threads_ships_the_busiest():
 
 
 def test_only_the_sources_the_heat_map_shows_are_kept():
-    from spy_magic.profile.heatmap import files_shown
-
     p = line_profile()
     f4 = (Frame("f", "/app/run.py", 4, 3), Frame("main", "/app/run.py", 8, 7))
     for i in range(2000):
         p.add(Sample(2 + i * 0.01, [Trace(1, 1, 1, "T", True, False, f4)]))
-    p.add(Sample(50.0, [Trace(1, 1, 1, "T", True, False,
-                              (Frame("rare", "/lib/rare.py", 1, 1),))]))  # fmt: skip
+    rare = (Frame("rare", "/lib/rare.py", 1, 1),)  # 1 of 2101 stacks: no section
+    p.add(Sample(50.0, [Trace(1, 1, 1, "T", True, False, rare)]))
     collector = SourceCollector()
-    collector.sources = {"/app/run.py": "x\n", "/lib/rare.py": "y\n"}
-    shown = files_shown(p)
-    assert "/app/run.py" in shown and "/lib/rare.py" not in shown  # 1 of 2101: < 0.1 %
-    assert collector.metadata(keep=shown)["sources"] == {"/app/run.py": "x\n"}
+    long_lib = "".join(f"line {n}\n" for n in range(1, 1001))
+    collector.sources = {"/app/run.py": "x\n" * 9, "/lib/rare.py": "y\n",
+                         "/lib/gone.py": long_lib}  # fmt: skip
+    sources = collector.metadata(p)["sources"]
+    assert sources["/app/run.py"] == "x\n" * 9  # short and hot: whole
+    assert "/lib/rare.py" not in sources
+    # 25 % own but 1000 lines long: line 12 in context, the rest left out
+    assert sources["/lib/gone.py"] == {"count": 1000, "lines": {
+        str(n): f"line {n}" for n in range(9, 16)}}
+    p.metadata["sources"] = sources
+    page = to_heatmap(p)
+    gone = page[page.index('data-file="/lib/gone.py"'):]
+    assert "line 12" in gone and "line 16" not in gone and "\u22ef" in gone

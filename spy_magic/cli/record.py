@@ -15,7 +15,6 @@ from ..engine import Sampler
 from ..profile import Profile
 from ..profile.diff import ProfileDiff
 from ..profile.exports import LOSSLESS_FORMATS
-from ..profile.heatmap import files_shown
 from ..profile.recording import RecordingWriter
 from ..profile.sources import SourceCollector
 from .loading import baseline_diff, load_baseline
@@ -172,7 +171,7 @@ def record(sampler: Sampler, *, quiet: bool = False) -> Profile:
         sampler.stop()
     sampler.join()
     profile.metadata.update(sampler.metadata())
-    profile.metadata.update(sources.metadata(keep=files_shown(profile)))
+    profile.metadata.update(sources.metadata(profile))
     for change in sampler.rate_changes:
         profile.add_rate_change(change)
     return profile

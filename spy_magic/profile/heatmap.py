@@ -17,7 +17,7 @@ import html
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .summary import fmt_pct, fmt_seconds, summarize
 
@@ -66,9 +66,10 @@ def _heat(fraction: float) -> str:
     return f"rgba(229, 83, 61, {0.06 + 0.6 * fraction ** 0.5:.3f})"
 
 
-def _shown_lines(count: int, hot: Iterable[int]) -> list[int | None]:
-    """Line numbers to show (1-based), None where a run of lines is skipped."""
-    if count <= FULL_FILE_LINES:
+def _shown_lines(count: int, hot: Iterable[int], whole: bool = True) -> list[int | None]:
+    """Line numbers to show (1-based), None where a run of lines is skipped: all of a short
+    file (`whole`), else the sampled lines in context."""
+    if whole and count <= FULL_FILE_LINES:
         return list(range(1, count + 1))
     keep = sorted({n for line in hot for n in range(line - CONTEXT, line + CONTEXT + 1)
                    if 1 <= n <= count})  # fmt: skip
@@ -82,15 +83,29 @@ def _shown_lines(count: int, hot: Iterable[int]) -> list[int | None]:
     return out
 
 
-def files_shown(profile: Profile) -> list[str]:
-    """The files the heat map of `profile` gives a section (at most MAX_FILES): whose source
-    is worth keeping."""
+def kept_source(profile: Profile, sources: Mapping[str, str]) -> dict[str, Any]:
+    """What of `sources` a recording keeps: the files the heat map gives a section (at most
+    MAX_FILES), whole when short and hot (own >= 1 %), else only their sampled lines in
+    context (`{"count": lines, "lines": {"n": text}}`), which the heat map shows as such."""
     counts = LineCounts(profile)
-    return [f for f in counts.file_order() if counts.shown(f)][:MAX_FILES]
+    kept: dict[str, Any] = {}
+    for name in [f for f in counts.file_order() if counts.shown(f)][:MAX_FILES]:
+        text = sources.get(name)
+        if text is None:
+            continue
+        lines = text.splitlines()
+        own = sum(o for o, _ in counts.files[name].values())
+        if len(lines) <= FULL_FILE_LINES and own >= 0.01 * counts.stacks:
+            kept[name] = text
+            continue
+        shown = [n for n in _shown_lines(len(lines), counts.files[name], whole=False) if n]
+        window = {str(n): lines[n - 1] for n in shown if n <= len(lines)}
+        kept[name] = {"count": len(lines), "lines": window}
+    return kept
 
 
 def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
-                 source: str | None, why: str | None, per_sample: float | None,
+                 source: str | Mapping[str, Any] | None, why: str | None, per_sample: float | None,
                  label: str | None = None, peak: int | None = None,
                  heat: str = "own") -> str:  # fmt: skip
     """One file's table: line number, own, total, source text; the heat is the line's
@@ -110,9 +125,15 @@ def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
         return f'<td class="num">{text}</td>'
 
     rows = []
-    text_lines = source.splitlines() if source is not None else None
+    partial = isinstance(source, Mapping)  # only some lines kept (a recording's)
+    if partial:
+        kept = {int(n): text for n, text in source["lines"].items()}
+        count = int(source.get("count") or max(kept, default=0))
+        text_lines: list[str] | None = [kept.get(n, "") for n in range(1, count + 1)]
+    else:
+        text_lines = source.splitlines() if source is not None else None
     if text_lines is not None:
-        numbers = _shown_lines(max(len(text_lines), max(lines)), lines)
+        numbers = _shown_lines(max(len(text_lines), max(lines)), lines, whole=not partial)
     else:
         numbers = sorted(lines)
     for n in numbers:
@@ -151,7 +172,7 @@ def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
 
 
 def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
-                     sources: Mapping[str, str | None] | None = None,
+                     sources: Mapping[str, Any] | None = None,
                      heading: str = "Line heat map", heat: str = "own") -> str:  # fmt: skip
     """The heat map of `files` (default: every sampled file, hottest first, at most
     MAX_FILES) as one HTML section; "" when none of them has a sampled line. `heat`: what

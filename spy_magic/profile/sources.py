@@ -5,18 +5,21 @@ read through `/proc/PID/root` (the target's own root, so a container's or chroot
 not ours that happen to share a path) and, for a relative name, `/proc/PID/cwd`, while the
 process still exists. `SourceCollector` is a sampler collector doing that once per file as
 samples arrive; its `sources` go into the profile's metadata (`"sources"`: file name → text,
-or None with the reason in `"sources_missing"`), so jsonl and binary recordings carry them
-to a later `replay --format heatmap`.
+or the lines the heat map shows; the reason a file has none in `"sources_missing"`), so jsonl
+and binary recordings carry them to a later `replay --format heatmap`.
 """
 
 from __future__ import annotations
 
 import os
 import tokenize
-from collections.abc import Iterable
 from io import BytesIO
+from typing import TYPE_CHECKING, Any
 
 from ..engine.sample import Sample
+
+if TYPE_CHECKING:
+    from .model import Profile
 
 MAX_FILE_BYTES = 2 << 20  # a larger "source" is no source file anyone reads line by line
 MAX_TOTAL_BYTES = 16 << 20  # all files together: the metadata travels with the profile
@@ -85,12 +88,15 @@ class SourceCollector:
             self.sources[filename] = text
             self._bytes += len(text)
 
-    def metadata(self, keep: Iterable[str] | None = None) -> dict:
-        """What goes into the profile's metadata: the files in `keep` (default all; the
-        heat map's `files_shown`, so a recording carries only the sources it can show)."""
-        wanted = None if keep is None else set(keep)
-        return {
-            "sources": {f: t for f, t in self.sources.items() if wanted is None or f in wanted},
-            "sources_missing": {f: why for f, why in self.missing.items()
-                                if wanted is None or f in wanted},
-        }
+    def metadata(self, profile: Profile | None = None) -> dict:
+        """What goes into the profile's metadata: every source read, or given the finished
+        `profile` only what its heat map shows (`heatmap.kept_source`), so a recording
+        carries a few KB of source, not whole standard-library modules."""
+        sources: dict[str, Any] = dict(self.sources)
+        if profile is not None:
+            from .heatmap import kept_source
+
+            sources = kept_source(profile, self.sources)
+        missing = {f: why for f, why in self.missing.items()
+                   if profile is None or f not in self.sources}  # fmt: skip
+        return {"sources": sources, "sources_missing": missing}
