@@ -208,10 +208,45 @@ var SpyFlameGraph = (function () {
     this.perSample = data.seconds_per_sample > 0 ? data.seconds_per_sample : 0;
     var f = data.functions || { name: [] };
     this.functionList = f;
+    this.diff = data.diff ? new Diff(data.diff) : null;
     for (var k = 0; k < f.name.length; k++) {
       this.functions.set(f.name[k] + ':' + f.file[k], { self: f.self[k], total: f.total[k], row: k });
     }
   }
+
+  // A diff against a baseline (diff.py): each function's own share in both runs and the
+  // noise bound of the change, keyed "nameId:fileId" like the functions.
+  function Diff(d) {
+    this.summary = d.summary || '';
+    this.baseTotal = d.base_total;
+    this.entries = new Map();
+    this.maxChange = 0;
+    for (var k = 0; k < d.name.length; k++) {
+      var change = d.new_share[k] - d.base_share[k];
+      var e = { base: d.base_share[k], now: d.new_share[k], change: change, noise: d.noise[k],
+        significant: Math.abs(change) > d.noise[k] };
+      this.entries.set(d.name[k] + ':' + d.file[k], e);
+      if (e.significant && Math.abs(change) > this.maxChange) this.maxChange = Math.abs(change);
+    }
+  }
+
+  // [fill, dimmed light, dimmed dark] for a diff entry: red grew, blue shrank, the deeper
+  // the larger the change; grey within noise (or no own time in either run).
+  Diff.prototype.colors = function (e) {
+    if (!e || !e.significant) return ['hsl(220,8%,84%)', 'hsl(220,8%,93%)', 'hsl(220,8%,22%)'];
+    var s = Math.min(1, Math.abs(e.change) / (this.maxChange || 1));
+    var hue = e.change > 0 ? 2 : 214;
+    var light = (86 - 34 * Math.sqrt(s)).toFixed(1);
+    return ['hsl(' + hue + ',78%,' + light + '%)', 'hsl(' + hue + ',30%,92%)',
+      'hsl(' + hue + ',30%,22%)'];
+  };
+
+  Diff.prototype.label = function (e) {
+    if (!e) return 'no own time in either run';
+    if (!e.significant) return 'within noise (\u00b1' + fmtPct(e.noise) + ')';
+    return (e.change > 0 ? 'grew +' : 'shrank \u2212') + fmtPct(Math.abs(e.change)) +
+      ' (noise \u00b1' + fmtPct(e.noise) + ')';
+  };
 
   Model.prototype.processLabel = function (pid) {
     var name = this.processNames[String(pid)];
@@ -566,7 +601,11 @@ var SpyFlameGraph = (function () {
     if (typeof opts.height === 'number') this.stage.style.height = opts.height + 'px';
     this.live = el('div', { class: 'sfg-sr-only', 'aria-live': 'polite' });
 
-    var legend = el('div', { class: 'sfg-legend' }, [
+    var legend = el('div', { class: 'sfg-legend' }, this.views.diff ? [
+      legendItem('grew', 'own share grew'), legendItem('shrank', 'own share shrank'),
+      legendItem('noise', 'within noise'),
+      el('span', { class: 'sfg-hint', text: 'against the baseline; the deeper, the larger' }),
+    ] : [
       legendItem('user', 'your code'), legendItem('stdlib', 'standard library'),
       legendItem('library', 'installed packages'), legendItem('native', 'no file'),
       legendItem('other', 'pruned / too narrow'),
@@ -686,6 +725,7 @@ var SpyFlameGraph = (function () {
     var t0 = now();
     var path = keepZoom && this.tree ? this._pathOf(this.zoom, loose) : null;
     this.tree = buildTree(this.model, this._selectedThreads(), this.groupBy);
+    if (this.views.diff) this._diffColors();
     this.timings.build = now() - t0;
     this.history = [];
     this.hover = -1;
@@ -700,6 +740,22 @@ var SpyFlameGraph = (function () {
       this.stage.style.height = Math.min(maxH, rows * ROW + 4) + 'px';
     }
     this._layoutChanged();
+  };
+
+  // Colour every box by its function's change in own share against the baseline.
+  FlameGraph.prototype._diffColors = function () {
+    var t = this.tree, diff = this.views.diff;
+    for (var i = 0; i < t.n; i++) {
+      var col = diff.colors(i > 0 ? this._diffOf(i) : null);
+      t.fill[i] = col[0];
+      t.dim[i] = col[1];
+      t.dimDark[i] = col[2];
+    }
+  };
+
+  FlameGraph.prototype._diffOf = function (v) {
+    var t = this.tree;
+    return this.views.diff.entries.get(t.name[v] + ':' + t.file[v]) || null;
   };
 
   FlameGraph.prototype._frameKey = function (v, loose) {
@@ -981,6 +1037,7 @@ var SpyFlameGraph = (function () {
       by: this.by,
       views: Object.keys(this.views.models),
       secondsPerSample: this.views.perSample,
+      diff: this.views.diff ? this.views.diff.summary : null,
       table: this.table ? {
         sort: this.tableSort,
         names: Array.prototype.map.call(this.table.tBodies[0].rows, function (r) {
@@ -1428,6 +1485,11 @@ var SpyFlameGraph = (function () {
         fmtPct(fn.total / this.model.total) + this._sec(fn.total) +
         (boxes > 1 ? ', ' + boxes + ' boxes' : '')]);
     }
+    if (this.views.diff && v > 0 && kind !== K_GROUP && kind !== K_OTHER) {
+      var d = this._diffOf(v);
+      if (d) rows.push(['Own share', fmtPct(d.base) + ' \u2192 ' + fmtPct(d.now)]);
+      rows.push(['Change', this.views.diff.label(d)]);
+    }
     if (kind !== K_ROOT && kind !== K_GROUP && kind !== K_OTHER) {
       rows.push(['Kind', { 1: 'your code', 2: 'standard library', 3: 'installed package',
         4: 'no file' }[kind]]);
@@ -1566,6 +1628,8 @@ var SpyFlameGraph = (function () {
     render: render, buildTree: buildTree, Model: Model, Views: Views, fmtPct: fmtPct,
     fmtSec: fmtSec, fileKind: function (f) {
       return KIND_NAMES[fileKind(f)];
+    }, color: function (name, file) {
+      return kindColors(file ? fileKind(file) : K_NATIVE, name)[0];
     }, version: 1,
   };
   if (typeof window !== 'undefined') window.SpyFlameGraph = api;

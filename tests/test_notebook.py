@@ -792,3 +792,47 @@ def test_tour_notebook_is_what_its_generator_writes():
         [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0, check.stderr or check.stdout
+
+
+# --- %%spy --save / --baseline: the diff, the timeline and the cell heat map --------------------
+
+DIFF_CELL = """\
+import time
+
+def shrinking_work(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+def growing_work(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+shrinking_work({a})
+growing_work({b})
+"""
+
+
+def test_save_then_baseline_diffs_the_cell_against_the_saved_run(nb):
+    unknown = nb.run("%%spy --baseline never_saved\nran_anyway = 1\n")
+    message = nk.stderr(unknown).strip()
+    assert message.startswith("UsageError: ") and "no run saved as 'never_saved'" in message
+    assert "ran_anyway" not in nb.json("import json\nprint(json.dumps(list(globals())))")
+    base = nb.run("%%spy --rate 200 --save before -q\n" + DIFF_CELL.format(a=0.8, b=0.2))
+    assert errors(base) == [] and base.outputs == [], base.outputs  # -q: kept, not shown
+    after = nb.run("%%spy --rate 200 --baseline before\n" + DIFF_CELL.format(a=0.2, b=0.8))
+    assert errors(after) == [], after.outputs
+    report = final_bundle(after)["text/html"]
+    data = json.loads(re.search(r'class="sfg-data">(.*?)</script>', report, re.S).group(1))
+    strings, diff = data["strings"], data["diff"]
+    shares = {strings[n]: (b, a) for n, b, a in
+              zip(diff["name"], diff["base_share"], diff["new_share"])}  # fmt: skip
+    assert shares["shrinking_work"][1] < shares["shrinking_work"][0] / 2, shares
+    assert shares["growing_work"][1] > 2 * shares["growing_work"][0], shares
+    assert "Change against the baseline" in report and "within sampling noise" in report
+    # the same report holds the timeline and the heat map of the cell's own lines
+    assert data["timeline"]["threads"] and 'class="sfg-timeline"' in report
+    here = f"In [{after.execution_count}]"
+    assert "Cell heat map" in report and f'data-file="{here}"' in report
+    assert "growing_work(0.8)" in report

@@ -742,6 +742,8 @@ def test_every_format_writes_and_parses(fmt: str, tmp_path) -> None:
         assert all(json.loads(line) for line in text.splitlines())
     elif fmt == "html":
         assert text.startswith("<!DOCTYPE html>") and "sfg-data" in text
+    elif fmt == "heatmap":
+        assert text.startswith("<!DOCTYPE html>") and 'class="sfg-heat-file"' in text
     else:
         assert all(COLLAPSED_LINE.match(line) for line in text.splitlines())
     # to a path, a text file and a binary file: the same content

@@ -13,8 +13,11 @@ import threading
 
 from ..engine import Sampler
 from ..profile import Profile
+from ..profile.diff import ProfileDiff
 from ..profile.exports import LOSSLESS_FORMATS, NEEDS_SAMPLES
 from ..profile.recording import RecordingWriter
+from ..profile.sources import SourceCollector
+from .loading import baseline_diff, load_baseline
 from .options import add_sampling_options, sampler_options
 from .output import output_problem, save
 from .signals import Terminated, signal_name, terminating_signals
@@ -31,7 +34,9 @@ EXTENSIONS = {
     "pstats": "pstats",
     "gecko": "gecko.json",
     "binary": "bin",
+    "heatmap": "heatmap.html",
 }
+BASELINE_FORMATS = ("html",)  # the diff flame graph is a page
 
 
 def add_parser(commands) -> None:
@@ -74,6 +79,11 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nolineno", action="store_true", help="do not show line numbers (implies --function)"
     )
+    parser.add_argument(
+        "--baseline", metavar="OLD",
+        help="a diff flame graph against OLD (a binary recording or jsonl profile of the "
+        "same program): each function coloured by its change in own share, noise grey",
+    )  # fmt: skip
 
 
 def export_options(args: argparse.Namespace) -> dict:
@@ -160,6 +170,8 @@ def record(sampler: Sampler, *, quiet: bool = False, keep_samples: bool = True) 
     recorder = _Recorder(profile)
     first_sample = recorder.first_sample
     sampler.add_collector(recorder)  # rate changes come through it, in order
+    sources = SourceCollector()  # the sampled files, read while the target runs (heat map)
+    sampler.add_collector(sources)
     sampler.start()
     try:
         announced = quiet
@@ -180,6 +192,7 @@ def record(sampler: Sampler, *, quiet: bool = False, keep_samples: bool = True) 
         sampler.stop()
     sampler.join()
     profile.metadata.update(sampler.metadata())
+    profile.metadata.update(sources.metadata(profile))
     return profile
 
 
@@ -239,7 +252,14 @@ def run(args: argparse.Namespace) -> int:
         print("spy_magic: error: -f binary streams the recording to -o; drop --recording",
               file=sys.stderr)  # fmt: skip
         return 2
-    # Before anything runs: a bad -o or --recording must not cost the recording.
+    if args.baseline and args.format not in BASELINE_FORMATS:
+        print(f"spy_magic: error: --baseline draws a diff flame graph: use -f html, not "
+              f"{args.format}", file=sys.stderr)  # fmt: skip
+        return 2
+    # Before anything runs: a bad -o, --recording or --baseline must not cost the recording.
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    if args.baseline and baseline is None:
+        return 2
     for flag, path in (("-o", args.output), ("--recording", args.recording)):
         problem = output_problem(path) if path else None
         if problem:
@@ -292,7 +312,9 @@ def run(args: argparse.Namespace) -> int:
                     print(f"spy_magic: ending the command (pid {sampler.pid})", file=sys.stderr)
                     end_command(process)
                 return 1
-            written = _write(args, profile, sampler, output)
+            diff = baseline_diff(profile, baseline, args.baseline) if baseline else None
+            written = _write(args, profile, sampler, output, diff)
+            written = written and (diff is not None or baseline is None)
         except BaseException:
             # Whatever went wrong (a second Ctrl-C while writing included), the command we
             # launched does not outlive us.
@@ -305,14 +327,19 @@ def run(args: argparse.Namespace) -> int:
         return see_command_through(process, signum, exited) or (0 if written else 1)
 
 
-def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, output: str) -> bool:
-    """Write the profile and say how the recording went; False when it went elsewhere than
-    asked (or nowhere: not even the fallback could be written)."""
+def _write(args: argparse.Namespace, profile: Profile, sampler: Sampler, output: str,
+           diff: ProfileDiff | None = None) -> bool:  # fmt: skip
+    """Write the profile (against `diff`'s baseline when given) and say how the recording
+    went; False when it went elsewhere than asked (or nowhere: not even the fallback could
+    be written)."""
     if args.format == "binary":  # streamed while sampling, to a path checked beforehand
         saved_path, problem = os.path.abspath(output), None
     else:
+        options = export_options(args)
+        if diff is not None:
+            options["baseline"] = diff
         try:
-            saved = save(profile, output, args.format, **export_options(args))
+            saved = save(profile, output, args.format, **options)
         except OSError as exc:
             print(f"spy_magic: error: {exc}", file=sys.stderr)
             return False

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 
-from ..profile import Profile
-from ..profile.exports import read_jsonl, write
-from ..profile.recording import MAGIC, RecordingError, read_recording
-from .record import EXTENSIONS, add_output_options, export_options
+from ..profile.exports import write
+from .loading import baseline_diff, load, load_baseline
+from .record import BASELINE_FORMATS, EXTENSIONS, add_output_options, export_options
+
+__all__ = ["add_parser", "default_output", "load", "run"]
 
 
 def add_parser(commands) -> None:
@@ -32,25 +32,6 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def load(path: str) -> tuple[Profile | None, list[str], str | None]:
-    """(profile, warnings, error): the profile is what could be read, None if nothing."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-    jsonl = head.lstrip().startswith(b"{")  # a jsonl profile starts with its JSON header
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            profile: Profile | None = read_jsonl(path) if jsonl else read_recording(path)
-            error = None
-        except RecordingError as exc:
-            profile, error = exc.profile, str(exc)
-            if not head.startswith(MAGIC[:1]) and profile is None:
-                error += " (nor a jsonl profile)"
-        except ValueError as exc:  # read_jsonl keeps nothing of a file it cannot read
-            profile, error = None, f"{exc}; no samples recovered"
-    return profile, [str(w.message) for w in caught], error
-
-
 def default_output(path: str, fmt: str) -> str:
     stem = os.path.basename(path)
     for ext in (".bin", ".jsonl"):
@@ -60,6 +41,15 @@ def default_output(path: str, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.baseline and args.format not in BASELINE_FORMATS:
+        print(f"spy_magic: error: --baseline draws a diff flame graph: use -f html, not "
+              f"{args.format}", file=sys.stderr)  # fmt: skip
+        return 2
+    baseline = None
+    if args.baseline:
+        baseline = load_baseline(args.baseline)
+        if baseline is None:
+            return 2
     try:
         profile, notes, error = load(args.file)
     except OSError as exc:
@@ -75,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
     if os.path.abspath(output) == os.path.abspath(args.file):
         print(f"spy_magic: error: {output} is the input; give another -o", file=sys.stderr)
         return 2
-    write(profile, output, args.format, **export_options(args))
+    options = export_options(args)
+    if baseline is not None:
+        diff = baseline_diff(profile, baseline, args.baseline)
+        if diff is None:
+            error = error or "no diff"
+        else:
+            options["baseline"] = diff
+    write(profile, output, args.format, **options)
     print(
         f"spy_magic: {profile.sample_count} samples in {profile.duration:.2f} s; "
         f"wrote {args.format} to {os.path.abspath(output)}",

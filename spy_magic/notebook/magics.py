@@ -72,6 +72,12 @@ def _spy_parser() -> _Parser:
         help="run the cell in a fresh Python process (isolated: no shared variables)",
     )  # fmt: skip
     parser.add_argument("--python", help="the interpreter for --subprocess (default: this one)")
+    parser.add_argument("--save", metavar="NAME", help="keep this run as NAME for --baseline")
+    parser.add_argument(
+        "--baseline", metavar="NAME",
+        help="colour the flame graph by the change against the run saved as NAME (or a "
+        "recording file)",
+    )  # fmt: skip
     return parser
 
 
@@ -194,6 +200,7 @@ class SpyMagics(Magics):
         self.finished_attachments: dict[int, Profile] = {}
         self._next_attachment = 1
         self._await_threads: set[int] = set()
+        self.saved_runs: dict[str, Profile] = {}  # %%spy --save NAME, for --baseline NAME
 
     # -- %%spy ---------------------------------------------------------------------------------
     @cell_magic
@@ -201,6 +208,7 @@ class SpyMagics(Magics):
         __tracebackhide__ = True  # IPython leaves this frame out of tracebacks
         args = _parse(SPY_PARSER, line)
         _check_output(args, "%%spy")
+        args.baseline_profile = self._baseline_of(args.baseline)
         if args.subprocess:
             return self._spy_subprocess(args, cell)
         if args.python:
@@ -241,7 +249,8 @@ class SpyMagics(Magics):
         profile = trim_profile(
             raw, self._cell_files(), cell_file=filename, cell_threads=cell_threads
         )
-        profile.metadata.update(cell=number, target=f"In [{number}]")
+        profile.metadata.update(cell=number, target=f"In [{number}]",
+                                sources={f"In [{number}]": source})  # the cell heat map's
         if fallback_note:
             profile.metadata["note"] = fallback_note
         if profile.metadata.get("async_warning"):  # said, and the profile shown all the same
@@ -253,6 +262,42 @@ class SpyMagics(Magics):
         if args.return_profile:
             return profile
         return value
+
+    def _baseline_of(self, name: str | None) -> Profile | None:
+        """The run saved as `name`, or the recording file it names; a clear error before
+        the cell runs when it is neither."""
+        if name is None:
+            return None
+        if name in self.saved_runs:
+            return self.saved_runs[name]
+        if os.path.isfile(name):
+            from ..cli.loading import load_baseline
+
+            baseline = load_baseline(name)  # says what was wrong with it
+            if baseline is not None:
+                return baseline
+            raise UsageError(f"%%spy: --baseline {name}: no samples could be read from it")
+        saved = ", ".join(sorted(self.saved_runs)) or "none yet"
+        raise UsageError(f"%%spy: --baseline {name}: no run saved as {name!r} (saved: {saved}; "
+                         "%%spy --save NAME keeps one) and no such file")  # fmt: skip
+
+    def _diff_hook(self, profile: Profile, args: argparse.Namespace):
+        """The diff against --baseline for the report, or None (said why) when the two
+        cannot be compared."""
+        baseline = getattr(args, "baseline_profile", None)
+        if baseline is None:
+            return None
+        from ..profile.diff import DiffError
+
+        try:
+            diff = profile.diff(baseline)
+        except DiffError as exc:
+            print(f"spy_magic: --baseline {args.baseline}: {exc}; showing the profile without "
+                  "a diff", file=sys.stderr)  # fmt: skip
+            return None
+        for note in diff.warnings:
+            print(f"spy_magic: warning: --baseline {args.baseline}: {note}", file=sys.stderr)
+        return diff
 
     def _compile(self, source: str, filename: str):
         """The cell as code: its body, and its last expression apart (to return its value)."""
@@ -345,9 +390,12 @@ class SpyMagics(Magics):
             if args.format == "collapsed":
                 options["threads"] = args.threads
             _save(profile, args, **options)
+        if getattr(args, "save", None):
+            self.saved_runs[args.save] = profile
         if args.quiet:
             return
-        bundle = profile_bundle(profile, title, by="function" if args.function else "line")
+        bundle = profile_bundle(profile, title, by="function" if args.function else "line",
+                                baseline=self._diff_hook(profile, args))  # fmt: skip
         handle = getattr(live, "handle", None)
         if handle is not None:
             handle.update(bundle, raw=True)  # one output per cell: the live view becomes it

@@ -26,7 +26,9 @@ import zlib
 from collections import Counter
 
 from ..profile import Profile
+from ..profile.diff import ProfileDiff
 from ..profile.exports import flame_views, thread_stack_counts
+from ..profile.heatmap import heatmap_sections
 from ..profile.html import render_report
 from ..profile.summary import fmt_duration, summarize
 from ..profile.top import top_rows
@@ -34,6 +36,7 @@ from ..reader import printable
 
 EMBED_MIN_FRACTION = 0.002  # frames under 0.2 % of the samples are merged when embedded
 PNG_MAX_DEPTH = 48
+TIMELINE_BUCKETS = 120  # fewer than a page's 400: the notebook stores every output
 
 
 def top_text(profile: Profile, limit: int = 15) -> str:
@@ -166,18 +169,32 @@ def _palette_png(png: bytes) -> bytes:
     return out.getvalue() if out.tell() < len(png) else png
 
 
-def profile_bundle(profile: Profile, title: str, by: str = "line") -> dict:
+def profile_bundle(profile: Profile, title: str, by: str = "line",
+                   baseline: ProfileDiff | None = None) -> dict:  # fmt: skip
     """The mime bundle for one output (see the module docstring); `by` is the view the
-    flame graph shows first ("line", or "function" for `--function`)."""
+    flame graph shows first ("line", or "function" for `--function`). The report also
+    holds the timeline, the cell heat map (the cell's own lines, from the source the magic
+    put in the metadata) and, given a `baseline` diff, the diff colours and table."""
     summary = summarize(profile)
     png = flame_png(profile)
+    views = flame_views(profile, by=by, min_fraction=EMBED_MIN_FRACTION,
+                        timeline=TIMELINE_BUCKETS)  # fmt: skip
+    sections = []
+    if baseline is not None:
+        views["diff"] = baseline.payload(views["strings"])
+        sections.append(baseline.table_html())
+    cells = [name for name in profile.metadata.get("sources") or {} if name.startswith("In [")]
+    if cells:
+        sections.append(heatmap_sections(profile, files=cells, heading="Cell heat map",
+                                         heat="total"))  # fmt: skip
     report = render_report(
-        flame_views(profile, by=by, min_fraction=EMBED_MIN_FRACTION),
+        views,
         title=title,
         metadata=summary.header_metadata(profile.metadata),
         verdict=summary.verdict,
         kept_up=summary.kept_up,
         fallback_png=png,
+        sections=sections,
     )
     return {
         "text/plain": top_text(profile),

@@ -6,7 +6,9 @@
 - `chrometrace`: Trace Event Format JSON (chrome://tracing, Perfetto): per thread, runs of
   samples sharing a stack become nested B/E events at the real sample times.
 - `jsonl`: every sample as taken, one JSON object per line; `read_jsonl` restores it.
-- `html`: one offline page with the interactive flame graph (`html.py`, `flametree.py`).
+- `html`: one offline page with the interactive flame graph and the timeline (`html.py`,
+  `flametree.py`, `timeline.py`); with `baseline=` a diff flame graph (`diff.py`).
+- `heatmap`: one offline page, every sampled line's share beside its source (`heatmap.py`).
 - `pstats` (`pstats_export.py`), `gecko` (`gecko.py`, the Firefox Profiler) and `binary`
   (`recording.py`: the recording `record -f binary` streams) live in their own modules;
   FORMATS below is the one registry of them all.
@@ -27,7 +29,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, Callable, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Union
 
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from ..reader import Frame, printable
@@ -42,6 +44,9 @@ from .model import (
     thread_label,
 )
 from .pstats_export import to_pstats
+
+if TYPE_CHECKING:
+    from .diff import ProfileDiff
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 JSONL_FORMAT = "spy_magic.profile"
@@ -771,12 +776,15 @@ def flame_views(
     thread_ids: Iterable[int] | None = None,
     idle: bool = True,
     gil_only: bool = False,
+    timeline: int | None = None,
 ) -> dict[str, Any]:
     """What the flame graph shows of a profile: both trees (by line and by function), the
     exact own/total per function, and the time a sample stands for (`build_views`).
-    `by` is the view shown first; `min_fraction` the pruning (flametree's default)."""
-    from .flametree import DEFAULT_MIN_FRACTION, build_views
+    `by` is the view shown first; `min_fraction` the pruning (flametree's default);
+    `timeline` adds a timeline of that many buckets (`timeline.py`)."""
+    from .flametree import DEFAULT_MIN_FRACTION, StringTable, build_views
     from .summary import summarize
+    from .timeline import timeline_json
 
     check_by(by)
     filters = {"pids": pids, "thread_ids": thread_ids, "idle": idle, "gil_only": gil_only}
@@ -791,7 +799,7 @@ def flame_views(
         (stat.name, stat.filename, stat.self_count, stat.total_count)
         for stat in profile.functions(by="function", **filters)
     ]
-    return build_views(
+    views = build_views(
         counts,
         functions,
         by=by,
@@ -799,6 +807,12 @@ def flame_views(
         process_names=names,
         seconds_per_sample=summarize(profile).seconds_per_sample,
     )
+    if timeline:
+        strings = StringTable()
+        strings.table = views["strings"]
+        strings.index = {text: i for i, text in enumerate(strings.table)}
+        views["timeline"] = timeline_json(profile, strings, timeline, **filters)
+    return views
 
 
 def to_html(
@@ -810,23 +824,47 @@ def to_html(
     idle: bool = True,
     gil_only: bool = False,
     title: str | None = None,
+    baseline: Profile | ProfileDiff | None = None,
 ) -> str:
     """One offline page with the interactive flame graph (threads and processes filterable,
-    by line or by function, `by` first), the summary of the recording and the function
-    table."""
+    by line or by function, `by` first), the summary of the recording, the function table
+    and the timeline. With a `baseline` (a Profile, or its `Profile.diff` already made) the
+    graph is coloured by each function's change in own share (`diff.py`), under a table
+    of the largest changes."""
+    from .diff import ProfileDiff
     from .html import render_html
     from .summary import summarize
+    from .timeline import BUCKETS
 
     views = flame_views(profile, by=by, pids=pids, thread_ids=thread_ids, idle=idle,
-                        gil_only=gil_only)  # fmt: skip
+                        gil_only=gil_only, timeline=BUCKETS)  # fmt: skip
     summary = summarize(profile)
+    sections = []
+    name = title or _profile_name(profile)
+    if baseline is not None:
+        diff = baseline if isinstance(baseline, ProfileDiff) else profile.diff(baseline)
+        views["diff"] = diff.payload(views["strings"])
+        sections.append(diff.table_html())
+        if title is None:
+            name = f"{name} against {_profile_name(diff.base)}"
     return render_html(
         views,
-        title=title or _profile_name(profile),
+        title=name,
         metadata=summary.header_metadata(profile.metadata),
         verdict=summary.verdict,
         kept_up=summary.kept_up,
+        sections=sections,
     )
+
+
+def to_heatmap(profile: Profile, *, by: str = "line", title: str | None = None) -> str:
+    """One offline page: every sampled line's share beside its source, a section per file
+    (`heatmap.py`). Lines are its unit whatever `by` (taken so that every view format is
+    called alike)."""
+    from .heatmap import to_heatmap as heatmap_page
+
+    check_by(by)
+    return heatmap_page(profile, title=title)
 
 
 def to_binary(profile: Profile, *, compression: str = "auto") -> bytes:
@@ -847,6 +885,7 @@ FORMATS: dict[str, Callable[..., str | bytes]] = {
     "pstats": to_pstats,
     "gecko": to_gecko,
     "binary": to_binary,
+    "heatmap": to_heatmap,
 }
 LOSSLESS_FORMATS = ("jsonl", "binary")  # every sample as taken: no view options
 # Formats that show samples in time order (or every sample): a profile must keep its

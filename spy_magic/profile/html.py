@@ -26,6 +26,7 @@ import html
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..reader import printable
 from .flametree import VIEWS_FORMAT
 from .summary import fmt_duration, fmt_pct, fmt_rate, fmt_seconds
 
-ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js")
+ASSETS = ("flamegraph.js", "flamegraph.css", "topview.js", "timeline.js")
 EXPORTS_MARKER = "// @@spy-flamegraph-exports@@"
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -72,11 +73,26 @@ def _script_text(js: str) -> str:
 
 def compact_js(js: str) -> str:
     """The script without its comment lines, blank lines and indentation, for inlining
-    (about a sixth smaller). Line by line, so automatic semicolons stay where they were;
-    sound for our files, which hold no template literal or string spanning lines."""
+    (about a sixth smaller). Line by line, so automatic semicolons stay where they were: a
+    line is joined to the next only when it ends in `;`, `{` or `,` (no semicolon can be
+    inserted there) and holds no `//` (no comment can run on into the joined line). Sound
+    for our files, which hold no template literal, string or block comment spanning lines
+    past the header comment."""
     js = re.sub(r"\A\s*/\*.*?\*/", "", js, count=1, flags=re.S)  # the header comment
     kept = (line.strip() for line in js.splitlines())
-    return "\n".join(line for line in kept if line and not line.startswith("//"))
+    out: list[str] = []
+    joinable = False
+    for line in kept:
+        if not line or line.startswith("//"):
+            continue
+        if joinable:
+            out[-1] += line
+        else:
+            out.append(line)
+        joinable = line.endswith((";", "{", ",")) and "//" not in line
+        if joinable and out[-1].count("//"):
+            joinable = False
+    return "\n".join(out)
 
 
 def compact_css(css: str) -> str:
@@ -174,8 +190,9 @@ _BOOT_JS = """
   if (options.maxHeight === 'window') {  // a page: at most the window, less its header
     options.maxHeight = Math.max(420, window.innerHeight - graph.getBoundingClientRect().top - 90);
   }
+  var data = null;
   try {
-    var data = JSON.parse(report.querySelector('script.sfg-data').textContent);
+    data = JSON.parse(report.querySelector('script.sfg-data').textContent);
     options.table = report.querySelector('table.sfg-table');
     SpyFlameGraph.render(graph, data, options);
     var fallback = report.querySelector('.sfg-fallback');
@@ -185,6 +202,14 @@ _BOOT_JS = """
     box.className = 'sfg-error';
     box.textContent = 'Could not show the flame graph: ' + (err && err.stack || err);
     graph.insertBefore(box, graph.firstChild);
+  }
+  var lane = report.querySelector('.sfg-timeline');
+  if (!lane || !data || !data.timeline) return;
+  try {
+    SpyTimeline.render(lane, data.timeline, data.strings);
+  } catch (err) {
+    lane.textContent = 'Could not show the timeline: ' + (err && err.stack || err);
+    lane.className += ' sfg-error';
   }
 })(%s);
 """
@@ -259,17 +284,32 @@ def functions_table(data: dict) -> str:
     )
 
 
+_TIMELINE_HTML = (
+    '<section class="sfg-section sfg-timeline-box"><h3>Timeline</h3>'
+    '<div class="sfg-timeline"><p class="sfg-muted">Per-thread samples over time: shown '
+    "where the report's script runs.</p></div></section>"
+)
+
+
 def _report_body(data: dict, title: str, metadata: dict | None, verdict: str | None,
-                 kept_up: bool, options: dict, graph_inner: str = "") -> str:  # fmt: skip
-    """The header, the graph's place, the table, the data and the scripts: what the page
-    and the notebook output share."""
+                 kept_up: bool, options: dict, graph_inner: str = "",
+                 sections: Sequence[str] = ()) -> str:  # fmt: skip
+    """The header, the graph's place, the table, the timeline's place (when `data` holds
+    one), `sections` (plain HTML: the heat map, a diff's table), the data and the scripts:
+    what the page and the notebook output share."""
+    timeline = "timeline" in data
+    scripts = compact_js(classic_script())
+    if timeline:
+        scripts += "\n" + compact_js(asset("timeline.js"))
     return (
         _header_html(title, header_items(data, dict(metadata or {})), verdict, kept_up)
         + f'<div class="sfg-graph">{graph_inner}</div>'
         + functions_table(data)
+        + (_TIMELINE_HTML if timeline else "")
+        + "".join(sections)
         + '<script type="application/json" class="sfg-data">'
         + f"{_json_for_script(data)}</script>"
-        + f"<script>\n{_script_text(compact_js(classic_script()))}</script>"
+        + f"<script>\n{_script_text(scripts)}</script>"
         + f"<script>{_BOOT_JS % json.dumps(options)}</script>"
     )
 
@@ -281,12 +321,19 @@ def render_html(
     metadata: dict | None = None,
     verdict: str | None = None,
     kept_up: bool = True,
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole page, as a string; it references no file and no URL. `data` is a flame
-    tree or a views payload (`flametree.build_views`); `verdict` a line under the figures."""
-    esc = _esc
+    tree or a views payload (`flametree.build_views`, maybe with a "timeline" and a
+    "diff"); `verdict` a line under the figures; `sections` more plain-HTML sections."""
     body = _report_body(data, title, metadata, verdict, kept_up,
-                        {"height": "auto", "maxHeight": "window", "globalKeys": True})  # fmt: skip
+                        {"height": "auto", "maxHeight": "window", "globalKeys": True},
+                        sections=sections)  # fmt: skip
+    return _page(title, body)
+
+
+def _page(title: str, body: str) -> str:
+    esc = _esc
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -309,6 +356,7 @@ def render_report(
     kept_up: bool = True,
     fallback_png: bytes | None = None,
     max_height: int = 560,
+    sections: Sequence[str] = (),
 ) -> str:
     """The same report as an HTML fragment, for a notebook output: its styles scoped to
     it, the graph sized to its content (at most `max_height` px), and `fallback_png` shown
@@ -321,7 +369,17 @@ def render_report(
             f'src="data:image/png;base64,{encoded}" style="max-width: 100%;">'
         )
     body = _report_body(data, title, metadata, verdict, kept_up,
-                        {"height": "auto", "maxHeight": max_height}, inner)  # fmt: skip
+                        {"height": "auto", "maxHeight": max_height}, inner, sections)  # fmt: skip
 
     css = compact_css(asset("flamegraph.css"))
     return f'<div class="sfg-report"><style>{css}</style>{body}</div>'
+
+
+def render_sections_page(sections: Sequence[str], *, title: str, metadata: dict | None = None,
+                         verdict: str | None = None, kept_up: bool = True) -> str:  # fmt: skip
+    """A page of plain-HTML sections (the line heat map) under the report's header; no
+    script."""
+    items = header_items({"total": (metadata or {}).get("samples", 0), "threads": []},
+                         dict(metadata or {}))  # fmt: skip
+    items = [item for item in items if item[0] != "Threads"]
+    return _page(title, _header_html(title, items, verdict, kept_up) + "".join(sections))

@@ -19,13 +19,16 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from ..engine.sample import RateChange, Sample, SampleError, Trace
 from ..reader import Frame
 from .aggregate import LatenessSummary, TraceStats
 from .flametree import opcode_label
 from .samplelog import SampleLog
+
+if TYPE_CHECKING:
+    from .diff import ProfileDiff
 
 BY_CHOICES = ("line", "function")
 MAX_KEPT_ERRORS = 1000  # errors kept with their timestamps; past that only counted
@@ -545,6 +548,13 @@ class Profile:
             return out
 
     # -- comparison -----------------------------------------------------------------------
+    def diff(self, baseline: Profile) -> ProfileDiff:
+        """This profile against `baseline`: each function's change in self share, and
+        which changes are within sampling noise (`diff.py`; its `to_html` draws them)."""
+        from .diff import diff_profiles
+
+        return diff_profiles(self, baseline)
+
     def _aggregate_key(self) -> tuple:
         return (
             self._count,

@@ -1,0 +1,227 @@
+"""The timeline: per thread, what ran when, in a bounded structure.
+
+A fixed number of time buckets (`buckets`, 400) covers the recording; each bucket of each
+thread counts its stacks. When a sample falls past the last bucket, the bucket width doubles
+and neighbours merge pairwise (downsampling the old spans), so memory depends on the number
+of buckets and distinct stacks, never on the recording's length: it can be fed sample by
+sample as they arrive (`add`), by an aggregating profile that keeps no sample log, or filled
+at the end from a profile's samples (`from_profile`).
+
+Stacks are interned as nodes of one prefix tree (by function: name and file), so a stack is
+one int and the JSON ships each distinct call path once. `to_json` gives, per thread and
+bucket, the stacks seen and the dominant (most frequent) one, which the timeline draws as a
+column of boxes (`js/timeline.js`)::
+
+    {"format": "spy_magic.timeline", "version": 1,
+     "start": 0.0, "width": 0.0125,      # seconds: the first bucket's start, bucket width
+     "buckets": 400,                     # buckets spanned (the last holds the last sample)
+     "samples": [...],                   # sampling moments per bucket (all threads)
+     "nodes": {"parent": [...], "name": [...], "file": [...]},   # the dominant stacks' tree
+     "hidden": 0,                        # threads left out (past MAX_THREADS, the quietest)
+     "threads": [{"pid", "tid", "name",     # per bucket (dense, "buckets" long):
+                  "count": [...],            # the thread's stacks (0: not seen)
+                  "stack": [...],            # the dominant stack's node (-1: none)
+                  "top": [...]}]}            # how many of the stacks it was
+
+Names index the string table the JSON is made with (the flame views' own).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..engine.sample import Sample, Trace
+
+if TYPE_CHECKING:
+    from .model import Profile
+
+FORMAT = "spy_magic.timeline"
+VERSION = 1
+BUCKETS = 400
+MAX_DEPTH = 16  # levels of a dominant stack shipped: where the thread was, not every leaf
+MAX_THREADS = 32  # lanes shipped, busiest first: a 1000-thread server shows its busy ones
+FIRST_WIDTH = 0.001  # seconds: a bucket per ms until the recording outgrows BUCKETS ms
+
+
+class _Lane:
+    __slots__ = ("buckets", "name", "pid", "tid")
+
+    def __init__(self, pid: int, tid: int, name: str | None) -> None:
+        self.pid, self.tid, self.name = pid, tid, name
+        self.buckets: dict[int, Counter] = {}
+
+
+class Timeline:
+    """Per-thread stack counts in `buckets` time buckets (see the module docstring)."""
+
+    def __init__(self, buckets: int = BUCKETS, first_width: float = FIRST_WIDTH) -> None:
+        if buckets < 2 or first_width <= 0:
+            raise ValueError("a timeline needs at least 2 buckets of a positive width")
+        self.size = buckets
+        self.width = first_width
+        self.start: float | None = None
+        self.samples: Counter = Counter()  # sampling moments per bucket
+        self.lanes: dict[tuple[int, int], _Lane] = {}
+        self._node: dict[tuple[int, str, str], int] = {}  # (parent, name, file) -> node
+        self._parent: list[int] = []
+        self._name: list[str] = []
+        self._file: list[str] = []
+        self._depth: list[int] = []
+        self._stacks: dict[tuple, int] = {}  # a trace's frames -> leaf node (shared traces)
+
+    @classmethod
+    def from_profile(cls, profile: Profile, buckets: int = BUCKETS, **filters: Any) -> Timeline:
+        """A timeline filled from a profile's samples (`filters` as `Profile.iter_traces`)."""
+        timeline = cls(buckets)
+        if not profile.samples:
+            return timeline
+        # Start at the width that fits the whole recording, sparing the merges on the way.
+        timeline.width = max(FIRST_WIDTH, profile.duration / (buckets - 1) * 1.0001)
+        last = None
+        for _, sample, trace in profile.iter_traces(**filters):
+            if sample is not last:
+                timeline.tick(sample.timestamp)
+                last = sample
+            timeline.add_trace(sample.timestamp, trace)
+        return timeline
+
+    def _bucket(self, timestamp: float) -> int:
+        if self.start is None:
+            self.start = timestamp
+        index = int((timestamp - self.start) / self.width)
+        while index >= self.size:
+            self._merge()
+            index = int((timestamp - self.start) / self.width)
+        return max(index, 0)
+
+    def _merge(self) -> None:
+        """Double the width: buckets 2k and 2k+1 become bucket k."""
+        self.width *= 2
+        self.samples = _halve(self.samples)
+        for lane in self.lanes.values():
+            merged: dict[int, Counter] = {}
+            for index, counts in lane.buckets.items():
+                target = merged.get(index // 2)
+                if target is None:
+                    merged[index // 2] = counts
+                else:
+                    target.update(counts)
+            lane.buckets = merged
+
+    def tick(self, timestamp: float) -> None:
+        """Count one sampling moment (whatever threads it saw)."""
+        index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
+        self.samples[index] += 1
+
+    def add(self, sample: Sample) -> None:
+        """One sample as it arrives: a collector."""
+        self.tick(sample.timestamp)
+        for trace in sample.traces:
+            self.add_trace(sample.timestamp, trace)
+
+    def add_trace(self, timestamp: float, trace: Trace) -> None:
+        if not trace.frames:
+            return
+        leaf = self._stacks.get(trace.frames)
+        if leaf is None:
+            leaf = -1
+            for frame in reversed(trace.frames):
+                key = (leaf, frame.name, frame.filename)
+                node = self._node.get(key)
+                if node is None:
+                    node = self._node[key] = len(self._parent)
+                    self._parent.append(leaf)
+                    self._name.append(frame.name)
+                    self._file.append(frame.filename)
+                    self._depth.append(self._depth[leaf] + 1 if leaf >= 0 else 0)
+                leaf = node
+            self._stacks[trace.frames] = leaf
+        lane = self.lanes.get((trace.pid, trace.thread_id))
+        if lane is None:
+            lane = self.lanes[(trace.pid, trace.thread_id)] = _Lane(
+                trace.pid, trace.thread_id, trace.thread_name)
+        elif trace.thread_name is not None:
+            lane.name = trace.thread_name
+        index = self._bucket(timestamp)
+        counts = lane.buckets.get(index)
+        if counts is None:
+            counts = lane.buckets[index] = Counter()
+        counts[leaf] += 1
+
+    def to_json(self, strings: Any, max_depth: int = MAX_DEPTH,
+                max_threads: int = MAX_THREADS) -> dict[str, Any]:  # fmt: skip
+        """The JSON the timeline draws (module docstring); `strings` interns a string to
+        its index (a `flametree.StringTable`). Dominant stacks are cut to their outer
+        `max_depth` frames; the `max_threads` threads with the most stacks are shipped
+        (`"hidden"`: how many others were not)."""
+        kept: dict[int, int] = {}  # node -> index in the shipped tree
+        parent: list[int] = []
+        names: list[int] = []
+        files: list[int] = []
+
+        def cut(node: int) -> int:
+            while self._depth[node] >= max_depth:
+                node = self._parent[node]
+            return node
+
+        def ship(node: int) -> int:
+            chain = []
+            while node >= 0 and node not in kept:
+                chain.append(node)
+                node = self._parent[node]
+            for n in reversed(chain):
+                kept[n] = len(parent)
+                parent.append(kept[self._parent[n]] if self._parent[n] >= 0 else -1)
+                names.append(strings(self._name[n]))
+                files.append(strings(self._file[n]))
+            return kept[chain[0]] if chain else kept[node]
+
+        threads = []
+        def weight(lane: _Lane) -> int:
+            return sum(sum(c.values()) for c in lane.buckets.values())
+
+        busiest = sorted(self.lanes.values(), key=lambda ln: (-weight(ln), ln.pid, ln.tid))
+        shown = busiest[:max_threads]
+        for lane in sorted(shown, key=lambda ln: (ln.pid, ln.tid)):
+            spanned = max(self.samples, default=-1) + 1
+            row: dict[str, list[int]] = {"count": [0] * spanned, "stack": [-1] * spanned,
+                                         "top": [0] * spanned}  # fmt: skip
+            for index in sorted(lane.buckets):
+                counts = lane.buckets[index]
+                # The dominant stack, as far as it is shipped: cut stacks that agree on
+                # their outer frames count together.
+                outer: Counter = Counter()
+                for leaf, n in counts.items():
+                    outer[cut(leaf)] += n
+                node, top = max(outer.items(), key=lambda kv: (kv[1], -kv[0]))
+                row["count"][index] = sum(counts.values())
+                row["stack"][index] = ship(node)
+                row["top"][index] = top
+            threads.append({"pid": lane.pid, "tid": lane.tid, "name": lane.name or "", **row})
+        spanned = max(self.samples, default=-1) + 1
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "start": self.start or 0.0,
+            "width": self.width,
+            "buckets": spanned,
+            "samples": [self.samples.get(i, 0) for i in range(spanned)],
+            "nodes": {"parent": parent, "name": names, "file": files},
+            "threads": threads,
+            "hidden": len(self.lanes) - len(shown),
+        }
+
+
+def _halve(counts: Counter) -> Counter:
+    out: Counter = Counter()
+    for index, n in counts.items():
+        out[index // 2] += n
+    return out
+
+
+def timeline_json(profile: Profile, strings: Any, buckets: int = BUCKETS,
+                  **filters: Iterable[int] | bool | None) -> dict[str, Any]:  # fmt: skip
+    """A profile's timeline as JSON, its names in `strings` (a StringTable)."""
+    return Timeline.from_profile(profile, buckets, **filters).to_json(strings)
