@@ -807,7 +807,7 @@ def flame_views(
         process_names=names,
         seconds_per_sample=summarize(profile).seconds_per_sample,
     )
-    if timeline:
+    if timeline and (profile.keep_samples or profile.timeline is not None):
         strings = StringTable()
         strings.table = views["strings"]
         strings.index = {text: i for i, text in enumerate(strings.table)}

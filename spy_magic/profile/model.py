@@ -26,6 +26,7 @@ from ..reader import Frame
 from .aggregate import LatenessSummary, TraceStats
 from .flametree import opcode_label
 from .samplelog import SampleLog
+from .timeline import Timeline
 
 if TYPE_CHECKING:
     from .diff import ProfileDiff
@@ -173,6 +174,8 @@ class Profile:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.keep_samples = bool(keep_samples)
         self._samples: SampleLog | None = SampleLog() if keep_samples else None
+        # Without the samples, the timeline is kept as they arrive (bounded: timeline.py).
+        self.timeline: Timeline | None = None if keep_samples else Timeline()
         self.rate_changes: list[RateChange] = []
         self.errors: list[TimedError] = []  # the first MAX_KEPT_ERRORS, with timestamps
         self._error_counts: Counter[str] = Counter()
@@ -218,6 +221,13 @@ class Profile:
                 pending.append(entry)
             self._pending = pending
             self.trace_count += len(pending)
+            timeline = self.timeline
+            if timeline is not None:
+                timeline.tick(timestamp)
+                for entry in pending:
+                    entry.keys["timeline"] = timeline.add_trace(
+                        timestamp, entry.trace, entry.keys.get("timeline")
+                    )
             if sample.late is not None:
                 self._late.add(sample.late)
             if sample.errors:
@@ -528,6 +538,7 @@ class Profile:
                     traces = [t for t in map(mapped, sample.traces) if t is not None]
                     out.add(Sample(sample.timestamp, traces, sample.late, list(sample.errors)))
             else:
+                out.timeline = None  # its stacks are by function, not trace: not mappable
                 for entry in self._entries:
                     new = mapped(entry.trace)
                     if new is not None:

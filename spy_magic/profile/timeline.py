@@ -43,6 +43,7 @@ BUCKETS = 400
 MAX_DEPTH = 16  # levels of a dominant stack shipped: where the thread was, not every leaf
 MAX_THREADS = 32  # lanes shipped, busiest first: a 1000-thread server shows its busy ones
 FIRST_WIDTH = 0.001  # seconds: a bucket per ms until the recording outgrows BUCKETS ms
+SAMPLES_PER_BUCKET = 3  # shipped buckets hold this many sampling moments on average (gaps rare)
 
 
 class _Lane:
@@ -121,10 +122,14 @@ class Timeline:
         for trace in sample.traces:
             self.add_trace(sample.timestamp, trace)
 
-    def add_trace(self, timestamp: float, trace: Trace) -> None:
+    def add_trace(self, timestamp: float, trace: Trace, leaf: int | None = None) -> int:
+        """Count one thread's stack at `timestamp`; returns its leaf node, which a caller
+        that knows the trace again (the Profile, per distinct stack) passes back as `leaf`
+        to skip hashing its frames. -1: no frames, nothing counted."""
         if not trace.frames:
-            return
-        leaf = self._stacks.get(trace.frames)
+            return -1
+        if leaf is None:
+            leaf = self._stacks.get(trace.frames)
         if leaf is None:
             leaf = -1
             for frame in reversed(trace.frames):
@@ -149,6 +154,26 @@ class Timeline:
         if counts is None:
             counts = lane.buckets[index] = Counter()
         counts[leaf] += 1
+        return leaf
+
+    def coarser(self, buckets: int) -> Timeline:
+        """A copy spanning at most `buckets` buckets (neighbours merged, widths doubled),
+        and wide enough that a bucket holds SAMPLES_PER_BUCKET sampling moments on average:
+        a timeline fed live starts at 1 ms buckets, which at 100 Hz would be mostly gaps."""
+        out = Timeline(self.size, self.width)
+        out.start = self.start
+        out.samples = Counter(self.samples)
+        for key, lane in self.lanes.items():
+            copy = out.lanes[key] = _Lane(lane.pid, lane.tid, lane.name)
+            copy.buckets = {i: Counter(c) for i, c in lane.buckets.items()}
+        out._parent, out._name, out._file, out._depth = (
+            self._parent, self._name, self._file, self._depth)  # fmt: skip  # shared, read only
+        total = sum(out.samples.values())
+        while True:
+            spanned = max(out.samples, default=-1) + 1
+            if spanned <= 1 or (spanned <= buckets and total >= SAMPLES_PER_BUCKET * spanned):
+                return out
+            out._merge()
 
     def to_json(self, strings: Any, max_depth: int = MAX_DEPTH,
                 max_threads: int = MAX_THREADS) -> dict[str, Any]:  # fmt: skip
@@ -223,5 +248,12 @@ def _halve(counts: Counter) -> Counter:
 
 def timeline_json(profile: Profile, strings: Any, buckets: int = BUCKETS,
                   **filters: Iterable[int] | bool | None) -> dict[str, Any]:  # fmt: skip
-    """A profile's timeline as JSON, its names in `strings` (a StringTable)."""
-    return Timeline.from_profile(profile, buckets, **filters).to_json(strings)
+    """A profile's timeline as JSON, its names in `strings` (a StringTable).
+
+    From the samples where the profile kept them (exact, `filters` applied); else from the
+    timeline the profile fed as samples arrived, which holds every thread it kept."""
+    if profile.keep_samples or profile.timeline is None:
+        timeline = Timeline.from_profile(profile, buckets, **filters)
+    else:
+        timeline = profile.timeline
+    return timeline.coarser(buckets).to_json(strings)
