@@ -226,10 +226,11 @@ def _stacks(count: int, depth: int) -> list[Trace]:
 
 
 def test_a_long_recording_of_few_stacks_keeps_memory_flat() -> None:
-    """100,000 samples over 12 stacks (85 frames): what the aggregate holds after 10,000
-    samples is what it holds after 100,000, within a few KB (each sample late, one in five
-    with an error: those summaries are bounded too, and full by then); the sample log,
-    kept, grows."""
+    """2^17 samples over 12 stacks (85 frames): what the aggregate holds after 2^16 samples
+    is what it holds after twice as many, within a few KB (each sample late, one in five
+    with an error: those summaries are bounded too, and full by then; the timeline's
+    buckets, merged pairwise as it doubles its width, fill to the same count at the same
+    phase); the sample log, kept, grows."""
     traces = _stacks(12, 85)
     rng = random.Random(3)
     error = SampleError(1, None, "TornStack", "moved")
@@ -243,19 +244,28 @@ def test_a_long_recording_of_few_stacks_keeps_memory_flat() -> None:
     sizes = {}
     for keep in (False, True):
         profile = Profile(keep_samples=keep)
-        feed(profile, 0, 10_000)
+        # The timeline is bounded by its buckets, not flat within KB (buckets fill, then
+        # merge): measured apart, below and in test_timeline_heatmap.
+        profile.timeline = None
+        feed(profile, 0, 1 << 16)
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            feed(profile, 10_000, 100_000)
+            feed(profile, 1 << 16, 1 << 17)
             sizes[keep] = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
-        assert profile.sample_count == 100_000
+        assert profile.sample_count == 1 << 17
         assert len(profile.errors) == MAX_KEPT_ERRORS
-        assert profile.error_counts() == {"TornStack": 20_000}
+        assert profile.error_counts() == {"TornStack": len(range(0, 1 << 17, 5))}
     assert sizes[False] < 32 * 1024, sizes
-    assert sizes[True] > 100 * sizes[False] + 1_000_000, sizes  # the log: ~24 bytes a sample
+    # The timeline alone over as many samples: its buckets stay within their bound.
+    profile = Profile(keep_samples=False)
+    feed(profile, 0, 1 << 17)
+    lanes = profile.timeline.lanes.values()
+    assert all(len(lane.buckets) <= profile.timeline.size for lane in lanes)
+    assert sum(profile.timeline.samples.values()) == 1 << 17
+    assert sizes[True] > 40 * sizes[False] + 1_000_000, sizes  # the log: ~24 bytes a sample
 
 
 def test_new_objects_for_known_stacks_do_not_grow_the_profile() -> None:

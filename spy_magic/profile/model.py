@@ -174,8 +174,8 @@ class Profile:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.keep_samples = bool(keep_samples)
         self._samples: SampleLog | None = SampleLog() if keep_samples else None
-        # Without the samples, the timeline is kept as they arrive (bounded: timeline.py).
-        self.timeline: Timeline | None = None if keep_samples else Timeline()
+        # The timeline, kept as samples arrive (bounded: timeline.py).
+        self.timeline: Timeline | None = Timeline()
         self.rate_changes: list[RateChange] = []
         self.errors: list[TimedError] = []  # the first MAX_KEPT_ERRORS, with timestamps
         self._error_counts: Counter[str] = Counter()

@@ -250,9 +250,12 @@ def timeline_json(profile: Profile, strings: Any, buckets: int = BUCKETS,
                   **filters: Iterable[int] | bool | None) -> dict[str, Any]:  # fmt: skip
     """A profile's timeline as JSON, its names in `strings` (a StringTable).
 
-    From the samples where the profile kept them (exact, `filters` applied); else from the
-    timeline the profile fed as samples arrived, which holds every thread it kept."""
-    if profile.keep_samples or profile.timeline is None:
+    The timeline the profile fed as samples arrived (every thread it kept); for a view
+    that leaves threads out (`filters`), made again from the samples where it kept them."""
+    selective = any(filters.get(k) for k in ("pids", "thread_ids", "gil_only")) or (
+        filters.get("idle") is False
+    )
+    if profile.timeline is None or (selective and profile.keep_samples):
         timeline = Timeline.from_profile(profile, buckets, **filters)
     else:
         timeline = profile.timeline
