@@ -19,8 +19,10 @@ order turned round on each round, --rounds): `spy_magic record` (pausing, its de
 --record-seconds at --rate. Per run: samples achieved / asked, the sampler process's CPU
 per sample (os.wait4 rusage: start-up, the engine and the output included), samples per
 second of the run's wall time (start-up included), and the threads each sample held
-(~ --threads + 1 when every thread is read). py-spy takes rate x duration samples however
-long that takes: a run is interrupted (SIGINT, it then writes its output) past twice its
+(~ --threads + 1 when every thread is read; py-spy's own count is of thread stacks,
+so its sampling moments are taken as its stacks over --threads + 1). py-spy takes
+rate x duration samples however long that takes: a run is interrupted (SIGINT, it then
+writes its output) past twice its
 duration.
 """
 
@@ -141,6 +143,10 @@ def record_runs(python: str, threads: int, busy: int, seconds: int, rate: int, r
                     text = log.read_text(errors="replace")
                     recording = tool.read(path, text, visit) if path.exists() else None
                     samples = recording.samples if recording else 0
+                    if isinstance(tool, PySpy):
+                        # Its "Samples:" counts thread stacks: sampling moments are those over
+                        # the threads (all of them are in every sample, idle ones included).
+                        samples = round(traces / (threads + 1))
                     out[tool.name].append(
                         (samples, rate * seconds, usage.ru_utime + usage.ru_stime,
                          traces / samples if samples else 0.0, wall)
