@@ -76,6 +76,42 @@ class _Walked:
 
 
 @dataclass
+class _Bag:
+    """What one snapshot's walks leave: memos and walks by thread-state address, the threads
+    whose two copies differed, what the walks read on demand (to re-check, with the thread
+    id of each), and the code objects they used."""
+
+    memos: dict[int, WalkMemo]
+    walked: dict[int, _Walked]
+    changed_early: set[int] = field(default_factory=set)
+    checks: list[Check] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    used: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Snap:
+    """The last snapshot, indexed so that the next one walks only the threads whose bytes
+    moved (StackReader._quick_snapshot)."""
+
+    plan: Plan
+    holder: int
+    tstates: list[int]
+    values: list[tuple[int, ...]]  # each thread state's fields, as unpacked
+    thread_ids: list[int]
+    natives: list[int]
+    threads: list[ThreadStack]
+    index: dict[int, int]  # thread-state address -> its position
+    native_index: dict[int, int]  # native id -> its position
+    owners: dict[int, set[int]]  # span index -> the thread states with bytes in it
+    unknown: set[int]  # spans holding bytes of no thread (the thread list's head, say)
+    regions_of: dict[int, frozenset[int]]  # thread state -> the regions attributed to it
+    native_regions: dict[int, int]  # ≤3.10: where each pthread struct holds its tid
+    unwalked: set[int]  # threads whose last walk failed or tore: walked again
+    named: bool  # every thread had a name
+
+
+@dataclass
 class _Still:
     """The last snapshot, to hand out again while not one byte of its prefetch moves.
 
@@ -133,6 +169,9 @@ class StackReader:
         # is compared with it a block of spans at a time (_moved_spans).
         self._last_raw: tuple[Plan, bytes] | None = None
         self._last_stacks: dict[int, ThreadStack] = {}  # by thread-state address
+        self._snap: _Snap | None = None  # the last snapshot, indexed (_quick_snapshot)
+        self._gil_region = 0  # the address of the GIL state the snapshot reads
+        self._stale = False  # the last snapshot met a code object that changed
         # The kept walks whose planned regions, leads and codes are merged (_keep), each
         # counted by how many of those walks plan it.
         self._merged_walks: dict[int, _Walked] = {}
@@ -414,7 +453,7 @@ class StackReader:
             # Frames made from entries the full code cache dropped: the walker's, the kept
             # walks' and the held-still snapshot's; nothing could re-check their codes now.
             self.walker.forget_frames()
-            self._memos, self._last_walks, self._still = {}, {}, None
+            self._memos, self._last_walks, self._still, self._snap = {}, {}, None, None
         plan = self._plan
         fetch = Fetch(self.mem, plan)
         still = self._still
@@ -438,6 +477,10 @@ class StackReader:
             if process_is_gone(self.pid):
                 raise ProcessExited(self.pid) from None
             raise
+        quick = self._quick_snapshot(fetch, plan, holder, now)
+        if quick is not None:
+            return quick
+        self._snap = None
         # The thread list: (tstate address, its fields in self._tstate_keys order).
         raw_threads: list[tuple[int, tuple[int, ...]]] = []
         seen: set[int] = set()
@@ -509,14 +552,8 @@ class StackReader:
         fresh_states = states.due(still_natives) if still_natives else set()
 
         # The last walks' memos carry over (a walked thread's is replaced, a gone one's dropped).
-        memos: dict[int, WalkMemo] = self._memos
-        walked: dict[int, _Walked] = {}
-        # Threads whose stack differs between the two copies; what the walks read on demand,
-        # to be read again after the walk (with its thread ids).
-        changed_early: set[int] = set()
-        checks: list[Check] = []
-        owners: list[int] = []
-        used: set[int] = set()  # code objects the walks used
+        bag = _Bag(self._memos, {})
+        walked = bag.walked
         threads: list[ThreadStack] = []
         pid, state_slot, attached = self.pid, self._state_slot, self._attached
         last_stacks, last_state = self._last_stacks, states.last
@@ -550,61 +587,29 @@ class StackReader:
                     )
                 threads.append(stack)
                 continue
-            previous_memo = memos.pop(tstate, None)
-            running = states.running(native) if native else None
-            stack = ThreadStack(
-                pid,
-                thread_id,
-                native or None,
-                names.get((thread_id, native)),
-                gil,
-                None if running is None else not running,
-            )
-            threads.append(stack)
-            walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
-            walk_used: set[int] = set()
-            try:
-                stack.frames = tuple(
-                    self._walk(fetch, tstate, values, previous_memo, memos, walk_checks, walk_used)
+            threads.append(
+                self._walk_thread(
+                    fetch, tstate, values, thread_id, native, names.get((thread_id, native)),
+                    gil, bag,
                 )
-                used |= walk_used
-                # Compare against the second copy where there is one; what the walk read on
-                # demand is read again after the walk, and then so is the thread state: stale
-                # frames past the stack's top never change, so only the state locating the
-                # top tells a re-read of them from a stack that really has them. A walk that
-                # used a code loaded during this snapshot is read again as a whole: the code
-                # was read after the copies, and the frames must be seen to hold it after.
-                all_late = self.codes.loaded_now(walk_used)
-                late = False
-                for check in walk_checks:
-                    address, size, spots = check
-                    if not size:
-                        continue
-                    again_bytes = None if all_late else fetch.second_copy(address, size)
-                    if again_bytes is None:
-                        checks.append(check)
-                        owners.append(thread_id)
-                        late = True
-                    elif any(again_bytes[o : o + len(v)] != v for o, v in spots):
-                        changed_early.add(thread_id)
-                        break
-                else:
-                    if late and not all_late:
-                        checks.append(walk_checks[0])
-                        owners.append(thread_id)
-            except TornStack as exc:
-                stack.error = exc
-                changed_early.add(thread_id)  # read across a change: worth another try
-            except MemoryReadError as exc:
-                if process_is_gone(self.pid):
-                    raise ProcessExited(self.pid) from None
-                stack.error = TornStack(str(exc))
-                changed_early.add(thread_id)
-            walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
-        self._keep(kept, fetch, used, walked)
-        changed, stale_codes = self._changed_since(checks, owners, self.codes.due(used))
-        changed |= changed_early
+            )  # fmt: skip
+        self._keep(kept.keys(), kept, fetch, bag.used)
+        walked.update(kept)
         self._states.forget_except({n for n in natives if n})
+        tstates = [t for t, _ in raw_threads]
+        threads, changed = self._finish(fetch, plan, tstates, threads, bag, thread_ids)
+        if self._snap_wanted(fetch, plan, changed):
+            self._snap = self._make_snap(
+                fetch, plan, holder, raw_threads, thread_ids, natives, threads, walked
+            )
+        return threads, changed
+
+    def _finish(self, fetch, plan, tstates, threads, bag: _Bag, thread_ids):
+        """What every snapshot ends with: the late re-reads and code re-checks, the walks and
+        memos kept for the next one, its plan, and the held-still snapshot."""
+        memos, walked = bag.memos, bag.walked
+        changed, stale_codes = self._changed_since(bag.checks, bag.owners, self.codes.due(bag.used))
+        changed |= bag.changed_early
         self.walker.end_snapshot()
         if stale_codes:
             # A cached code's address now holds another object: every frame derived from
@@ -622,20 +627,236 @@ class StackReader:
                     if walk.frames and walk.thread_id in changed:
                         walked[tstate] = replace(walk, frames=())
             self._last_walks = walked
-        self._last_stacks = dict(zip([t for t, _ in raw_threads], threads))
+        self._last_stacks = dict(zip(tstates, threads))
         self._last_raw = (plan, fetch.raw) if fetch.complete and plan is not None else None
         self._plan = fetch.plan(plan)
+        self._stale = stale_codes
         if fetch.complete and not changed and not stale_codes:
-            self._still = _Still(plan, fetch.raw, threads, [t for t, _ in raw_threads], walked)
+            self._still = _Still(plan, fetch.raw, threads, tstates, walked)
         return threads, changed
 
-    def _keep(
+    def _snap_wanted(self, fetch: Fetch, plan: Plan | None, changed: set[int]) -> bool:
+        """Whether the next snapshot may start from this one: read completely by a plan the
+        next one reuses, and no code object found changed."""
+        return plan is not None and fetch.complete and not self._stale and self._plan is plan
+
+    def _make_snap(self, fetch, plan, holder, raw_threads, thread_ids, natives, threads, walked):
+        """The last snapshot, indexed for `_quick_snapshot`: which threads each span of the
+        plan holds bytes of (thread state, walked regions, pthread tid), and the spans that
+        hold anything else (None: nothing could be attributed)."""
+        where, ends = plan.where, plan.span_ends
+        owners: dict[int, set[int]] = {}
+        regions_of: dict[int, frozenset[int]] = {}
+        native_regions: dict[int, int] = {}
+        tid_offset = self._native_ids.offset if self._native_ids is not None else None
+        attributed: set[int] = set()
+        for (tstate, _), thread_id in zip(raw_threads, thread_ids):
+            walk = walked.get(tstate)
+            addresses = [tstate]
+            if walk is not None:
+                addresses += [a for a, _, _ in walk.regions]
+            if tid_offset is not None and thread_id:
+                addresses.append(thread_id + tid_offset)
+                native_regions[thread_id + tid_offset] = 4
+            for address in addresses:
+                hit = where.get(address)
+                if hit is None:
+                    return None
+                owners.setdefault(bisect.bisect_right(ends, hit[0]), set()).add(tstate)
+            attributed.update(addresses)
+            regions_of[tstate] = frozenset(addresses)
+        others = plan.regions.keys() - attributed
+        gil = self._gil_region
+        unknown = {bisect.bisect_right(ends, where[a][0]) for a in others if a != gil}
+        tstates = [t for t, _ in raw_threads]
+        return _Snap(
+            plan=plan,
+            holder=holder,
+            tstates=tstates,
+            values=[v for _, v in raw_threads],
+            thread_ids=list(thread_ids),
+            natives=list(natives),
+            threads=list(threads),
+            index={t: i for i, t in enumerate(tstates)},
+            native_index={n: i for i, n in enumerate(natives) if n},
+            owners=owners,
+            unknown=unknown,
+            regions_of=regions_of,
+            native_regions=native_regions,
+            unwalked={t for t, w in walked.items() if not w.frames},
+            named=all(s.name is not None for s in threads),
+        )
+
+    def _quick_snapshot(self, fetch: Fetch, plan: Plan | None, holder: int, now: float):
+        """A snapshot that walks only the threads whose bytes moved since the last one (by
+        the same plan): every other thread's ThreadStack is handed out again, with a fresh
+        run state where one is due. None when it cannot tell (a span not attributed to a
+        thread moved, the thread list changed, a walk read elsewhere than its thread's
+        regions): then the whole pass is made."""
+        snap = self._snap
+        if (
+            snap is None
+            or snap.plan is not plan
+            or not self._last_walks.keys() >= snap.index.keys()
+        ):
+            return None
+        if not snap.named and self._want_names and now - self._names_at > THREAD_NAME_REFRESH_S:
+            return None  # a thread without a name yet: the whole pass looks for it
+        moved = self._moved_spans(plan, fetch)
+        if moved is None or not moved.isdisjoint(snap.unknown):
+            return None
+        affected: set[int] = set(snap.unwalked)
+        owners = snap.owners
+        for span in moved:
+            who = owners.get(span)
+            if who is not None:
+                affected |= who
+        index = snap.index
+        if holder != snap.holder:
+            affected.update(t for t in (holder, snap.holder) if t in index)
+        raw, where = fetch.raw, plan.where
+        unpack, next_slot, id_slot = self._tstate_unpack, self._next_slot, self._thread_id_slot
+        fresh_values: dict[int, tuple[int, ...]] = {}
+        for tstate in affected:
+            i = index[tstate]
+            values = unpack(raw, where[tstate][0])
+            old = snap.values[i]
+            if values[next_slot] != old[next_slot] or values[id_slot] != old[id_slot]:
+                return None  # the thread list changed
+            if self._native_slot is not None and values[self._native_slot] != snap.natives[i]:
+                return None
+            fresh_values[tstate] = values
+        if self._native_ids is not None and affected:
+            ids = [snap.thread_ids[index[t]] for t in affected]
+            if self._native_ids.resolve(ids, fetch) != [snap.natives[index[t]] for t in affected]:
+                return None
+        # Which of the affected threads' stacks really moved (a span can hold two threads).
+        last, locate, prefetched = self._last_walks, self._locate, where.get
+        to_walk: list[int] = []
+        again: list[int] = []
+        for tstate in affected:
+            before = last.get(tstate)
+            if (
+                before is not None
+                and before.frames
+                and before.locating == locate(fresh_values[tstate])
+            ):
+                spots, _ = self._spots_of(before, prefetched, plan)
+                if spots is not None and all(raw[a:b] == old for a, b, old in spots):
+                    continue
+            if before is not None:
+                again.extend(address for address, _, _ in before.regions)
+            again.append(tstate)
+            to_walk.append(tstate)
+        fetch.copy_again(again)
+        states = self._states
+        walking = set(to_walk)
+        threads = list(snap.threads)
+        state_slot, attached = self._state_slot, self._attached
+        bag = _Bag(self._memos, dict(last))
+        for tstate in affected:
+            i = index[tstate]
+            values = fresh_values[tstate]
+            gil = values[state_slot] == attached if state_slot is not None else tstate == holder
+            if tstate in walking:
+                threads[i] = self._walk_thread(
+                    fetch, tstate, values, snap.thread_ids[i], snap.natives[i],
+                    threads[i].name, gil, bag,
+                )  # fmt: skip
+            elif threads[i].gil is not gil:
+                threads[i] = replace(threads[i], gil=gil)
+        native_index = snap.native_index
+        walking_natives = {snap.natives[index[t]] for t in walking}
+        for native in states.due(native_index.keys() - walking_natives):
+            i = native_index[native]
+            running = states.running(native)
+            idle = None if running is None else not running
+            if threads[i].idle is not idle:
+                threads[i] = replace(threads[i], idle=idle)
+        # The next prefetch: every thread state, the kept walks' regions, the walked ones'
+        # (planned as they read them), the pthread tids, the head and GIL (read above).
+        fetch.plan_leads(snap.tstates, self._tstate_size)
+        fetch.next_regions.update(snap.native_regions)
+        kept = index.keys() - walking
+        self._keep(kept, last, fetch, bag.used)
+        # A walk that read outside what the index gives its thread: index afresh next time.
+        reindex = any(
+            not {a for a, _, _ in bag.walked[t].regions} <= snap.regions_of[t] for t in to_walk
+        )
+        threads, changed = self._finish(fetch, plan, snap.tstates, threads, bag, snap.thread_ids)
+        if not reindex and self._snap_wanted(fetch, plan, changed):
+            for tstate, values in fresh_values.items():
+                snap.values[index[tstate]] = values
+            snap.holder = holder
+            snap.threads = threads
+            snap.unwalked = {t for t in to_walk if not bag.walked[t].frames}
+        else:
+            self._snap = None
+        return threads, changed
+
+    def _walk_thread(
         self,
-        kept: dict[int, _Walked],
         fetch: Fetch,
-        used: set[int],
-        walked: dict[int, _Walked],
-    ) -> None:
+        tstate: int,
+        values: tuple[int, ...],
+        thread_id: int,
+        native: int,
+        name: str | None,
+        gil: bool,
+        bag: _Bag,
+    ) -> ThreadStack:
+        """Walk one thread whose stack moved (or is new), checked against the second copy;
+        what it relied on goes into `bag`."""
+        memos, checks, owners = bag.memos, bag.checks, bag.owners
+        changed_early, used = bag.changed_early, bag.used
+        previous_memo = memos.pop(tstate, None)
+        running = self._states.running(native) if native else None
+        stack = ThreadStack(
+            self.pid, thread_id, native or None, name, gil, None if running is None else not running
+        )
+        walk_checks: list[Check] = [(tstate, self._tstate_size, self._locating_spots(values))]
+        walk_used: set[int] = set()
+        try:
+            stack.frames = tuple(
+                self._walk(fetch, tstate, values, previous_memo, memos, walk_checks, walk_used)
+            )
+            used |= walk_used
+            # Compare against the second copy where there is one; what the walk read on
+            # demand is read again after the walk, and then so is the thread state: stale
+            # frames past the stack's top never change, so only the state locating the
+            # top tells a re-read of them from a stack that really has them. A walk that
+            # used a code loaded during this snapshot is read again as a whole: the code
+            # was read after the copies, and the frames must be seen to hold it after.
+            all_late = self.codes.loaded_now(walk_used)
+            late = False
+            for check in walk_checks:
+                address, size, spots = check
+                if not size:
+                    continue
+                again_bytes = None if all_late else fetch.second_copy(address, size)
+                if again_bytes is None:
+                    checks.append(check)
+                    owners.append(thread_id)
+                    late = True
+                elif any(again_bytes[o : o + len(v)] != v for o, v in spots):
+                    changed_early.add(thread_id)
+                    break
+            else:
+                if late and not all_late:
+                    checks.append(walk_checks[0])
+                    owners.append(thread_id)
+        except TornStack as exc:
+            stack.error = exc
+            changed_early.add(thread_id)  # read across a change: worth another try
+        except MemoryReadError as exc:
+            if process_is_gone(self.pid):
+                raise ProcessExited(self.pid) from None
+            stack.error = TornStack(str(exc))
+            changed_early.add(thread_id)
+        bag.walked[tstate] = self._walked(fetch, tstate, values, memos, walk_checks, stack)
+        return stack
+
+    def _keep(self, kept, walks: dict[int, _Walked], fetch: Fetch, used: set[int]) -> None:
         """The bookkeeping for the threads whose stack held still: their regions planned as
         they were, their code objects re-checked, their walks carried over.
 
@@ -643,11 +864,13 @@ class StackReader:
         joined or left the kept set since are added or taken out: with a thousand threads
         and a few changing ones, merging them all anew each time cost more than the walks.
         A kept walk is always its thread's last walk (a walked thread leaves the set first).
+        `kept`: the kept threads' thread-state addresses (a set or a dict's keys), `walks`
+        their walks.
         """
         merged = self._merged_walks
         planned, counts = self._merged_planned, self._merged_counts
         lead, codes = self._merged_lead, self._merged_codes
-        for tstate in merged.keys() - kept.keys():
+        for tstate in merged.keys() - kept:
             walk = merged.pop(tstate)
             for address in walk.planned:
                 if counts[address] == 1:
@@ -660,8 +883,8 @@ class StackReader:
                         del bag[key]
                     else:
                         bag[key] -= 1
-        for tstate in kept.keys() - merged.keys():
-            walk = merged[tstate] = kept[tstate]
+        for tstate in kept - merged.keys():
+            walk = merged[tstate] = walks[tstate]
             for address, size in walk.planned.items():
                 counts[address] = counts.get(address, 0) + 1
                 if planned.get(address, 0) < size:
@@ -672,7 +895,6 @@ class StackReader:
         fetch.next_regions.update(planned)
         fetch.lead.update(lead)
         used.update(codes)
-        walked.update(kept)
 
     def _moved_spans(self, plan: Plan | None, fetch: Fetch) -> set[int] | None:
         """Indexes of the plan's spans whose bytes differ from the last snapshot's copy;
@@ -755,9 +977,11 @@ class StackReader:
             self.walker.forget_frames()
             self._memos = {}
             self._last_walks = {}
-            self._still = None
+            self._still = self._snap = None
             return None
         still.threads = threads
+        if self._snap is not None and self._snap.tstates == still.tstates:
+            self._snap.threads = threads
         self._last_stacks = dict(zip(still.tstates, threads))
         return threads, set()
 
@@ -865,17 +1089,16 @@ class StackReader:
         layout = self.layout
         runtime = self.interpreter.runtime_address
         if not self.spec.gil_in_interpreter:
-            current = _Q.unpack_from(
-                *fetch.get(runtime + layout["runtime.gilstate_tstate_current"], 8)
-            )[0]
-            return current
+            self._gil_region = runtime + layout["runtime.gilstate_tstate_current"]
+            return _Q.unpack_from(*fetch.get(self._gil_region, 8))[0]
         if self._gil_struct is None:
             self._gil_struct = self.mem.read_u64(self.interp_address + layout["interp.ceval_gil"])
         if not self._gil_struct:
             return 0
         lo = min(layout["gil.locked"], layout["gil.last_holder"])
         hi = max(layout["gil.locked"] + 4, layout["gil.last_holder"] + 8)
-        buf, offset = fetch.get(self._gil_struct + lo, hi - lo)
+        self._gil_region = self._gil_struct + lo
+        buf, offset = fetch.get(self._gil_region, hi - lo)
         locked = _I.unpack_from(buf, offset + layout["gil.locked"] - lo)[0]
         holder = _Q.unpack_from(buf, offset + layout["gil.last_holder"] - lo)[0]
         return holder if locked else 0
