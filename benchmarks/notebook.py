@@ -159,14 +159,31 @@ def measure_slowdown(k: Kernel, rounds: int) -> dict:
 
 
 def measure_display(k: Kernel, rounds: int) -> dict:
-    variants = {"plain": "x = 1", "%%spy": "%%spy\nx = 1", "%%spy -q": "%%spy -q\nx = 1"}
-    out: dict[str, list[float]] = {v: [] for v in variants}
-    k.timed(variants["%%spy"])  # warm: the first report imports matplotlib and friends
+    """Per variant: [(start, finish, total)] seconds beyond a plain `x = 1`: start is the
+    request to the cell body's first line, finish its last line to the reply (the stop,
+    the transfer and the report: "display of a finished cell"). perf_counter is
+    CLOCK_MONOTONIC, one clock for the kernel and this process."""
+    body = (
+        "import time as _bt, json as _bj\n_b0 = _bt.perf_counter()\nx = 1\n"
+        "print(_bj.dumps([_b0, _bt.perf_counter()]))"
+    )
+    variants = {"plain": body, "%%spy": "%%spy\n" + body, "%%spy -q": "%%spy -q\n" + body}
+    out: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    k.run(variants["%%spy"])  # warm: the first report imports matplotlib and friends
     for r in range(rounds):
         for name, source in variants.items():
-            out[name].append(k.timed(source))
+            sent = time.perf_counter()
+            cell = k.run(source)
+            replied = time.perf_counter()
+            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            first, last = json.loads(text.strip().splitlines()[-1])
+            out[name].append((first - sent, replied - last, replied - sent))
         progress(f"display round {r + 1}/{rounds}")
-    return {n: [t - p for t, p in zip(out[n], out["plain"])] for n in variants if n != "plain"}
+    plain = out.pop("plain")
+    return {
+        n: [tuple(a - b for a, b in zip(t, p)) for t, p in zip(times, plain)]
+        for n, times in out.items()
+    }
 
 
 def measure_memory(k: Kernel, minutes: float) -> dict:
