@@ -54,11 +54,15 @@ def _bench_calibrate(seconds):
             return int(n * seconds / took)
         n *= 2
 """
+# Also the CPU the kernel spent outside the cell's thread meanwhile (its own threads: the
+# session's reader, ipykernel's): a figure a busy machine does not blur, unlike wall time.
 TIMED_BODY = """\
 import time as _time, json as _json
-_t0 = _time.perf_counter()
+_t0, _p0, _m0 = _time.perf_counter(), _time.process_time(), _time.thread_time()
 _bench_work(_BENCH_N)
-print(_json.dumps({{"seconds": _time.perf_counter() - _t0}}))"""
+_wall = _time.perf_counter() - _t0
+_other = (_time.process_time() - _p0) - (_time.thread_time() - _m0)
+print(_json.dumps({{"seconds": _wall, "other_cpu": _other}}))"""
 
 
 def _rss_kb(pid: int) -> int | None:
@@ -123,7 +127,7 @@ class Kernel:
 
     def json(self, source: str):
         cell = self.run(source)
-        text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        text = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
         return json.loads(text.strip().splitlines()[-1])
 
     def close(self) -> None:
@@ -138,14 +142,17 @@ def measure_slowdown(k: Kernel, rounds: int) -> dict:
     }
     asked = {"100 Hz": 100.0, "1 kHz": 1000.0}
     times: dict[str, list[float]] = {v: [] for v in variants}
+    other: dict[str, list[float]] = {v: [] for v in variants}  # ms of CPU per s of cell
     rates: dict[str, list[float]] = {v: [] for v in asked}
     names = list(variants)
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             cell = k.run(variants[name] + TIMED_BODY.format())
-            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-            times[name].append(json.loads(text.strip().splitlines()[-1])["seconds"])
+            text = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+            timed = json.loads(text.strip().splitlines()[-1])
+            times[name].append(timed["seconds"])
+            other[name].append(1000 * timed["other_cpu"] / timed["seconds"])
             if name in asked:
                 facts = k.json(
                     "import json\n_p = _\nprint(json.dumps({'n': _p.sample_count, "
@@ -155,7 +162,7 @@ def measure_slowdown(k: Kernel, rounds: int) -> dict:
         progress(f"round {r + 1}/{rounds}: " + ", ".join(
             f"{n} {times[n][-1]:.3f} s" for n in names))  # fmt: skip
     ratios = {n: [s / p for s, p in zip(times[n], times["plain"])] for n in names if n != "plain"}
-    return {"times": times, "ratios": ratios, "rates": rates}
+    return {"times": times, "ratios": ratios, "rates": rates, "other_cpu": other}
 
 
 def measure_display(k: Kernel, rounds: int) -> dict:
@@ -175,7 +182,7 @@ def measure_display(k: Kernel, rounds: int) -> dict:
             sent = time.perf_counter()
             cell = k.run(source)
             replied = time.perf_counter()
-            text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            text = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
             first, last = json.loads(text.strip().splitlines()[-1])
             out[name].append((first - sent, replied - last, replied - sent))
         progress(f"display round {r + 1}/{rounds}")
@@ -259,15 +266,20 @@ def main(argv: list[str] | None = None) -> int:
         r = slow["ratios"][name]
         verdict = "met" if med(r) <= goal else "missed"
         rows.append([f"slowdown {name}", f"≤ {goal:.2f}×", f"{med(r):.3f}×", spread(r), verdict])
+    for name in ("plain", "100 Hz", "1 kHz"):
+        r = slow["other_cpu"][name]
+        rows.append([f"kernel CPU off the cell's thread, {name}", "", f"{med(r):.1f} ms/s",
+                     f"{min(r):.1f}–{max(r):.1f}", ""])  # fmt: skip
     for name in ("100 Hz", "1 kHz"):
         r = slow["rates"][name]
         verdict = "met" if med(r) >= 0.95 else "missed"
         rows.append([f"achieved / asked, {name}", "≥ 0.95", f"{med(r):.3f}", spread(r), verdict])
-    for name, d in display.items():
-        verdict = "met" if med(d) < 0.3 else "missed"
-        rows.append(
-            [f"display of `{name}` on x = 1", "< 0.3 s", f"{med(d):.3f} s", spread(d), verdict]
-        )
+    for name, parts in display.items():
+        for index, what in ((1, "cell end → shown"), (0, "request → cell start"), (2, "in all")):
+            d = [p[index] for p in parts]
+            goal = "< 0.3 s" if index == 1 else ""
+            verdict = ("met" if med(d) < 0.3 else "missed") if index == 1 else ""
+            rows.append([f"`{name}` on x = 1, {what}", goal, f"{med(d):.3f} s", spread(d), verdict])
     say()
     say(f"plain cell: median {med(slow['times']['plain']):.3f} s in the kernel")
     say(md_table(["figure", "goal", "median", "range", "verdict"], rows))
