@@ -999,3 +999,32 @@ def test_helper_refuses_a_kernel_of_another_protocol_version(tmp_path):
         helper.kill()
         helper.wait()
     assert end["type"] == "end" and "protocol 0, this side 1" in end["error"], end
+
+
+def test_in_process_fallback_trims_and_summarises_like_the_helper():
+    """When the kernel cannot be read from outside, the in-process sampler's live view and
+    its final profile are trimmed to the cell's thread and frames too."""
+    pytest.importorskip("IPython")
+    from spy_magic.notebook.cells import CellContext
+    from spy_magic.notebook.magics import _InProcessSession
+
+    cell_file = __file__  # this test's own frames stand for the cell's
+    summaries: list[dict] = []
+    this_thread = frozenset({(os.getpid(), threading.get_ident())})
+    context = CellContext({cell_file: 7}, cell_file, this_thread)
+    session = _InProcessSession({"rate": 200}, context, summaries.append).start()
+
+    def fallback_busy():
+        end = time.perf_counter() + 1.6
+        while time.perf_counter() < end:
+            sum(range(300))
+
+    fallback_busy()
+    profile = session.stop(context)
+    assert summaries, "no live summary in 1.6 s"
+    names = {row[3].rsplit(".", 1)[-1] for row in summaries[-1]["rows"]}
+    assert "fallback_busy" in names, summaries[-1]["rows"]
+    assert all(row[4] == "In [7]" for row in summaries[-1]["rows"]), summaries[-1]["rows"]
+    files = {f.filename for _i, _s, t in profile.iter_traces() for f in t.frames}
+    assert files == {"In [7]"}, files
+    assert profile.metadata["mode"] and profile.sample_count > 50
