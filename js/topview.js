@@ -1,13 +1,15 @@
 /*
- * spy_magic live "top" table: own % / total % / function / location, sortable by clicking
- * a column header. An anywidget ES module: the kernel updates the `rows` trait while a cell
- * or an attachment runs; each row is [own %, total %, function, location].
+ * spy_magic live "top" table: own % / total % / own seconds / function / location,
+ * sortable by clicking a column header. An anywidget ES module: the kernel passes on the
+ * `rows` and `status` the sampling helper sends about once a second while a cell or an
+ * attachment runs; each row is [own %, total %, own seconds, function, location].
  */
 var COLUMNS = [
   { key: 0, label: 'Own %', numeric: true },
   { key: 1, label: 'Total %', numeric: true },
-  { key: 2, label: 'Function', numeric: false },
-  { key: 3, label: 'Location', numeric: false },
+  { key: 2, label: 'Own s', numeric: true, seconds: true },
+  { key: 3, label: 'Function', numeric: false },
+  { key: 4, label: 'Location', numeric: false },
 ];
 
 var CSS = [
@@ -26,6 +28,18 @@ var CSS = [
 
 function fmt(value) {
   return value.toFixed(value >= 10 ? 1 : 2);
+}
+
+// As profile/summary.py's fmt_seconds (and flamegraph.js's fmtSec).
+function fmtSec(s) {
+  if (!(s > 0)) return '0 s';
+  if (s >= 100) return s.toFixed(0) + ' s';
+  if (s >= 10) return s.toFixed(1) + ' s';
+  if (s >= 1) return s.toFixed(2) + ' s';
+  var ms = s * 1000;
+  if (ms >= 10) return ms.toFixed(0) + ' ms';
+  if (ms >= 1) return ms.toFixed(1) + ' ms';
+  return ms.toFixed(2) + ' ms';
 }
 
 function render({ model, el }) {
@@ -69,7 +83,7 @@ function render({ model, el }) {
         var td = document.createElement('td');
         if (column.numeric) {
           td.className = 'num';
-          td.textContent = fmt(row[column.key]);
+          td.textContent = column.seconds ? fmtSec(row[column.key]) : fmt(row[column.key]);
         } else {
           td.textContent = row[column.key];
           td.title = row[column.key];

@@ -404,7 +404,7 @@ def top_status(output) -> tuple[str, int, list[str]]:
     """(status line, samples in it, function names in the rows) of the live top table."""
     status = output.locator(".spy-top-head").inner_text()
     found = re.search(r"(\d+) samples", status)
-    names = output.locator(".spy-top tr td:nth-child(3)").all_inner_texts()
+    names = output.locator(".spy-top tr td:nth-child(4)").all_inner_texts()
     return status, int(found.group(1)) if found else -1, names
 
 
@@ -541,6 +541,9 @@ def test_widgets_render_and_update(frontend, server, browser):
         stop.click()
         attach_out.locator(".sfg canvas").wait_for(state="visible")
         assert attach_out.locator(".spy-top").count() == 0  # the live view was replaced
+        page.wait_for_function(  # and so was the line telling how to stop it
+            "e => !/to stop/.test(e.innerText)", arg=attach_out.element_handle()
+        )
         share = check_flame_graph(attach_out, "busy_loop")
         assert share >= 80, f"busy_loop is in only {share}% of the samples"
         page.mouse.move(5, 5)
@@ -550,11 +553,17 @@ def test_widgets_render_and_update(frontend, server, browser):
         kill_cell = cells.nth(3)
         kill_cell.locator(".cm-content").click()
         page.keyboard.type("busy.kill(); print('busy process ended', busy.wait())")
+        page.keyboard.press("Enter")  # the profile the Stop button ended can be fetched
+        page.keyboard.type("stopped = %spy_stop 1")
+        page.keyboard.press("Enter")
+        page.keyboard.type("print('fetched', type(stopped).__name__, stopped.sample_count > 0)")
         page.keyboard.press("Shift+Enter")
         page.wait_for_function(
-            "e => e.innerText.includes('busy process ended')",
+            "e => e.innerText.includes('fetched')",
             arg=kill_cell.locator(".jp-OutputArea").element_handle(),
         )
+        kill_text = kill_cell.locator(".jp-OutputArea").inner_text()
+        assert "busy process ended" in kill_text and "fetched Profile True" in kill_text, kill_text
         assert not os.path.exists(f"/proc/{pid.group(1)}")  # reaped by busy.wait()
 
         no_error_outputs(page)
@@ -718,6 +727,78 @@ def test_saved_notebook_reopens_with_its_profile(frontend, save_state, server, b
             text = shown.inner_text()
             assert "Error displaying widget" not in text and "model not found" not in text
             copy.screenshot(path=shot("untrusted"))
+        ours = [e for e in errors if OURS.search(e)]
+        assert not ours, ours
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=shot("failure"))
+        print("--- page errors ---\n" + "\n".join(errors))
+        print("--- server log ---\n" + server.log())
+        raise
+    finally:
+        context.close()
+
+
+# --- the live view, caught mid-cell --------------------------------------------------------------
+
+LIVE_CELL = """\
+%%spy
+import time
+
+def live_outer():
+    live_inner()
+
+def live_inner():
+    end = time.perf_counter() + 10
+    while time.perf_counter() < end:
+        sum(range(500))
+
+live_outer()"""
+
+
+@pytest.mark.parametrize("frontend", ["lab", "notebook7"])
+def test_live_view_shows_only_the_cells_functions(frontend, server, browser):
+    """While a %%spy cell runs, its live table lists the cell's own functions only (no
+    ipykernel, zmq, tornado or spy_magic frames; no kernel thread), and its status line
+    gives the elapsed time, the samples and the rate achieved against the asked one."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = lambda what: str(ARTIFACTS / f"jupyter-{frontend}-live-{what}.png")  # noqa: E731
+    name = f"live-{frontend}.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in (LOAD_CELL, LIVE_CELL)]
+    nbformat.write(nb, str(server.root / name))
+    server.set_theme("JupyterLab Light")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    try:
+        kernel = watch_kernel(page)
+        page.goto(server.url + FRONTENDS[frontend][0].format(name=name))
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        cells.nth(1).wait_for(state="visible")
+        wait_for_kernel(page, kernel)
+        cells.nth(0).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.press("Shift+Enter")
+        live = cells.nth(1).locator(".jp-OutputArea")
+        page.wait_for_function(
+            "e => /live_inner/.test(e.innerText) && /[1-9][\\d,]* samples/.test(e.innerText)",
+            arg=live.element_handle(),
+        )
+        status, samples, names = top_status(live)
+        locations = live.locator(".spy-top tr td:nth-child(5)").all_inner_texts()
+        live.screenshot(path=shot("mid-cell"))
+        assert live.locator(".sfg").count() == 0, "caught after the cell, not during it"
+        assert samples > 0 and {"live_inner", "live_outer"} <= set(names), (status, names)
+        assert all(loc.startswith("In [") for loc in locations), list(zip(names, locations))
+        assert re.search(r"\d+\.\d s, [\d,]+ samples, [\d,]+ Hz of 100 asked", status), status
+        # The finished report then replaces it.
+        live.locator(".sfg canvas").wait_for(state="visible", timeout=120_000)
+        assert live.locator(".spy-top").count() == 0
+        no_error_outputs(page)
         ours = [e for e in errors if OURS.search(e)]
         assert not ours, ours
     except BaseException:

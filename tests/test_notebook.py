@@ -459,8 +459,13 @@ print(json.dumps(background.pid))
 STOP_BACKGROUND = "background.kill(); background.wait()"
 
 
+def shown_text(cell) -> str:
+    """What the cell's display outputs read as text (after nbclient applied their updates)."""
+    return "".join(o["data"].get("text/plain", "") for o in displays(cell))
+
+
 def _attachment_number(cell) -> int:
-    match = re.search(r"as attachment (\d+)", nk.stdout(cell))
+    match = re.search(r"as attachment (\d+)", shown_text(cell))
     assert match, cell.outputs
     return int(match.group(1))
 
@@ -486,11 +491,17 @@ def test_attach_returns_at_once_and_stop_returns_the_profile(nb):
     assert facts["pids"] == [pid], facts["pids"]
     assert facts["sample_count"] > 50, facts["sample_count"]
     assert {"function_a", "function_b"} <= set(shares(facts)), facts["functions"][:5]
-    # %spy_stop replaced the attachment's live output with the final bundle.
+    # %spy_stop replaced the attachment's live output with the final bundle, and the
+    # "%spy_stop N to stop" line with nothing: a saved notebook does not keep it.
     assert set(final_bundle(attach)) == PROFILE_MIMES, sorted(final_bundle(attach))
     assert "function_a" in final_bundle(attach)["text/plain"]
-    again = nb.run(f"%spy_stop {number}")
-    assert nk.stderr(again).startswith("UsageError"), again.outputs
+    assert "to stop" not in shown_text(attach), shown_text(attach)
+    # A stopped attachment's profile can be fetched again; an unknown one is an error.
+    again = nb.run(f"again = %spy_stop {number}\nprint(again is attached)")
+    assert errors(again) == [] and nk.stdout(again).strip() == "True", again.outputs
+    unknown = nb.run(f"%spy_stop {number + 50}")
+    assert nk.stderr(unknown).startswith("UsageError"), unknown.outputs
+    assert f"no attachment {number + 50}" in nk.stderr(unknown)
 
 
 def test_attachment_that_ends_by_itself_updates_its_display(nb):
@@ -527,9 +538,16 @@ def test_attachment_that_ends_by_itself_updates_its_display(nb):
         assert update is not None, "the display was not updated when the attachment ended"
         assert set(update) == PROFILE_MIMES, sorted(update)
         assert "function_a" in update["text/plain"], update["text/plain"]
-        # It is no longer running: %spy_stop says so.
+        # It is no longer running: %spy_stop says so, and fetches its profile by number.
         left = nb.run("%spy_stop")
         assert "no attachment is running" in nk.stdout(left), left.outputs
+        last = re.search(r"%spy_stop (\d+) returns the profile of the last one", nk.stdout(left))
+        assert last, nk.stdout(left)
+        fetched = nb.json(
+            f"ended_by_itself = %spy_stop {last.group(1)}\nprint(_spy_facts(ended_by_itself))"
+        )
+        assert fetched["class"] == "spy_magic.profile.model.Profile", fetched["class"]
+        assert fetched["sample_count"] > 10 and "function_a" in shares(fetched), fetched
     finally:
         kc.stop_channels()
         nb.run(STOP_BACKGROUND)
@@ -548,6 +566,153 @@ def test_spy_dump_prints_the_stacks(nb):
     assert errors(cell) == [] and nk.stderr(cell) == "", cell.outputs
     text = nk.stdout(cell)
     assert f"Process {pid}" in text and "function_a" in text, text
+
+
+def test_spy_dump_json(nb):
+    pid = nb.json(START_BACKGROUND)
+    try:
+        for _attempt in range(20):  # until the script is past its start (a slow machine)
+            time.sleep(0.25)
+            cell = nb.run(f"%spy_dump --json {pid}")
+            if "function_a" in nk.stdout(cell):
+                break
+    finally:
+        nb.run(STOP_BACKGROUND)
+    assert errors(cell) == [] and nk.stderr(cell) == "", cell.outputs
+    threads = json.loads(nk.stdout(cell))
+    names = {f["name"] for t in threads for f in t["frames"]}
+    assert "function_a" in names, names
+    bad = nb.run("%spy_dump --xml 1")
+    assert "usage: %spy_dump [--json] PID" in nk.stderr(bad), bad.outputs
+
+
+def test_attach_to_a_non_python_pid_fails_at_once(nb):
+    """As fast as the command line: no waiting out --start-timeout for a process that has
+    run a while and is not Python (here a 30 s timeout that a retry would wait out)."""
+    pid = nb.json(
+        "import json, subprocess, time\nnot_python = subprocess.Popen(['sleep', '60'])\n"
+        "time.sleep(1.5)\nprint(json.dumps(not_python.pid))"
+    )
+    try:
+        started = time.monotonic()
+        cell = nb.run(f"%spy_attach {pid} --start-timeout 30")
+        took = time.monotonic() - started
+    finally:
+        nb.run("not_python.kill(); not_python.wait()")
+    assert nk.stderr(cell).startswith("UsageError"), cell.outputs
+    assert "is not running CPython" in nk.stderr(cell), nk.stderr(cell)
+    assert took < 15, f"%spy_attach took {took:.1f} s to refuse a non-Python process"
+    gone = nb.run(f"%spy_attach {2**22 + 12345}")
+    assert "no process" in nk.stderr(gone).lower() or "No such" in nk.stderr(gone), gone.outputs
+
+
+def test_rate_above_the_maximum_is_clamped_with_a_stated_line(nb):
+    cell = nb.run("%%spy -r -q --rate 100000\nimport time\ntime.sleep(0.3)")
+    assert errors(cell) == [], cell.outputs
+    said = nk.stderr(cell)
+    assert "--rate 100000 is above the 10000 Hz" in said and "sampling at 10000 Hz" in said, said
+    facts = nb.json(f"print(_spy_facts(Out[{cell.execution_count}]))")
+    assert facts["metadata"]["rate"] == 10000, facts["metadata"]
+
+
+def test_no_samples_says_why_and_what_to_do(nb):
+    """A cell far shorter than the sampling period: the header and (with -q) stderr say so
+    and suggest a higher rate; the cell's result is kept."""
+    quiet = nb.run("%%spy -q --rate 1\nshort_value = 6 * 7")
+    hint = nk.stderr(quiet)
+    assert "no samples of the cell" in hint and "try --rate" in hint, quiet.outputs
+    shown = nb.run("%%spy --rate 1\nshort_value = 6 * 7")
+    html = final_bundle(shown)["text/html"]
+    assert "no samples of the cell" in html and "try --rate" in html
+    assert result_text(nb.run("short_value")) == "42"
+
+
+DEEP_FAST_SOURCE = """\
+%%spy -r --rate 10000
+import time
+
+def deep_fast(n):
+    if n:
+        return deep_fast(n - 1)
+    end = time.perf_counter() + 2.5
+    while time.perf_counter() < end:
+        pass
+
+deep_fast(400)
+"""
+
+
+def test_a_lowered_rate_is_told_in_the_final_header(nb):
+    """10 kHz on a 400-frame stack is more than the sampler can read, so the load
+    adaptation lowers the rate; the final header must say so in words."""
+    cell = nb.run(DEEP_FAST_SOURCE)
+    assert errors(cell) == [], cell.outputs
+    changes = nb.json(
+        f"import json\nprint(json.dumps([[c.old_rate, c.new_rate] for c in "
+        f"Out[{cell.execution_count}].rate_changes]))"
+    )
+    if not any(new < old for old, new in changes):
+        pytest.skip(f"the sampler kept up with 10 kHz here ({changes}): nothing to tell")
+    bundle = final_bundle(cell)
+    assert "rate lowered 10000 →" in bundle["text/html"], bundle["text/html"][:3000]
+    assert "the sampler could not keep up" in bundle["text/plain"], bundle["text/plain"]
+
+
+LIVE_SOURCE = """\
+%%spy --rate 200
+import time
+
+def live_outer():
+    live_inner()
+
+def live_inner():
+    end = time.perf_counter() + 4
+    while time.perf_counter() < end:
+        sum(range(500))
+
+live_outer()
+"""
+
+
+def test_live_view_shows_only_the_cells_functions(nb):
+    """The live table, as the kernel sends it while the cell runs: only the cell's frames
+    (no ipykernel, zmq, tornado or spy_magic ones, no idle kernel thread), with elapsed
+    time, samples and the achieved and asked rate in its status."""
+    kc = nb.blocking_client()
+    updates: list[dict] = []
+    try:
+        kc.wait_for_ready(timeout=60)
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                try:
+                    msg = kc.get_iopub_msg(timeout=0.5)
+                except Exception:
+                    continue
+                if msg["msg_type"] == "comm_msg":
+                    state = msg["content"].get("data", {}).get("state", {})
+                    if "rows" in state or "status" in state:
+                        updates.append(state)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        cell = nb.run(LIVE_SOURCE)
+        done.set()
+        watcher.join()
+    finally:
+        kc.stop_channels()
+    assert errors(cell) == [], cell.outputs
+    rows = [u["rows"] for u in updates if u.get("rows")]
+    assert rows, f"no live update with rows: {updates[:3]}"
+    for table in rows:
+        for _own, _total, _seconds, function, location in table:
+            assert location.startswith("In ["), (function, location, table)
+            assert not any(m in location for m in MACHINERY), (function, location)
+    assert {"live_inner", "live_outer"} <= {r[3] for r in rows[-1]}, rows[-1]
+    statuses = [u["status"] for u in updates if "samples" in u.get("status", "")]
+    assert statuses, [u.get("status") for u in updates]
+    assert re.search(r"\d+\.\d s, [\d,]+ samples, [\d,]+ Hz of 200 asked", statuses[-1]), statuses
 
 
 # --- --subprocess ------------------------------------------------------------------------------
@@ -836,3 +1001,132 @@ def test_save_then_baseline_diffs_the_cell_against_the_saved_run(nb):
     here = f"In [{after.execution_count}]"
     assert "Cell heat map" in report and f'data-file="{here}"' in report
     assert "growing_work(0.8)" in report
+
+
+# --- the kernel <-> helper protocol (no kernel needed) ------------------------------------------
+
+
+def _recorded_profile():
+    """A real recording of a child process, with a rate change added: what a helper sends."""
+    import subprocess
+    import sys
+
+    from spy_magic.engine import RateChange, Sampler
+    from spy_magic.profile import Profile
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)"])
+    try:
+        profile = Profile({"note": "x", "rate": 500.0})
+        with Sampler(child.pid, rate=500) as sampler:
+            deadline = time.monotonic() + 10
+            for sample in sampler:
+                profile.add(sample)
+                if profile.sample_count >= 200 or time.monotonic() > deadline:
+                    break
+        profile.add_rate_change(RateChange(0.2, 500.0, 250.0, "the sampler could not keep up"))
+    finally:
+        child.kill()
+        child.wait()
+    return profile
+
+
+def test_protocol_profile_round_trip_is_lossless():
+    from spy_magic.notebook import protocol
+
+    profile = _recorded_profile()
+    assert profile.sample_count > 0
+    wire = protocol.encode("profile", profile=protocol.encode_profile(profile))
+    assert "\n" not in wire
+    back = protocol.decode_profile(protocol.decode(wire, protocol.HELPER_MESSAGES)["profile"])
+    assert back.sample_count == profile.sample_count
+    assert list(back.samples) == list(profile.samples)
+    assert back.rate_changes == profile.rate_changes
+    assert back.metadata == profile.metadata
+    assert back.functions(by="function") == profile.functions(by="function")
+
+
+def test_protocol_refuses_another_version_and_broken_messages():
+    from spy_magic.notebook import protocol
+
+    with pytest.raises(protocol.ProtocolError, match=r"protocol 99, this side 1: .*restart"):
+        protocol.check_version({"type": "hello", "protocol": 99}, "the sampling helper")
+    protocol.check_version({"type": "hello", "protocol": protocol.PROTOCOL_VERSION}, "x")
+    with pytest.raises(protocol.ProtocolError, match="not a message"):
+        protocol.decode('{"type": "sam', protocol.HELPER_MESSAGES)
+    with pytest.raises(protocol.ProtocolError, match="unexpected message"):
+        protocol.decode('{"type": "go"}', protocol.HELPER_MESSAGES)  # the kernel's, not ours
+    with pytest.raises(protocol.ProtocolError, match="profile format"):
+        protocol.decode_profile({"format": 0})
+    with pytest.raises(protocol.ProtocolError, match="not an encoded profile"):
+        protocol.decode_profile({"format": protocol.PROFILE_FORMAT, "strings": []})
+
+
+def test_cell_context_round_trip_and_bad_input():
+    from spy_magic.notebook.cells import CellContext
+
+    context = CellContext({"/tmp/ipykernel_1/2.py": 3}, "/tmp/ipykernel_1/2.py",
+                          frozenset({(10, 20), (10, 30)}))  # fmt: skip
+    assert CellContext.from_json(json.loads(json.dumps(context.to_json()))) == context
+    for bad, says in (
+        ([], "must be an object"),
+        ({"cell_files": {"a": "3"}, "cell_file": None, "cell_threads": []}, "cell_files"),
+        ({"cell_files": {}, "cell_file": 3, "cell_threads": []}, "cell_file"),
+        ({"cell_files": {}, "cell_file": None, "cell_threads": [[1]]}, "cell_threads"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            CellContext.from_json(bad)
+
+
+def test_helper_refuses_a_kernel_of_another_protocol_version(tmp_path):
+    """A helper told to go in another protocol version ends with an error saying so, and
+    RemoteSession reports a helper of another version as a clear SessionError."""
+    import subprocess
+    import sys
+
+    from spy_magic.notebook import protocol
+
+    env = dict(os.environ, PYTHONPATH=str(nk.REPO))
+    helper = subprocess.Popen(
+        [sys.executable, "-m", "spy_magic.notebook.helper", "--pid", str(os.getpid())],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        hello = protocol.decode(helper.stdout.readline(), protocol.HELPER_MESSAGES)
+        assert hello == {"type": "hello", "protocol": protocol.PROTOCOL_VERSION}
+        helper.stdin.write(protocol.encode("go", protocol=0, context=None) + "\n")
+        helper.stdin.flush()
+        end = protocol.decode(helper.stdout.readline(), protocol.HELPER_MESSAGES)
+        assert helper.wait(30) == 2
+    finally:
+        helper.kill()
+        helper.wait()
+    assert end["type"] == "end" and "protocol 0, this side 1" in end["error"], end
+
+
+def test_in_process_fallback_trims_and_summarises_like_the_helper():
+    """When the kernel cannot be read from outside, the in-process sampler's live view and
+    its final profile are trimmed to the cell's thread and frames too."""
+    pytest.importorskip("IPython")
+    from spy_magic.notebook.cells import CellContext
+    from spy_magic.notebook.magics import _InProcessSession
+
+    cell_file = __file__  # this test's own frames stand for the cell's
+    summaries: list[dict] = []
+    this_thread = frozenset({(os.getpid(), threading.get_ident())})
+    context = CellContext({cell_file: 7}, cell_file, this_thread)
+    session = _InProcessSession({"rate": 200}, context, summaries.append).start()
+
+    def fallback_busy():
+        end = time.perf_counter() + 1.6
+        while time.perf_counter() < end:
+            sum(range(300))
+
+    fallback_busy()
+    profile = session.stop(context)
+    assert summaries, "no live summary in 1.6 s"
+    names = {row[3].rsplit(".", 1)[-1] for row in summaries[-1]["rows"]}
+    assert "fallback_busy" in names, summaries[-1]["rows"]
+    assert all(row[4] == "In [7]" for row in summaries[-1]["rows"]), summaries[-1]["rows"]
+    files = {f.filename for _i, _s, t in profile.iter_traces() for f in t.frames}
+    assert files == {"In [7]"}, files
+    assert profile.metadata["mode"] and profile.sample_count > 50

@@ -22,7 +22,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
 
-from ..engine import Trace
+from ..engine import Sample, Trace
 from ..profile import Profile
 from ..reader import Frame
 
@@ -170,6 +170,72 @@ def trim_trace(
     return dataclasses.replace(trace, frames=tuple(namer.frame(f) for f in frames))
 
 
+@dataclasses.dataclass(frozen=True)
+class CellContext:
+    """What trimming needs to know about the cell being profiled, as the kernel sees it.
+
+    `cell_files`: every cell's compiled file name -> its n in In [n]; `cell_file`: the running
+    cell's; `cell_threads`: the (pid, thread id) pairs running the cell itself. The kernel
+    sends it to the helper (as JSON: `to_json`), which trims there.
+    """
+
+    cell_files: Mapping[str, int]
+    cell_file: str | None = None
+    cell_threads: frozenset[tuple[int, int]] = frozenset()
+
+    def to_json(self) -> dict:
+        return {
+            "cell_files": dict(self.cell_files),
+            "cell_file": self.cell_file,
+            "cell_threads": sorted([pid, tid] for pid, tid in self.cell_threads),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> CellContext:
+        """The context `to_json` wrote; ValueError naming what is wrong otherwise."""
+        if type(data) is not dict:
+            raise ValueError(f"a cell context must be an object, got {type(data).__name__}")
+        files, cell_file, threads = (
+            data.get("cell_files"), data.get("cell_file"), data.get("cell_threads")
+        )
+        if type(files) is not dict or not all(
+            type(k) is str and type(v) is int for k, v in files.items()
+        ):
+            raise ValueError("cell_files must map file names to cell numbers")
+        if cell_file is not None and type(cell_file) is not str:
+            raise ValueError("cell_file must be a file name or null")
+        if type(threads) is not list or not all(
+            type(t) is list and len(t) == 2 and all(type(x) is int for x in t) for t in threads
+        ):
+            raise ValueError("cell_threads must be a list of [pid, thread id]")
+        return cls(files, cell_file, frozenset((pid, tid) for pid, tid in threads))
+
+
+class Trimmer:
+    """Trims samples one at a time with one context (see `trim_trace`), each distinct trace
+    once: the engine shares one Trace per repeated stack, and so does the result."""
+
+    def __init__(self, context: CellContext) -> None:
+        self.context = context
+        self._namer = CellNamer(context.cell_files)
+        # id(trace) -> (the trace itself: kept so the id is never reused, its trimmed form)
+        self._trimmed: dict[int, tuple[Trace, Trace | None]] = {}
+
+    def sample(self, sample: Sample) -> Sample:
+        traces = []
+        for trace in sample.traces:
+            known = self._trimmed.get(id(trace))
+            if known is None:
+                ctx = self.context
+                known = self._trimmed[id(trace)] = (
+                    trace,
+                    trim_trace(trace, self._namer, ctx.cell_threads, ctx.cell_file),
+                )
+            if known[1] is not None:
+                traces.append(known[1])
+        return Sample(sample.timestamp, traces, sample.late, list(sample.errors))
+
+
 def trim_profile(
     profile: Profile,
     cell_files: Mapping[str, int],
@@ -178,8 +244,46 @@ def trim_profile(
     cell_file: str | None = None,
 ) -> Profile:
     """A new profile with kernel machinery trimmed and cell frames named (see module doc)."""
-    namer = CellNamer(cell_files)
-    cell_threads = frozenset(cell_threads)
+    return trim_with(profile, CellContext(dict(cell_files), cell_file, frozenset(cell_threads)))
+
+
+def trim_with(profile: Profile, context: CellContext) -> Profile:
+    """`trim_profile` with a CellContext."""
+    namer = CellNamer(context.cell_files)
     # Each distinct Trace is trimmed once (the engine shares one per repeated stack), and
     # a profile that kept only aggregates is trimmed as such.
-    return profile.map_traces(lambda trace: trim_trace(trace, namer, cell_threads, cell_file))
+    return profile.map_traces(
+        lambda trace: trim_trace(trace, namer, context.cell_threads, context.cell_file)
+    )
+
+
+class LiveTrim:
+    """The trimmed profile of a recording still running: each sample trimmed as it comes
+    (by the sampler's collector), with the context the kernel last sent. A new context
+    (a thread started running the cell, a cell compiled) trims again from `raw`."""
+
+    def __init__(self, raw: Profile, context: CellContext | None) -> None:
+        self.raw = raw
+        self.context = context
+        self._trimmer = None if context is None else Trimmer(context)
+        self.profile = raw if context is None else Profile()
+
+    def add(self, sample: Sample) -> None:
+        """Called with each sample after `raw` got it."""
+        if self._trimmer is not None:
+            self.profile.add(self._trimmer.sample(sample))
+
+    def retrim(self, context: CellContext | None) -> None:
+        """Trim with `context` from now on, and what was sampled so far again. Call it
+        between `add`s (on the thread that adds), never during one."""
+        if context == self.context:
+            return
+        self.context = context
+        if context is None:
+            self._trimmer, self.profile = None, self.raw
+            return
+        self._trimmer = Trimmer(context)
+        profile = Profile()
+        for sample in self.raw.samples:
+            profile.add(self._trimmer.sample(sample))
+        self.profile = profile

@@ -1,19 +1,16 @@
-"""The sampling helper: a separate process that samples a pid and streams samples back.
+"""The sampling helper: a separate process that samples a pid and does all the work.
 
 A kernel that sampled itself from a thread would see its own stacks through the GIL (only
-where threads let it go) and would slow the cell it measures. So the kernel starts this
-helper, which reads the kernel from outside, and streams samples as JSON lines on stdout:
+where threads let it go) and would slow the cell it measures; a kernel that received every
+sample would still spend its CPU (and its GIL) decoding them. So the kernel starts this
+helper, which reads the kernel from outside, trims the kernel's machinery off every stack
+(`cells.py`, with the context the kernel sends), aggregates, and sends back only a small
+summary about once a second and the finished profile at the end (`protocol.py`).
 
-    {"type": "started", "python_version": "3.11.7"}
-    {"type": "trace", "id": 0, ...}      (each distinct stack once, before its first use)
-    {"type": "sample", ...}              (see spy_magic.profile.exports.SampleEncoder)
-    {"type": "rate_change", ...}
-    {"type": "end", "metadata": {...}, "error": null}
-
-It waits for "go" on stdin before reading (so the kernel can first grant it ptrace access),
-and stops on "stop", when stdin closes or stdout breaks, and when the kernel that started it
-(`--parent`) is gone, even if a process the kernel forked still holds the pipes open (see
-ParentWatch).
+It says hello first, waits for "go" before reading (so the kernel can first grant it ptrace
+access), and stops on "stop", when stdin closes or stdout breaks, and when the kernel that
+started it (`--parent`) is gone, even if a process the kernel forked still holds the pipes
+open (see ParentWatch).
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
@@ -30,37 +26,34 @@ import time
 
 from ..cli.options import add_sampling_options, sampler_options
 from ..engine import Sampler
-from ..profile.exports import SampleEncoder, encode_rate_change
+from ..profile import Profile
+from . import protocol
+from .cells import CellContext, LiveTrim
 
-FLUSH_EVERY_S = 0.05
+SUMMARY_EVERY_S = 1.0  # how often the live view hears from us
 PARENT_POLL_S = 0.2  # how often the parent is checked (SIGHUP makes it at once)
 EXIT_GRACE_S = 1.0  # for the sampler to let go of the target once the parent is gone
 PR_SET_PDEATHSIG = 1
 
 
 class LineWriter:
-    """Writes records to stdout from the processing thread, flushing a few times a second.
-
-    Once stdout breaks (nobody reads any more) it writes nothing and calls `on_broken`.
-    """
+    """Writes messages to stdout, each flushed at once (there are about one a second), from
+    any thread. Once stdout breaks (nobody reads any more) it writes nothing and calls
+    `on_broken`."""
 
     def __init__(self, stream) -> None:
         self.stream = stream
         self.lock = threading.Lock()
-        self.flushed_at = time.monotonic()
         self.broken = False
         self.on_broken = None
 
-    def write(self, line: str, *, flush: bool = False) -> None:
+    def write(self, line: str) -> None:
         with self.lock:
             if self.broken:
                 return
             try:
                 self.stream.write(line + "\n")
-                now = time.monotonic()
-                if flush or now - self.flushed_at > FLUSH_EVERY_S:
-                    self.stream.flush()
-                    self.flushed_at = now
+                self.stream.flush()
             except (OSError, ValueError):
                 self.broken = True
         if self.broken and self.on_broken is not None:
@@ -125,6 +118,48 @@ class ParentWatch:
         os._exit(0)
 
 
+class Recording:
+    """What the helper keeps: every sample as read (`raw`), the same trimmed for the cell
+    (`live`), and the context to trim with, which the kernel may change while it runs."""
+
+    def __init__(self, context: CellContext | None) -> None:
+        self.raw = Profile()
+        self.live = LiveTrim(self.raw, context)
+        self._pending: list[CellContext | None] = []  # from the stdin thread
+        self._lock = threading.Lock()
+
+    def add(self, sample) -> None:
+        """The sampler's collector (its processing thread)."""
+        if self._pending:
+            with self._lock:
+                context = self._pending[-1]
+                self._pending.clear()
+            self.live.retrim(context)
+        self.raw.add(sample)
+        self.live.add(sample)
+
+    def set_context(self, context: CellContext | None) -> None:
+        with self._lock:
+            self._pending.append(context)
+
+    def finish(self, sampler: Sampler) -> Profile:
+        """The finished, trimmed profile (once the sampler has ended: no more `add`s)."""
+        with self._lock:
+            if self._pending:
+                self.live.retrim(self._pending[-1])
+                self._pending.clear()
+        profile = self.live.profile
+        profile.metadata.update(sampler.metadata())
+        for change in sampler.rate_changes:
+            profile.add_rate_change(change)
+        return profile
+
+
+def _context(message: dict) -> CellContext | None:
+    data = message.get("context")
+    return None if data is None else CellContext.from_json(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spy_magic.notebook.helper")
     parser.add_argument("--pid", type=int, required=True)
@@ -137,39 +172,61 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     watch = ParentWatch(args.parent, die_with_parent=args.die_with_parent)
     out = LineWriter(sys.stdout)
-    if sys.stdin.readline().strip() != "go":
+    out.write(protocol.encode("hello", protocol=protocol.PROTOCOL_VERSION))
+    line = sys.stdin.readline()
+    if not line.strip():
         return 0  # the kernel changed its mind (or died) before we began
+    try:
+        go = protocol.decode(line, frozenset({"go"}))
+        protocol.check_version(go, "the kernel")
+        recording = Recording(_context(go))
+    except (protocol.ProtocolError, ValueError) as exc:
+        out.write(protocol.encode("end", error=f"ProtocolError: {exc}"))
+        return 2
     sampler = Sampler(args.pid, **sampler_options(args))
     watch.sampler = sampler
     out.on_broken = sampler.stop
-    changes_sent = 0
-    encoder = SampleEncoder()
-
-    def forward(sample) -> None:
-        nonlocal changes_sent
-        while changes_sent < len(sampler.rate_changes):
-            out.write(encode_rate_change(sampler.rate_changes[changes_sent]))
-            changes_sent += 1
-        for record in encoder.encode(sample):
-            out.write(record)
-
-    sampler.add_collector(forward)
+    sampler.add_collector(recording.add)
     sampler.start()
     sampler.wait_started()
     if sampler.error is None:
-        out.write(json.dumps({"type": "started", **sampler.metadata()}), flush=True)
+        out.write(protocol.encode("started", metadata=sampler.metadata()))
 
     def watch_stdin() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stop":
+        for text in sys.stdin:
+            try:
+                message = protocol.decode(text, protocol.KERNEL_MESSAGES)
+                if "context" in message:
+                    recording.set_context(_context(message))
+            except (protocol.ProtocolError, ValueError) as exc:
+                print(f"spy_magic helper: ignored a bad message: {exc}", file=sys.stderr)
+                continue
+            if message["type"] == "stop":
                 break
         sampler.stop()
 
+    finished = threading.Event()
+
+    def send_summaries() -> None:
+        started = time.monotonic()
+        while not finished.wait(SUMMARY_EVERY_S):
+            with contextlib.suppress(Exception):  # a view never ends the recording
+                fields = protocol.summary(
+                    recording.live.profile, elapsed=time.monotonic() - started,
+                    asked_rate=sampler.asked_rate, rate_now=sampler.rate,
+                )  # fmt: skip
+                out.write(protocol.encode("summary", **fields))
+
     threading.Thread(target=watch_stdin, name="spy_magic-stdin", daemon=True).start()
+    if sampler.error is None:
+        threading.Thread(target=send_summaries, name="spy_magic-summary", daemon=True).start()
     sampler.join()
+    finished.set()
     error = None if sampler.error is None else f"{type(sampler.error).__name__}: {sampler.error}"
-    end = {"type": "end", "metadata": sampler.metadata(), "error": error}
-    out.write(json.dumps(end, default=str), flush=True)
+    if error is None or recording.raw.sample_count:
+        profile = recording.finish(sampler)
+        out.write(protocol.encode("profile", profile=protocol.encode_profile(profile)))
+    out.write(protocol.encode("end", error=error))
     if out.broken:  # what is left in stdout's buffer could not be flushed at exit either
         os._exit(0)
     return 0

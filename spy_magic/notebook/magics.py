@@ -6,7 +6,10 @@ import argparse
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import inspect
+import json
+import math
 import os
 import shlex
 import subprocess
@@ -28,12 +31,16 @@ from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
 from ..profile.exports import LOSSLESS_FORMATS
 from ..reader import ReaderError, StackReader
-from .cells import trim_profile
+from ..reader.errors import NoSuchProcess, NotPython
+from ..reader.process import find_interpreter
+from . import protocol
+from .cells import CellContext, LiveTrim, trim_profile
 from .session import RemoteSession, SessionError
 from .views import profile_bundle
 from .widgets import TopWidget, close_widgets
 
-LIVE_REFRESH_S = 1.0
+LIVE_REFRESH_S = 1.0  # the in-process fallback's live view (the helper's: SUMMARY_EVERY_S)
+SETTLED_S = 1.0  # a process older than this that is not Python will not become Python
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,37 +108,41 @@ def _parse(parser: _Parser, line: str) -> argparse.Namespace:
     return parser.parse_args(words)
 
 
-class _LiveTop:
-    """Refreshes a TopWidget from a profile that is still filling, until stopped."""
+def live_status(label: str, summary: dict | None, state: str = "sampling") -> str:
+    """The live view's status line: elapsed, samples, achieved vs asked rate (and the
+    rate now, once the sampler lowered it)."""
+    if not summary:
+        return f"{label}: {state}…"
+    asked, achieved, now = summary["asked_rate"], summary["achieved_rate"], summary["rate_now"]
+    text = (
+        f"{label}: {state}, {summary['elapsed']:.1f} s, {summary['samples']:,} samples, "
+        f"{achieved:,.0f} Hz of {asked:,.0f} asked"
+    )
+    if now is not None and asked and now < asked * 0.99:
+        text += f" (lowered to {now:,.0f} Hz: the sampler could not keep up)"
+    return text
 
-    def __init__(self, profile_of, widget: TopWidget, label: str) -> None:
-        self.profile_of = profile_of
+
+class _LiveView:
+    """Shows a session's live summaries in a TopWidget (from the session's reader thread,
+    about once a second: the kernel computes nothing for it)."""
+
+    def __init__(self, widget: TopWidget, label: str) -> None:
         self.widget = widget
         self.label = label
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="spy_magic-live", daemon=True)
+        self.handle = None
+        self.last: dict | None = None
+        widget.show([], live_status(label, None))
 
-    def start(self) -> _LiveTop:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(LIVE_REFRESH_S):
-            self.refresh()
-
-    def refresh(self, final: bool = False) -> None:
-        profile = self.profile_of()
-        elapsed = time.monotonic() - self.started
-        state = "done" if final else "sampling"
-        status = f"{self.label}: {state}, {elapsed:.1f} s, {profile.sample_count} samples"
+    def __call__(self, summary: dict) -> None:
+        self.last = summary
         with contextlib.suppress(Exception):  # a view must never break the profiled code
-            self.widget.show(profile, status)
+            self.widget.show(summary["rows"], live_status(self.label, summary))
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:  # started
-            self._thread.join(timeout=5)
+    def final(self) -> None:
+        with contextlib.suppress(Exception):
+            rows = self.last["rows"] if self.last else []
+            self.widget.show(rows, live_status(self.label, self.last, "done"))
 
 
 def _check_output(args: argparse.Namespace, prog: str) -> None:
@@ -161,10 +172,12 @@ def _cell_number(shell) -> int:
 
 
 class _InProcessSession:
-    """The fallback when the kernel cannot be read from outside: sample from a thread."""
+    """The fallback when the kernel cannot be read from outside: sample from a thread (and
+    trim and summarise in this process, as the helper would)."""
 
-    def __init__(self, options: dict) -> None:
-        self.profile = Profile()
+    def __init__(
+        self, options: dict, context: CellContext | None = None, on_summary=None
+    ) -> None:
         outside_only = ("subprocesses", "start_timeout", "nonblocking", "async_tasks")
         self.async_warning = (
             "task stacks are read from outside the kernel, which cannot be done here"
@@ -172,19 +185,48 @@ class _InProcessSession:
         )  # fmt: skip
         options = {k: v for k, v in options.items() if k not in outside_only}
         self.sampler = InProcessSampler(**options)
-        self.sampler.add_collector(self.profile.add)
+        self.raw = Profile()
+        self.live = LiveTrim(self.raw, context)
+        self.on_summary = on_summary
+        self.sampler.add_collector(self._add)
         self._stopped = False
+        self._done = threading.Event()
+        self._started_at = time.monotonic()
+        self.profile = self.raw
+
+    def _add(self, sample) -> None:
+        self.raw.add(sample)
+        self.live.add(sample)
+
+    def _summaries(self) -> None:
+        while not self._done.wait(LIVE_REFRESH_S):
+            with contextlib.suppress(Exception):
+                self.on_summary(protocol.summary(
+                    self.live.profile, elapsed=time.monotonic() - self._started_at,
+                    asked_rate=self.sampler.asked_rate, rate_now=self.sampler.rate,
+                ))  # fmt: skip
 
     def start(self) -> _InProcessSession:
         self.sampler.start()
+        if self.on_summary is not None:
+            threading.Thread(target=self._summaries, name="spy_magic-live", daemon=True).start()
         return self
 
-    def stop(self) -> Profile:
+    def update_context(self, context: CellContext) -> None:
+        self.live.retrim(context)
+
+    def stop(self, context: CellContext | None = None) -> Profile:
         if not self._stopped:
             self._stopped = True
+            self._done.set()
             self.sampler.stop()
             self.sampler.join(10)
+            if context is not None:
+                self.live.retrim(context)
+            self.profile = self.live.profile
             self.profile.metadata.update(self.sampler.metadata())
+            for change in self.sampler.rate_changes:
+                self.profile.add_rate_change(change)
             if self.async_warning:
                 self.profile.metadata["async_warning"] = self.async_warning
         return self.profile
@@ -201,6 +243,7 @@ class SpyMagics(Magics):
         self._next_attachment = 1
         self._await_threads: set[int] = set()
         self.saved_runs: dict[str, Profile] = {}  # %%spy --save NAME, for --baseline NAME
+        self._on_await_thread = None
 
     # -- %%spy ---------------------------------------------------------------------------------
     @cell_magic
@@ -220,39 +263,50 @@ class SpyMagics(Magics):
         body, last = self._compile(source, filename)
 
         options = sampler_options(args)
+        pid = os.getpid()
+        main_thread = frozenset({(pid, threading.get_ident())})
+        context = CellContext(self._cell_files(), filename, main_thread)
         # Whatever happens from here on (an interrupt while the helper starts, an error in
         # the live view, a second interrupt while stopping), every session started for this
         # cell is stopped before the cell ends: no helper outlives its cell.
         opened: list = []
-        live = None
+        live = None if args.quiet else _LiveView(TopWidget(), f"In [{number}]")
+        started = time.perf_counter()
         try:
-            session, fallback_note = self._start_session(options, opened)
-            if not args.quiet:
-                top = TopWidget()
-                live = _LiveTop(lambda: session.profile, top, f"In [{number}]")
-                live.handle = display(top, display_id=True)
-                live.start()
+            try:
+                session, fallback_note = self._start_session(options, opened, context, live)
+            except BaseException:
+                if live is not None:
+                    close_widgets(live.widget)  # never shown: nothing to replace
+                raise
+            if live is not None:
+                live.handle = display(live.widget, display_id=True)
+            self._on_await_thread = lambda ident: session.update_context(
+                dataclasses.replace(context, cell_threads=context.cell_threads | {(pid, ident)})
+            )
             value = None
             failure: BaseException | None = None
             try:
                 value = self._execute(body, last)
             except BaseException as exc:
                 failure = exc
-            raw = session.stop()
+            ran = time.perf_counter() - started
+            cell_threads = {(pid, t) for t in (threading.get_ident(), *self._await_threads)}
+            final = CellContext(self._cell_files(), filename, frozenset(cell_threads))
+            profile = session.stop(final)
         finally:
-            for started in opened:
-                started.stop()  # a no-op for one stopped already
-            if live is not None:
-                live.stop()
-        pid = os.getpid()
-        cell_threads = [(pid, t) for t in (threading.get_ident(), *self._await_threads)]
-        profile = trim_profile(
-            raw, self._cell_files(), cell_file=filename, cell_threads=cell_threads
-        )
+            self._on_await_thread = None
+            for opened_session in opened:
+                opened_session.stop()  # a no-op for one stopped already
         profile.metadata.update(cell=number, target=f"In [{number}]",
                                 sources={f"In [{number}]": source})  # the cell heat map's
-        if fallback_note:
-            profile.metadata["note"] = fallback_note
+        notes = [fallback_note] if fallback_note else []
+        if profile.trace_count == 0:
+            notes.append(_no_samples_hint(ran, options["rate"]))
+        if notes:
+            profile.metadata["note"] = "; ".join(notes)
+            if args.quiet and profile.trace_count == 0:
+                print(f"spy_magic: {notes[-1]}", file=sys.stderr)
         if profile.metadata.get("async_warning"):  # said, and the profile shown all the same
             print(f"spy_magic: warning: --async: {profile.metadata['async_warning']}",
                   file=sys.stderr)  # fmt: skip
@@ -347,6 +401,8 @@ class SpyMagics(Magics):
         worker = threading.Thread(target=run, name="spy_magic-await", daemon=True)
         worker.start()
         self._await_threads.add(worker.ident)
+        if self._on_await_thread is not None:
+            self._on_await_thread(worker.ident)  # the live view trims at it too
         try:
             while worker.is_alive():
                 worker.join(0.05)
@@ -359,11 +415,13 @@ class SpyMagics(Magics):
             raise outcome["error"]
         return outcome.get("value")
 
-    def _start_session(self, options: dict, opened: list):
+    def _start_session(
+        self, options: dict, opened: list, context: CellContext, live: _LiveView | None
+    ):
         """A started session sampling this kernel, and a note when it samples from inside.
         Each session is put in `opened` before it starts, for the caller to stop it whatever
         happens (RemoteSession.start cleans up after itself when it fails)."""
-        remote = RemoteSession(os.getpid(), options)
+        remote = RemoteSession(os.getpid(), options, context=context, on_summary=live)
         opened.append(remote)
         try:
             return remote.start(), None
@@ -373,7 +431,7 @@ class SpyMagics(Magics):
                 "sys._current_frames(), which is biased by the GIL"
             )
             print(f"spy_magic: {note}", file=sys.stderr)
-            fallback = _InProcessSession(options)
+            fallback = _InProcessSession(options, context, live)
             opened.append(fallback)
             return fallback.start(), note
 
@@ -381,7 +439,7 @@ class SpyMagics(Magics):
         return dict(getattr(self.shell.compile, "_filename_map", {}))
 
     def _finish(
-        self, profile: Profile, args: argparse.Namespace, title: str, live: _LiveTop | None = None
+        self, profile: Profile, args: argparse.Namespace, title: str, live: _LiveView | None = None
     ) -> None:
         if args.output:
             options = {} if args.format in LOSSLESS_FORMATS else {
@@ -465,6 +523,7 @@ class SpyMagics(Magics):
     def spy_attach(self, line: str):
         args = _parse(ATTACH_PARSER, line)
         _check_output(args, "%spy_attach")
+        _refuse_unreadable(args.pid)
         options = sampler_options(args)
         session = RemoteSession(args.pid, options)
         try:
@@ -477,31 +536,35 @@ class SpyMagics(Magics):
         entry = {"session": session, "args": args, "label": label}
         try:  # until the attachment is set up, a failure (or an interrupt) ends it
             self.attachments[ident] = entry
+            # The "how to stop it" line is an output of its own, replaced once it stopped:
+            # a saved notebook never tells to stop what no longer runs.
+            entry["note"] = display(
+                {"text/plain": f"spy_magic: sampling pid {args.pid} as {label}; "
+                               f"%spy_stop {ident} to stop"},
+                raw=True, display_id=True,
+            )  # fmt: skip
             if not args.quiet:
                 import ipywidgets
 
-                top = TopWidget()
+                live = _LiveView(TopWidget(), label)
                 button = ipywidgets.Button(description="Stop", icon="stop", button_style="warning")
                 button.on_click(lambda _: self._stop_attachment(ident))
-                box = ipywidgets.VBox([button, top])
+                box = ipywidgets.VBox([button, live.widget])
                 handle = display(box, display_id=True)
-                entry.update(top=top, button=button, box=box, handle=handle)
-                entry["live"] = _LiveTop(lambda: session.profile, top, label).start()
+                entry.update(live=live, button=button, box=box, handle=handle)
+                session.on_summary = live
             threading.Thread(
                 target=self._await_end, args=(ident,), name="spy_magic-attach", daemon=True
             ).start()
         except BaseException:
             self.attachments.pop(ident, None)
-            if "live" in entry:
-                entry["live"].stop()
             session.stop()
             raise
-        print(f"spy_magic: sampling pid {args.pid} as {label}; %spy_stop {ident} to stop")
 
     def _await_end(self, ident: int) -> None:
         entry = self.attachments.get(ident)
         if entry is not None:
-            entry["session"].ended.wait()
+            entry["session"].finished.wait()
             self._stop_attachment(ident)
 
     def _stop_attachment(self, ident: int) -> Profile | None:
@@ -512,25 +575,32 @@ class SpyMagics(Magics):
         args = entry["args"]
         profile.metadata["target"] = f"pid {args.pid}"
         if "live" in entry:
-            entry["live"].stop()
-            entry["live"].profile_of = lambda: profile
-            entry["live"].refresh(final=True)
+            entry["live"].final()
         if "button" in entry:
             entry["button"].disabled = True
             entry["button"].description = "Stopped"
         if args.output:
             _save(profile, args)
+        self.finished_attachments[ident] = profile
+        if "note" in entry:
+            entry["note"].update(
+                {"text/plain": "" if "handle" in entry else (
+                    f"spy_magic: {entry['label']} stopped: {profile.sample_count:,} samples "
+                    f"over {profile.duration:.1f} s; %spy_stop {ident} returns its profile")},
+                raw=True,
+            )  # fmt: skip
         if "handle" in entry:
             by = "function" if args.function else "line"
             entry["handle"].update(profile_bundle(profile, entry["label"], by=by), raw=True)
-            close_widgets(entry["box"], entry["button"], entry["top"])
+            close_widgets(entry["box"], entry["button"], entry["live"].widget)
         entry["profile"] = profile
-        self.finished_attachments[ident] = profile
         return profile
 
     @line_magic
     def spy_stop(self, line: str):
-        """%spy_stop [ID ...|all]: stop attachments (all by default); returns the profile(s)."""
+        """%spy_stop [ID ...|all]: stop attachments (all running ones by default); returns
+        the profile(s). An attachment that already ended (its Stop button, its --duration,
+        its process exiting) returns its profile again."""
         words = line.split()
         if not words or words == ["all"]:
             idents = list(self.attachments)
@@ -539,28 +609,88 @@ class SpyMagics(Magics):
                 idents = [int(w) for w in words]
             except ValueError:
                 raise UsageError(f"%spy_stop: expected attachment numbers, got {line!r}") from None
-        unknown = [i for i in idents if i not in self.attachments]
+        known = self.attachments.keys() | self.finished_attachments.keys()
+        unknown = [i for i in idents if i not in known]
         if unknown:
-            raise UsageError(f"%spy_stop: no running attachment {unknown[0]}")
+            raise UsageError(f"%spy_stop: no attachment {unknown[0]}")
         if not idents:
-            print("spy_magic: no attachment is running")
+            ended = sorted(self.finished_attachments)
+            print("spy_magic: no attachment is running" + (
+                f" (%spy_stop {ended[-1]} returns the profile of the last one)" if ended else ""))
             return None
-        profiles = [self._stop_attachment(i) for i in idents]
+        profiles = [
+            self._stop_attachment(i) if i in self.attachments else None for i in idents
+        ]
+        # One that ended meanwhile (by itself, or a click) is in finished_attachments.
+        profiles = [p if p is not None else self.finished_attachments[i]
+                    for i, p in zip(idents, profiles)]  # fmt: skip
         return profiles[0] if len(profiles) == 1 else profiles
 
     # -- %spy_dump ---------------------------------------------------------------------------
     @line_magic
     def spy_dump(self, line: str):
-        """%spy_dump PID: print every thread's Python stack in that process."""
+        """%spy_dump [--json] PID: print every thread's Python stack in that process (as
+        `spy_magic dump`; --json as JSON)."""
         words = line.split()
+        as_json = "--json" in words
+        words = [w for w in words if w != "--json"]
         if len(words) != 1 or not words[0].isdigit():
-            raise UsageError("usage: %spy_dump PID")
+            raise UsageError("usage: %spy_dump [--json] PID")
         pid = int(words[0])
         try:
             with StackReader(pid) as reader:
-                print(format_dump(pid, reader.version, reader.interpreter.binary, reader.read()))
+                threads = reader.read()
+                if as_json:
+                    print(json.dumps([t.to_dict() for t in threads], indent=2, ensure_ascii=True))
+                else:
+                    print(format_dump(pid, reader.version, reader.interpreter.binary, threads,
+                                      reader.free_threaded))  # fmt: skip
         except ReaderError as exc:
             raise UsageError(f"%spy_dump: {exc}") from None
+
+
+def _process_age(pid: int) -> float | None:
+    """Seconds since `pid` started, from /proc (None when it cannot be told)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _refuse_unreadable(pid: int) -> None:
+    """Fail at once, as the command line does, for a pid that is gone or a process that is
+    not Python and has run long enough not to be a Python still starting (the helper would
+    retry for its --start-timeout first). Anything else is left to the helper to report."""
+    try:
+        find_interpreter(pid)
+    except NoSuchProcess as exc:
+        raise UsageError(f"%spy_attach: {exc}") from None
+    except NotPython as exc:
+        age = _process_age(pid)
+        if age is not None and age > SETTLED_S:
+            raise UsageError(f"%spy_attach: {exc}") from None
+    except (ReaderError, OSError):
+        pass
+
+
+def _no_samples_hint(ran: float, rate: float) -> str:
+    """Why a profile holds no stack of the cell, and what to do about it."""
+    period = 1.0 / rate
+    if ran < period * 3:
+        higher = min(10_000, max(1_000, 10 ** math.ceil(math.log10(10 / max(ran, 1e-4)))))
+        return (
+            f"no samples of the cell: it ran {ran * 1e3:.1f} ms, about the {period * 1e3:g} ms "
+            f"between samples at {rate:g} Hz (they come at random times); "
+            f"try --rate {higher:g}, or profile a longer run"
+        )
+    return (
+        f"no samples of the cell in its {ran:.2f} s: the sampler could not read it "
+        "(see the errors in the header)"
+    )
 
 
 def _from_cell(tb: TracebackType | None, filename: str) -> TracebackType | None:

@@ -1,8 +1,12 @@
-"""Kernel side of a profiling session: start the helper, collect what it streams.
+"""Kernel side of a profiling session: start the helper, take what it sends.
 
-session = RemoteSession(pid=os.getpid(), options={"rate": 100}).start()
-...                      # the cell runs; session.profile fills up meanwhile
-profile = session.stop()
+session = RemoteSession(os.getpid(), {"rate": 100}, context=CellContext(...)).start()
+...                      # the cell runs; on_summary hears from the helper about once a second
+profile = session.stop(context)   # the finished profile, trimmed by the helper
+
+The helper does the sampling, the trimming and the aggregating (see `helper.py`, and
+`protocol.py` for the messages); this side only blocks on a pipe read, so the cell it
+measures keeps its CPU and its GIL.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import json
 import os
 import subprocess
 import sys
@@ -18,8 +21,9 @@ import threading
 from typing import Callable
 
 from ..profile import Profile
-from ..profile.exports import SampleDecoder, decode_rate_change
 from ..reader import ReaderError
+from . import protocol
+from .cells import CellContext
 
 PR_SET_PTRACER = 0x59616D61  # Yama: let this pid ptrace us
 START_TIMEOUT = 30.0
@@ -66,7 +70,10 @@ def _option_args(options: dict) -> list[str]:
 
 
 class RemoteSession:
-    """Samples `pid` from a helper process; samples land in `profile` as they arrive."""
+    """Samples `pid` from a helper process. While it runs, `summary` is the helper's latest
+    live summary (and `on_summary` is called with each, on the session's reader thread);
+    once it ended, `profile` is the finished profile, trimmed with `context` (the one given
+    to `stop`, else the one the session started with; None: not trimmed)."""
 
     def __init__(
         self,
@@ -74,15 +81,19 @@ class RemoteSession:
         options: dict | None = None,
         *,
         python: str = sys.executable,
-        on_sample: Callable | None = None,
+        context: CellContext | None = None,
+        on_summary: Callable[[dict], None] | None = None,
     ) -> None:
         self.pid = pid
         self.options = dict(options or {})
         self.python = python
-        self.on_sample = on_sample
+        self.context = context
+        self.on_summary = on_summary
         self.profile = Profile()
+        self.summary: dict | None = None
         self.error: str | None = None
-        self.ended = threading.Event()
+        self.finished = threading.Event()  # everything the helper will send is in
+        self.ended = threading.Event()  # and the helper is gone (reaped)
         self._started = threading.Event()
         self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -96,7 +107,9 @@ class RemoteSession:
                 target=self._collect, name="spy_magic-collect", daemon=True
             )
             self._thread.start()
-            self._send("go")
+            context = None if self.context is None else self.context.to_json()
+            self._send(protocol.encode("go", protocol=protocol.PROTOCOL_VERSION,
+                                       context=context))  # fmt: skip
             self._started.wait(timeout)
         except BaseException:
             self._abandon()
@@ -152,6 +165,7 @@ class RemoteSession:
                 process.wait(REAP_TIMEOUT)
         if not collecting:  # no collector to say it ended
             self._started.set()
+            self.finished.set()
             self.ended.set()
         with _live_lock:
             _live.discard(self)
@@ -164,28 +178,35 @@ class RemoteSession:
             pass
 
     def _collect(self) -> None:
-        decoder = SampleDecoder()
         stream = self._process.stdout
+        greeted = False
         try:
-            for line in stream:
-                record = json.loads(line)
-                kind = record.get("type")
-                if kind == "trace":
-                    decoder.define(record)
-                elif kind == "sample":
-                    sample = decoder.decode(record)
-                    self.profile.add(sample)
-                    if self.on_sample is not None:
-                        self.on_sample(sample)
-                elif kind == "rate_change":
-                    self.profile.add_rate_change(decode_rate_change(record))
+            for line in stream:  # blocks, GIL released, until the helper says something
+                message = protocol.decode(line, protocol.HELPER_MESSAGES)
+                kind = message["type"]
+                if not greeted:
+                    if kind != "hello":
+                        raise protocol.ProtocolError(f"expected hello first, got {kind!r}")
+                    protocol.check_version(message, "the sampling helper")
+                    greeted = True
+                elif kind == "summary":
+                    self.summary = message
+                    if self.on_summary is not None:
+                        with contextlib.suppress(Exception):  # a view never stops sampling
+                            self.on_summary(message)
+                elif kind == "profile":
+                    self.profile = protocol.decode_profile(message["profile"])
                 elif kind == "started":
-                    record.pop("type")
-                    self.profile.metadata.update(record)
+                    self.profile.metadata.update(message.get("metadata") or {})
                     self._started.set()
                 elif kind == "end":
-                    self.profile.metadata.update(record.get("metadata") or {})
-                    self.error = record.get("error")
+                    self.error = message.get("error")
+                    if self._started.is_set():
+                        self.finished.set()  # stop() can return; the exit is reaped below
+        except protocol.ProtocolError as exc:
+            self.error = self.error or str(exc)
+            with contextlib.suppress(OSError):
+                self._process.kill()
         except (ValueError, OSError) as exc:
             self.error = self.error or f"the sampling helper's output broke off: {exc}"
         finally:
@@ -201,27 +222,38 @@ class RemoteSession:
             with _live_lock:
                 _live.discard(self)
             self._started.set()
+            self.finished.set()
             self.ended.set()
+
+    def update_context(self, context: CellContext) -> None:
+        """The cell's context changed (a thread of its own started): trim with this one."""
+        self.context = context
+        if self.running:
+            self._send(protocol.encode("context", context=context.to_json()))
 
     @property
     def running(self) -> bool:
         return not self.ended.is_set()
 
-    def stop(self, timeout: float = 10.0) -> Profile:
-        """Stop sampling; everything collected so far is in the returned profile.
+    def stop(self, context: CellContext | None = None, timeout: float = 60.0) -> Profile:
+        """Stop sampling; everything collected so far is in the returned profile, trimmed
+        with `context` (else the last one given).
 
         Safe to call again, and on a session that never (or only half) started; interrupted
         (a second KeyboardInterrupt), it kills the helper before the exception goes on.
         """
-        if self._process is None or self.ended.is_set():
+        if self._process is None or self.finished.is_set():
             return self.profile
         try:
             if self._thread is None:  # started the helper but never collected: nothing to keep
                 self._abandon()
                 return self.profile
-            self._send("stop")
-            self.ended.wait(timeout)
-            if not self.ended.is_set():
+            if context is not None:
+                self.context = context
+            final = None if self.context is None else self.context.to_json()
+            self._send(protocol.encode("stop", context=final))
+            self.finished.wait(timeout)
+            if not self.finished.is_set():
                 self._process.kill()
                 self.ended.wait(timeout)
         except BaseException:
