@@ -5,11 +5,12 @@
             ...
 
 Sampling and processing run on separate threads joined by a queue: the sampling thread only
-reads stacks and enqueues; consumers iterate, or register collectors that a dispatch thread
-calls. A failed read is recorded in the sample, never raised; the target exiting ends
-sampling with everything collected kept. When a sample takes too long to repeat at the
-asked rate, the effective rate is lowered (and raised again when it can), each change
-recorded as a RateChange saying why; lateness from a busy machine is counted, not acted on.
+reads stacks and appends; consumers iterate, or register collectors that a processing thread
+calls, in batches (see `_Handoff`). A failed read is recorded in the sample, never raised;
+the target exiting ends sampling with everything collected kept. When a sample takes too
+long to repeat at the asked rate, the effective rate is lowered (and raised again when it
+can), each change recorded as a RateChange saying why; lateness from a busy machine is
+counted, not acted on.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import contextlib
 import ctypes
 import functools
 import os
-import queue
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -36,20 +37,21 @@ from .timer import DEFAULT_RATE, MAX_RATE, PoissonTimer, check_rate
 if TYPE_CHECKING:
     from .children import ChildWatcher
 
-_END = object()
 
 # Load adaptation. Only the sampler's own cost lowers the rate: a sample that takes most of
 # its period cannot be repeated at that rate. Lateness from not being scheduled in time (a
 # busy machine) is counted and reported, not acted on: a lower rate would not make the
 # scheduler run us sooner, it would only throw samples away.
-ADAPT_WINDOW = 64  # a window closes after this many samples ...
+ADAPT_WINDOW = 16  # a window closes after this many measured samples (COST_EVERY) ...
 ADAPT_WINDOW_SECONDS = 0.5  # ... or after this long with at least ADAPT_MIN_SAMPLES in it
-ADAPT_MIN_SAMPLES = 8
+ADAPT_MIN_SAMPLES = 4
 MAX_SAMPLER_LOAD = 0.8  # lower the rate when a sample takes more than this share of a period
 TARGET_SAMPLER_LOAD = 0.6  # ... to the rate at which it takes this share
 RECOVER_BELOW = 0.4  # raise it again when a sample would take under this share at the higher rate
 RECOVER_WINDOWS = 2  # calm windows in a row before raising
 MIN_RATE = 1.0
+COST_EVERY = 4  # measure a sample's CPU and run-queue wait on one sample in this many
+HANDOFF_INTERVAL = 0.02  # seconds between two batches handed to the processing thread
 PR_SET_TIMERSLACK = 29
 
 
@@ -123,6 +125,45 @@ class _SchedClock:
 def _run_delay(fd: int) -> float:
     """Seconds a thread spent runnable but not running, from its open schedstat."""
     return int(os.pread(fd, 96, 0).split()[1]) / 1e9
+
+
+class _Handoff:
+    """The queue between the sampling and the processing thread, emptied in batches.
+
+    A `queue.Queue` wakes its consumer on every item: at 1 kHz that is a thousand futex
+    wake-ups and GIL hand-offs a second, each of which can delay the next read. Here the
+    sampling thread only appends to a deque (atomic, never blocks); the consumer takes
+    everything there every HANDOFF_INTERVAL, and is woken early only at the end.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque = deque()
+        self._maxsize = maxsize
+        self._closed = threading.Event()
+
+    def put(self, item: object) -> bool:
+        """Append an item; False (it is dropped) when the consumer is that far behind."""
+        if len(self._items) >= self._maxsize:
+            return False
+        self._items.append(item)
+        return True
+
+    def close(self) -> None:
+        """No more items: the consumer gets the rest, then `batches` ends."""
+        self._closed.set()
+
+    def batches(self) -> Iterator[list]:
+        """Every item, in order, a batch at a time, until closed and drained."""
+        items = self._items
+        while True:
+            closed = self._closed.wait(HANDOFF_INTERVAL)
+            batch = []
+            while items:
+                batch.append(items.popleft())
+            if batch:
+                yield batch
+            if closed and not items:
+                return
 
 
 class _AdaptWindow:
@@ -209,7 +250,7 @@ class BaseSampler:
         self.timer: PoissonTimer | None = None
         self.started_at: float | None = None  # wall-clock time.time() at start
         self.end_reason: str | None = None  # "stopped", "duration", "target exited", ...
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._queue = _Handoff(max_queue)
         self._collectors: list[Collector] = []
         self._stop = threading.Event()
         self._started = threading.Event()
@@ -271,12 +312,10 @@ class BaseSampler:
         if self._collectors:
             raise RuntimeError("a sampler with collectors cannot also be iterated")
         self.start()
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if type(item) is Sample:  # rate changes are in `rate_changes` too
-                yield item
+        for batch in self._queue.batches():
+            for item in batch:
+                if type(item) is Sample:  # rate changes are in `rate_changes` too
+                    yield item
 
     def metadata(self) -> dict:
         """What a profile should record about how it was sampled."""
@@ -333,7 +372,7 @@ class BaseSampler:
         finally:
             self._close()
             self._started.set()
-            self._queue.put(_END)
+            self._queue.close()
 
     def _loop(self) -> None:
         timer = self.timer = PoissonTimer(self.asked_rate, seed=self.seed, stop_event=self._stop)
@@ -348,6 +387,7 @@ class BaseSampler:
         calm_windows = 0
         busy_until = 0.0  # when the previous sample would have ended, had it run unhindered
         late_cause: str | None = None  # why the previous sample was late
+        own_share = 1.0  # of a sample's wall time, the share last measured to be its own cost
         while True:
             if self.duration is not None and timer.elapsed() >= self.duration:
                 self.end_reason = "duration"
@@ -358,7 +398,10 @@ class BaseSampler:
                 return
             self.dropped_stale += tick.skipped
             began = timer.elapsed()
-            usage_began = clock.read()
+            # Two clock readings cost ~15-60 µs (syscalls): measured on one sample in
+            # COST_EVERY (and the first two), the others' cost estimated from the last share.
+            measured = self.samples_taken < 2 or self.samples_taken % COST_EVERY == 0
+            usage_began = clock.read() if measured else None
             if tick.late is None:
                 late_cause = None
             else:
@@ -382,27 +425,32 @@ class BaseSampler:
                     errors.extend(self._pending_errors)
                     self._pending_errors.clear()
             self.samples_taken += 1
-            try:
-                self._queue.put_nowait(Sample(began, traces, tick.late, errors))
-            except queue.Full:
+            if not self._queue.put(Sample(began, traces, tick.late, errors)):
                 self.dropped_queue += 1
             if self._finished():
                 self.end_reason = "target exited"
                 return
             ended = timer.elapsed()
             wall = ended - began
-            cpu, unscheduled = (after - before for after, before in zip(clock.read(), usage_began))
-            # What the sample cost us: its wall time less the time we waited for a CPU. A
-            # read that waits (for a paused thread, for our own busy processing thread) is
-            # as unrepeatable as one that computes; time the machine gave others is not ours.
-            cost = max(cpu, wall - max(0.0, unscheduled))  # (a thread that ended drops out)
+            if usage_began is not None:
+                cpu, unscheduled = (
+                    after - before for after, before in zip(clock.read(), usage_began)
+                )
+                # What the sample cost us: its wall time less the time we waited for a CPU.
+                # A read that waits (for a paused thread, for our own busy processing
+                # thread) is as unrepeatable as one that computes; time the machine gave
+                # others is not ours. (A thread that ended drops out of `unscheduled`.)
+                cost = max(cpu, wall - max(0.0, unscheduled))
+                own_share = min(1.0, cost / wall) if wall > 0 else 1.0
+            else:
+                cost = wall * own_share
             busy_until = began + cost
             if self.samples_taken == 1:
                 # The first read decodes every code object on the stacks (tens of ms on a
                 # deep one): start the schedule after it instead of skipping what it overran.
                 timer.restart_schedule()
                 continue
-            if self.adapt:
+            if self.adapt and usage_began is not None:
                 window.add(cost, wall, cpu)
                 if window.full(ended):
                     calm_windows = self._adapt(timer, window, calm_windows)
@@ -444,28 +492,25 @@ class BaseSampler:
         """Keep the change, and queue it for the collectors between the samples around it."""
         self.rate_changes.append(change)
         if self._collectors:
-            with contextlib.suppress(queue.Full):  # still in rate_changes
-                self._queue.put_nowait(change)
+            self._queue.put(change)  # dropped only when full: still in rate_changes
 
     # -- the processing thread ---------------------------------------------------------------
     def _dispatch(self) -> None:
         collectors = self._collectors
         adds = [c.add for c in collectors]
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                for collector in collectors:
-                    self._deliver(collector.finish)
-                return
-            if type(item) is Sample:
-                for add in adds:
-                    try:
-                        add(item)
-                    except Exception as exc:  # a broken consumer must not stall the others
-                        self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
-            else:
-                for collector in collectors:
-                    self._deliver(collector.add_rate_change, item)
+        for batch in self._queue.batches():
+            for item in batch:
+                if type(item) is Sample:
+                    for add in adds:
+                        try:
+                            add(item)
+                        except Exception as exc:  # a broken consumer must not stall others
+                            self._note_error(SampleError(0, None, "CollectorError", repr(exc)))
+                else:
+                    for collector in collectors:
+                        self._deliver(collector.add_rate_change, item)
+        for collector in collectors:
+            self._deliver(collector.finish)
 
     def _deliver(self, method, *args) -> None:
         try:
