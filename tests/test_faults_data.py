@@ -179,6 +179,9 @@ def test_every_format_writes_non_utf8_names_as_valid_utf8(non_utf8_target, fmt, 
     elif fmt == "html":
         assert "\\udcff" in data  # the flame tree's JSON
         assert f"<title>python {shown(script)}</title>" in data
+    elif fmt == "heatmap":  # a page of text: the file named with U+FFFD
+        assert "\udcff" not in data and "\ufffd" in data
+        assert "park\u00e9" in data or shown(script) in data or "scr\ufffdipt.py" in data
     else:  # jsonl: lossless
         assert data.isascii()
         back = read_jsonl(path)

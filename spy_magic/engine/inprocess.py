@@ -82,6 +82,7 @@ class InProcessSampler(BaseSampler):
     """Samples the current process's other threads from a thread of its own."""
 
     mode = "in-process"
+    cost_is_cpu = True  # the wall time is mostly waiting for the GIL the code holds
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

@@ -74,8 +74,10 @@ class _SchedClock:
     kernel has no schedstat, waiting reads as 0.
     """
 
-    def __init__(self) -> None:
-        self._own = self._open("/proc/thread-self/schedstat")
+    def __init__(self, waits: bool = True) -> None:
+        # waits=False: CPU time only (in-process, where a pread that gives up the GIL costs
+        # the sampler a switch interval to get it back).
+        self._own = self._open("/proc/thread-self/schedstat") if waits else None
         self._others: list[int] = []
         self._own_tid = threading.get_native_id()
         self.refresh()
@@ -203,6 +205,9 @@ class BaseSampler:
     """
 
     mode = "base"
+    # Whether a sample's cost is its CPU time alone: true in-process, where most of a
+    # sample's wall time is waiting for the GIL the profiled code holds, not our cost.
+    cost_is_cpu = False
 
     def __init__(
         self,
@@ -376,7 +381,7 @@ class BaseSampler:
 
     def _loop(self) -> None:
         timer = self.timer = PoissonTimer(self.asked_rate, seed=self.seed, stop_event=self._stop)
-        clock = _SchedClock()
+        clock = _SchedClock(waits=not self.cost_is_cpu)
         try:
             self._schedule(timer, clock)
         finally:
@@ -440,7 +445,7 @@ class BaseSampler:
                 # A read that waits (for a paused thread, for our own busy processing
                 # thread) is as unrepeatable as one that computes; time the machine gave
                 # others is not ours. (A thread that ended drops out of `unscheduled`.)
-                cost = max(cpu, wall - max(0.0, unscheduled))
+                cost = cpu if self.cost_is_cpu else max(cpu, wall - max(0.0, unscheduled))
                 own_share = min(1.0, cost / wall) if wall > 0 else 1.0
             else:
                 cost = wall * own_share

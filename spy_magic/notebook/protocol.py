@@ -148,6 +148,7 @@ def encode_profile(profile: Profile) -> dict[str, Any]:
                 -1 if t.thread_name is None else string(t.thread_name),
                 t.gil, t.idle, [frame(f) for f in t.frames],
                 [[p.pid, string(p.command)] for p in t.processes],
+                -1 if t.opcode is None else string(t.opcode),  # --opcodes
             ])  # fmt: skip
         return number
 
@@ -200,8 +201,9 @@ def decode_profile(data: Any) -> Profile:
                 idle,
                 tuple(frames[f] for f in frame_ids),
                 tuple(ProcessLabel(p, strings[c]) for p, c in processes),
+                opcode=None if opcode < 0 else strings[opcode],
             )
-            for pid, tid, native, name, gil, idle, frame_ids, processes in data["traces"]
+            for pid, tid, native, name, gil, idle, frame_ids, processes, opcode in data["traces"]
         ]
         combos = [[traces[t] for t in combo] for combo in data["combos"]]
         errors: dict[int, list[SampleError]] = {}

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..reader import printable
 from .summary import fmt_pct, fmt_seconds, summarize
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def file_section(filename: str, lines: Mapping[int, list[int]], stacks: int,
     """One file's table: line number, own, total, source text; the heat is the line's
     `heat` count ("own" or "total") against `peak` (the hottest line's on the page), a faint
     tint where the line was only on the stack."""
-    esc = html.escape
+    esc = _esc
     column = 0 if heat == "own" else 1
     peak = peak or max(counts[column] for counts in lines.values()) or 1
     own_sum = sum(own for own, _ in lines.values())
@@ -211,10 +212,10 @@ def heatmap_sections(profile: Profile, *, files: Iterable[str] | None = None,
     if rest:
         more = " \u2026" if len(rest) > 20 else ""
         note = (f'<p class="sfg-heat-more">{len(rest)} more files with fewer samples: '
-                f"{html.escape(', '.join(os.path.basename(f) for f in rest[:20]))}"
+                f"{_esc(', '.join(os.path.basename(f) for f in rest[:20]))}"
                 f"{more}</p>")  # fmt: skip
     return (
-        f'<section class="sfg-section sfg-heatmap"><h3>{html.escape(heading)}</h3>'
+        f'<section class="sfg-section sfg-heatmap"><h3>{_esc(heading)}</h3>'
         '<p class="sfg-heat-help">Each sampled line with its share of all samples: own '
         "(the line was running) and total (the line was on the stack); the redder, the "
         f"more {'own time' if heat == 'own' else 'time on the stack'}.</p>"
@@ -239,3 +240,8 @@ def to_heatmap(profile: Profile, *, title: str | None = None) -> str:
         verdict=summary.verdict,
         kept_up=summary.kept_up,
     )
+
+
+def _esc(text: str) -> str:
+    """HTML-escaped, a lone surrogate (a name or source that was not UTF-8) as U+FFFD."""
+    return html.escape(printable(text))
