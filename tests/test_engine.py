@@ -430,3 +430,58 @@ def test_a_stack_too_fast_to_copy_is_read_paused_unless_nonblocking(spawn, nonbl
     else:
         assert meta["paused_reads"] > 0 and "pause_error" not in meta
         assert torn <= len(samples) // 50, f"{torn} of {len(samples)} torn though paused"
+
+
+# --- many threads ------------------------------------------------------------------------------
+
+THREAD_CHURN = r"""
+import random, threading, time
+def short():
+    time.sleep(0.002)
+keep = threading.Event()
+def parked():
+    keep.wait()
+for _ in range(20):
+    threading.Thread(target=parked, daemon=True).start()
+print("ready", flush=True)
+while True:
+    # Thread idents are pthread addresses, which glibc's stack cache hands out again: stacks
+    # of ever other sizes keep the idents new.
+    threading.stack_size(random.randrange(64, 4096) * 4096)
+    batch = [threading.Thread(target=short) for _ in range(10)]
+    for t in batch:
+        t.start()
+    for t in batch:
+        t.join()
+"""
+
+
+def test_spy_memory_follows_live_threads_not_every_thread_seen(spawn):
+    """A pool that makes new threads all the time: what the spy keeps per thread id (the
+    last ThreadStack and its Trace, the recent Traces) stays the size of the threads alive,
+    and a parked thread's unchanged stack is handed out as the very same Trace."""
+    from spy_magic.engine.spy import RECENT_TRACES, ProcessSpy
+
+    proc = spawn([PYTHON, "-c", THREAD_CHURN], stdout=subprocess.PIPE)
+    assert read_line(proc) == "ready"
+    with StackReader(proc.pid) as reader:
+        spy = ProcessSpy(reader)
+        seen: set[int] = set()
+        largest = 0
+        parked_traces: dict[int, set[int]] = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 * (2 * largest + RECENT_TRACES) and time.monotonic() < deadline:
+            traces: list = []
+            spy.sample(traces, [])
+            seen.update(t.thread_id for t in traces)
+            largest = max(largest, len(traces))
+            for t in traces:
+                if any(f.name == "parked" for f in t.frames):
+                    parked_traces.setdefault(t.thread_id, set()).add(id(t))
+            assert len(spy._last_of) <= 2 * largest + RECENT_TRACES + 1
+            assert len(spy._recent) <= 2 * largest + RECENT_TRACES + 1
+    # Thread idents are addresses and get reused: the churn is real only if many were seen.
+    if len(seen) < 2 * largest + RECENT_TRACES + 1:
+        pytest.skip(f"only {len(seen)} thread ids seen: too few to show the bound")
+    assert len(parked_traces) >= 20
+    assert all(len(ids) == 1 for ids in parked_traces.values()), parked_traces

@@ -95,6 +95,10 @@ class ProcessSpy:
         self.exited = False
         # thread id -> its latest distinct Traces, newest last (see _trace_of).
         self._recent: dict[int, list[Trace]] = {}
+        # Per thread id: the ThreadStack last turned into a Trace, and that Trace. The reader
+        # hands out an unchanged thread's ThreadStack object again, so with many idle
+        # threads most of a sample is one identity check per thread.
+        self._last_of: dict[int, tuple[object, Trace]] = {}
         # --async: task-aware stacks, or why this process cannot have them.
         self.tasks: AsyncioReader | None = None
         self._async_unsupported: str | None = None
@@ -131,7 +135,16 @@ class ProcessSpy:
             errors.append(SampleError(self.pid, None, type(exc).__name__, str(exc)))
             return
         tasks = self._read_tasks(threads) if self.tasks is not None else {}
+        if len(self._last_of) > 2 * len(threads) + RECENT_TRACES:
+            self._forget_gone(threads)
+        last_of = self._last_of
         for thread in threads:
+            if not tasks:
+                last = last_of.get(thread.thread_id)
+                if last is not None and last[0] is thread:  # handed out again: unchanged
+                    if last[1] is not None:
+                        traces.append(last[1])
+                    continue
             if thread.error is not None:
                 errors.append(
                     SampleError(
@@ -139,22 +152,31 @@ class ProcessSpy:
                     )
                 )
                 continue
-            if not self.idle and thread.idle:
-                continue
-            if self.gil and not thread.gil:
-                continue
-            if self.exception and not thread.exception:
-                continue
-            if not thread.frames:
+            if (
+                (not self.idle and thread.idle)
+                or (self.gil and not thread.gil)
+                or (self.exception and not thread.exception)
+                or not thread.frames
+            ):
+                last_of[thread.thread_id] = (thread, None)  # left out while it holds still
                 continue
             found = tasks.get(thread.thread_id)
             if found is None:
-                traces.append(self._trace_of(thread))
+                trace = self._trace_of(thread)
+                last_of[thread.thread_id] = (thread, trace)
+                traces.append(trace)
                 continue
             traces.append(self._trace_of(thread, found.stack or thread.frames))
             if self.idle and not self.gil and not self.exception:  # waiting: idle, no GIL
                 for stack in found.waiting:
                     traces.append(self._trace_of(thread, stack, idle=True, gil=False))
+
+    def _forget_gone(self, threads) -> None:
+        """Drop what is kept for threads that are gone (thread ids churn in a pool that
+        makes new threads): the maps stay the size of the threads alive."""
+        alive = {thread.thread_id for thread in threads}
+        self._last_of = {t: v for t, v in self._last_of.items() if t in alive}
+        self._recent = {t: v for t, v in self._recent.items() if t in alive}
 
     def _read_tasks(self, threads) -> dict:
         """The task stacks of this snapshot's threads ({} when they cannot be read now: a

@@ -37,6 +37,7 @@ MAX_KEPT_ERRORS = 1000  # errors kept with their timestamps; past that only coun
 # distinct stacks (objects for stacks seen before, made anew), the identity map is dropped
 # and rebuilt, so that it cannot grow with the samples.
 _ID_SLACK = 4096
+_UNKEYED = object()  # a TraceStats not yet given its timeline key
 
 
 class TimedError(NamedTuple):
@@ -223,11 +224,13 @@ class Profile:
             self.trace_count += len(pending)
             timeline = self.timeline
             if timeline is not None:
-                timeline.tick(timestamp)
+                keys = []
                 for entry in pending:
-                    entry.keys["timeline"] = timeline.add_trace(
-                        timestamp, entry.trace, entry.keys.get("timeline")
-                    )
+                    key = entry.keys.get("timeline", _UNKEYED)
+                    if key is _UNKEYED:
+                        key = entry.keys["timeline"] = timeline.key_of(entry.trace)
+                    keys.append(key)
+                timeline.count(timestamp, keys)
             if sample.late is not None:
                 self._late.add(sample.late)
             if sample.errors:

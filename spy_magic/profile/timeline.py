@@ -51,7 +51,7 @@ class _Lane:
 
     def __init__(self, pid: int, tid: int, name: str | None) -> None:
         self.pid, self.tid, self.name = pid, tid, name
-        self.buckets: dict[int, Counter] = {}
+        self.buckets: dict[int, dict[int, int]] = {}  # bucket -> {leaf node: stacks}
 
 
 class Timeline:
@@ -102,13 +102,14 @@ class Timeline:
         self.width *= 2
         self.samples = _halve(self.samples)
         for lane in self.lanes.values():
-            merged: dict[int, Counter] = {}
+            merged: dict[int, dict[int, int]] = {}
             for index, counts in lane.buckets.items():
                 target = merged.get(index // 2)
                 if target is None:
                     merged[index // 2] = counts
                 else:
-                    target.update(counts)
+                    for leaf, n in counts.items():
+                        target[leaf] = target.get(leaf, 0) + n
             lane.buckets = merged
 
     def tick(self, timestamp: float) -> None:
@@ -118,18 +119,23 @@ class Timeline:
 
     def add(self, sample: Sample) -> None:
         """One sample as it arrives: a collector."""
-        self.tick(sample.timestamp)
-        for trace in sample.traces:
-            self.add_trace(sample.timestamp, trace)
+        self.count(sample.timestamp, [self.key_of(trace) for trace in sample.traces])
 
-    def add_trace(self, timestamp: float, trace: Trace, leaf: int | None = None) -> int:
-        """Count one thread's stack at `timestamp`; returns its leaf node, which a caller
-        that knows the trace again (the Profile, per distinct stack) passes back as `leaf`
-        to skip hashing its frames. -1: no frames, nothing counted."""
+    def add_trace(self, timestamp: float, trace: Trace) -> None:
+        """Count one thread's stack at `timestamp` (its sampling moment counted apart, by
+        `tick`)."""
+        key = self.key_of(trace)
+        if key is not None:
+            self._count_in(self._bucket(timestamp), (key,))
+
+    def key_of(self, trace: Trace) -> tuple[_Lane, int] | None:
+        """Where a trace is counted: its thread's lane and its stack's leaf node (None: no
+        frames, nothing to count). A caller that sees the same trace again (the Profile,
+        per distinct stack) keeps the key and passes it to `count`, sparing the hashing of
+        its frames: with a thousand threads, most of each sample is such repeats."""
         if not trace.frames:
-            return -1
-        if leaf is None:
-            leaf = self._stacks.get(trace.frames)
+            return None
+        leaf = self._stacks.get(trace.frames)
         if leaf is None:
             leaf = -1
             for frame in reversed(trace.frames):
@@ -149,12 +155,25 @@ class Timeline:
                 trace.pid, trace.thread_id, trace.thread_name)
         elif trace.thread_name is not None:
             lane.name = trace.thread_name
-        index = self._bucket(timestamp)
-        counts = lane.buckets.get(index)
-        if counts is None:
-            counts = lane.buckets[index] = Counter()
-        counts[leaf] += 1
-        return leaf
+        return lane, leaf
+
+    def count(self, timestamp: float, keys: Iterable[tuple[_Lane, int] | None]) -> None:
+        """One sampling moment and the stacks it saw, by their `key_of` keys."""
+        index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
+        self.samples[index] += 1
+        self._count_in(index, keys)
+
+    @staticmethod
+    def _count_in(index: int, keys: Iterable[tuple[_Lane, int] | None]) -> None:
+        for key in keys:
+            if key is None:
+                continue
+            lane, leaf = key
+            counts = lane.buckets.get(index)
+            if counts is None:
+                lane.buckets[index] = {leaf: 1}
+            else:
+                counts[leaf] = counts.get(leaf, 0) + 1
 
     def coarser(self, buckets: int) -> Timeline:
         """A copy spanning at most `buckets` buckets (neighbours merged, widths doubled),
@@ -165,7 +184,7 @@ class Timeline:
         out.samples = Counter(self.samples)
         for key, lane in self.lanes.items():
             copy = out.lanes[key] = _Lane(lane.pid, lane.tid, lane.name)
-            copy.buckets = {i: Counter(c) for i, c in lane.buckets.items()}
+            copy.buckets = {i: dict(c) for i, c in lane.buckets.items()}
         out._parent, out._name, out._file, out._depth = (
             self._parent, self._name, self._file, self._depth)  # fmt: skip  # shared, read only
         total = sum(out.samples.values())
