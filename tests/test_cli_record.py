@@ -181,3 +181,42 @@ def test_duration_writes_the_profile_without_waiting_for_the_command(tmp_path):
         proc.kill()
     assert "waiting for the command to exit" in stderr
     assert out.read_text().strip(), "empty profile"
+
+
+@pytest.mark.parametrize(
+    ("name", "check"),
+    [
+        ("profile.txt", lambda p: all(COLLAPSED_LINE.match(x) for x in p.read_text().splitlines())),
+        ("profile.collapsed", lambda p: COLLAPSED_LINE.match(p.read_text().splitlines()[0])),
+        ("profile.speedscope.json", lambda p: "$schema" in json.loads(p.read_text())),
+        ("profile.pstats", lambda p: __import__("pstats").Stats(str(p)).total_calls > 0),
+        ("profile.heatmap.html", lambda p: "heat" in p.read_text().lower()),
+        ("profile.html", lambda p: p.read_text().startswith("<!DOCTYPE html>")),
+    ],
+)
+def test_output_suffix_picks_the_format_when_f_is_not_given(name, check, tmp_path):
+    out = tmp_path / name
+    result = run(["record", "-o", out, "--rate", "200", "--", PYTHON, demo_path("slow_script"),
+                  "--repeat", "1"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert check(out), out.read_text()[:200]
+
+
+def test_ambiguous_or_unknown_output_suffix(tmp_path):
+    # .json could be speedscope, chrometrace or gecko: refused before anything runs.
+    marker = tmp_path / "ran"
+    result = run(["record", "-o", tmp_path / "p.json", "--", PYTHON, "-c",
+                  f"open({str(marker)!r}, 'w')"])  # fmt: skip
+    assert result.returncode == 2
+    assert "-f" in result.stderr and "speedscope" in result.stderr
+    assert not marker.exists() and not (tmp_path / "p.json").exists()
+    # An extension no format writes: html, and a note saying so; -f still wins over -o.
+    result = run(["record", "-o", tmp_path / "p.svg", "--", PYTHON, demo_path("slow_script"),
+                  "--repeat", "1"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "no format writes that extension" in result.stderr
+    assert (tmp_path / "p.svg").read_text().startswith("<!DOCTYPE html>")
+    result = run(["record", "-f", "collapsed", "-o", tmp_path / "p.html", "--", PYTHON,
+                  demo_path("slow_script"), "--repeat", "1"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert COLLAPSED_LINE.match((tmp_path / "p.html").read_text().splitlines()[0])

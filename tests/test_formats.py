@@ -580,6 +580,13 @@ def test_replay_converts_to_every_format(tmp_path, good_recording):
     same = run(["replay", src, "-f", "binary", "-o", src])
     assert same.returncode == 2 and "is the input" in same.stderr
     assert src.read_bytes() == data
+    # Without -f the output's suffix says the format; a bare .json is refused, -f asked.
+    by_suffix = run(["replay", src, "-o", tmp_path / "named.pstats"])
+    assert by_suffix.returncode == 0, by_suffix.stderr
+    assert pstats.Stats(str(tmp_path / "named.pstats")).total_tt > 0
+    vague = run(["replay", src, "-o", tmp_path / "named.json"])
+    assert vague.returncode == 2 and "say which with -f" in vague.stderr
+    assert not (tmp_path / "named.json").exists()
 
 
 def test_record_rejects_recording_twice():

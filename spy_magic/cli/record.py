@@ -37,6 +37,36 @@ EXTENSIONS = {
     "heatmap": "heatmap.html",
 }
 BASELINE_FORMATS = ("html",)  # the diff flame graph is a page
+# An -o suffix names its format when -f is not given (longest suffix first: a .heatmap.html
+# is a heat map, a .html a flame graph); a bare .json could be three formats.
+SUFFIX_FORMATS = {
+    **{f".{ext}": fmt for fmt, ext in EXTENSIONS.items()},
+    ".collapsed": "collapsed", ".folded": "collapsed", ".prof": "pstats",
+}  # fmt: skip
+AMBIGUOUS_SUFFIXES = {".json": ("speedscope", "chrometrace", "gecko")}
+DEFAULT_FORMAT = "html"
+
+
+def resolve_format(args: argparse.Namespace) -> str | None:
+    """Set `args.format` from -f, else from -o's suffix, else html. Returns an error message
+    for a suffix that could be several formats (the user says which with -f)."""
+    if args.format is not None:
+        return None
+    name = os.path.basename(args.output or "").lower()
+    for suffix in sorted(SUFFIX_FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            args.format = SUFFIX_FORMATS[suffix]
+            return None
+    for suffix, formats in AMBIGUOUS_SUFFIXES.items():
+        if name.endswith(suffix):
+            return (f"-o {args.output}: a {suffix} file could be " + ", ".join(formats)
+                    + "; say which with -f (or name it .speedscope.json, .trace.json or "
+                    ".gecko.json)")  # fmt: skip
+    if "." in name:
+        print(f"spy_magic: note: -o {args.output}: no format writes that extension; "
+              f"writing {DEFAULT_FORMAT} (choose one with -f)", file=sys.stderr)  # fmt: skip
+    args.format = DEFAULT_FORMAT
+    return None
 
 
 def add_parser(commands) -> None:
@@ -67,8 +97,9 @@ def add_parser(commands) -> None:
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--format", "-f", choices=sorted(EXTENSIONS), default="html",
-        help="output format (default html: an interactive, offline flame graph)",
+        "--format", "-f", choices=sorted(EXTENSIONS), default=None,
+        help="output format (default: from -o's extension, e.g. .txt/.collapsed, "
+        ".speedscope.json, .pstats, .bin; else html, an interactive, offline flame graph)",
     )  # fmt: skip
     parser.add_argument("--output", "-o", help="output file (default: spy_magic-PID.EXT)")
     parser.add_argument("--threads", action="store_true", help="a root frame per thread")
@@ -247,6 +278,10 @@ def run(args: argparse.Namespace) -> int:
         command = command[1:]
     if (args.pid is None) == (not command):
         print("spy_magic: error: give either --pid PID or -- COMMAND", file=sys.stderr)
+        return 2
+    problem = resolve_format(args)
+    if problem:
+        print(f"spy_magic: error: {problem}", file=sys.stderr)
         return 2
     if args.recording and args.format == "binary":
         print("spy_magic: error: -f binary streams the recording to -o; drop --recording",

@@ -13,7 +13,13 @@ import sys
 
 from ..profile.exports import write
 from .loading import baseline_diff, load, load_baseline
-from .record import BASELINE_FORMATS, EXTENSIONS, add_output_options, export_options
+from .record import (
+    BASELINE_FORMATS,
+    EXTENSIONS,
+    add_output_options,
+    export_options,
+    resolve_format,
+)
 
 __all__ = ["add_parser", "default_output", "load", "run"]
 
@@ -41,6 +47,10 @@ def default_output(path: str, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = resolve_format(args)
+    if problem:
+        print(f"spy_magic: error: {problem}", file=sys.stderr)
+        return 2
     if args.baseline and args.format not in BASELINE_FORMATS:
         print(f"spy_magic: error: --baseline draws a diff flame graph: use -f html, not "
               f"{args.format}", file=sys.stderr)  # fmt: skip

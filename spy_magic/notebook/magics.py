@@ -26,7 +26,7 @@ from IPython.display import display
 from ..cli.dump import format_dump
 from ..cli.options import add_sampling_options, sampler_options
 from ..cli.output import output_problem, save
-from ..cli.record import EXTENSIONS
+from ..cli.record import EXTENSIONS, resolve_format
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
 from ..profile.exports import LOSSLESS_FORMATS
@@ -60,7 +60,8 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--function", action="store_true", help="aggregate by function")
     parser.add_argument("-o", "--output", help="also write the profile to this file")
     parser.add_argument(
-        "--format", "-f", choices=sorted(EXTENSIONS), default="html", help="format for -o"
+        "--format", "-f", choices=sorted(EXTENSIONS), default=None,
+        help="format for -o (default: from its extension, else html)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="display nothing")
     parser.add_argument("--lag", action="store_true", help="also show the sampling-lag plot")
@@ -147,6 +148,9 @@ class _LiveView:
 
 def _check_output(args: argparse.Namespace, prog: str) -> None:
     """Refuse an `-o` that cannot be written before anything runs, not after the cell."""
+    problem = resolve_format(args)
+    if problem:
+        raise UsageError(f"{prog}: {problem}; nothing was run")
     problem = output_problem(args.output) if args.output else None
     if problem:
         raise UsageError(f"{prog}: cannot write -o {args.output}: {problem}; nothing was run")
