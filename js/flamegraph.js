@@ -21,7 +21,9 @@
  *   css:        a stylesheet (flamegraph.css) to inject once into the document
  *
  * Nothing is aggregated here beyond merging the selected threads' trees: both views and
- * every function total come from Python, so the page and the tables agree.
+ * every function total come from Python, so the page and the tables agree. The notebook's
+ * PNG draws the same sum of all threads, made by flametree.merge_threads: keep the two
+ * alike (which nodes are one, sibling order).
  *
  * The instance: state(), findFrames(name), zoomTo(idOrName), reset(), back(),
  * setSearch(term), setOrientation(o), setFilter({pid, thread}), setGroupBy(g), setBy(by),

@@ -20,6 +20,7 @@ from collections import Counter
 import pytest
 from browser import ARTIFACTS, launched_chromium, require_chromium_and_playwright
 
+from spy_magic.profile import flametree
 from spy_magic.profile.flametree import build_tree, build_views, node_count
 from spy_magic.profile.html import asset, render_html
 from spy_magic.profile.summary import fmt_pct
@@ -618,5 +619,50 @@ def test_tooltip_names_the_innermost_instructions_over_merged_threads(browser, t
     assert "opcode\nCALL 62.5%, LOAD_ATTR_INSTANCE_VALUE 37.5%" in text, text
     pg.screenshot(path=str(ARTIFACTS / "flamegraph-opcodes.png"))
     assert "opcode" not in hover_tip(pg, frames(pg, "main")[0])  # no sample ends there
+    assert not errors, errors
+    pg.close()
+
+
+def _drawn_boxes(pg) -> list[tuple]:
+    """(level, start, width, name, file) of every frame box of the graph's current tree."""
+    return [tuple(box) for box in pg.evaluate(
+        """() => {
+        const t = window.__spyFlame.tree, out = [];
+        for (let i = 1; i < t.n; i++) out.push([t.depth[i] - 1, t.x[i], t.total[i],
+            t.strings[t.name[i]], t.strings[t.file[i]]]);
+        return out;
+    }"""
+    )]  # fmt: skip
+
+
+def test_the_png_draws_the_tree_the_graph_draws(browser, tmp_path):
+    """The notebook's PNG (`views.flame_boxes`) and the live graph by function with every
+    thread merged lay out the same boxes from the same payload. The input has six threads
+    pruned separately, so folding the merged stacks anew (a second tree) gives other
+    "(other)" boxes: the check below that it does keeps this test able to fail."""
+    from spy_magic.notebook.views import EMBED_MIN_FRACTION, PNG_MAX_DEPTH, flame_boxes
+
+    counts = synthetic_counts(1, min_weight=2)
+    views = build_views(counts, [], min_fraction=EMBED_MIN_FRACTION)
+    path = tmp_path / "png-tree.html"
+    path.write_text(render_html(views, title="png tree"), encoding="utf-8")
+    pg = browser.new_page(viewport={"width": 1200, "height": 700})
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_function("window.__spyFlame !== undefined")
+    pg.evaluate("window.__spyFlame.setBy('function')")
+    drawn = sorted(b for b in _drawn_boxes(pg) if b[0] < PNG_MAX_DEPTH)
+    png = sorted(flame_boxes(views))
+    assert png == drawn
+    assert any(box[3] == flametree.OTHER for box in png)
+
+    merged: Counter = Counter()
+    for per in counts.values():
+        merged.update(per)
+    refolded = build_tree({(0, 0, "all"): merged}, min_fraction=EMBED_MIN_FRACTION,
+                          by="function")  # fmt: skip
+    strings = refolded.pop("strings")
+    assert sorted(flame_boxes({"strings": strings, "views": {"function": refolded}})) != png
     assert not errors, errors
     pg.close()

@@ -11,7 +11,14 @@ import pytest
 
 from spy_magic.profile import flametree
 from spy_magic.profile import html as fhtml
-from spy_magic.profile.flametree import OTHER, build_tree, build_views, node_count, parse_label
+from spy_magic.profile.flametree import (
+    OTHER,
+    build_tree,
+    build_views,
+    merge_threads,
+    node_count,
+    parse_label,
+)
 from spy_magic.profile.summary import fmt_pct, fmt_seconds
 
 # -- labels ----------------------------------------------------------------------------------
@@ -238,6 +245,27 @@ def test_pruning_whole_subtrees_and_sizes():
     assert p[(("root", "/a.py", 1), (OTHER, "", 0))]["total"] == 2000
     assert pruned["pruned"] == 2000
     assert len(json.dumps(pruned)) < len(json.dumps(full)) / 20
+
+
+def test_merge_threads_sums_the_threads_trees():
+    """Unpruned, the sum of the threads' trees is the tree of all their stacks folded at
+    once; pruned, it keeps each thread's "(other)" (the graph draws the same sum)."""
+    merged_input: Counter = Counter()
+    for counts in _sample_input().values():
+        merged_input.update(counts)
+    for by in ("line", "function"):
+        tree = build_tree(_sample_input(), min_fraction=0, by=by)
+        one = build_tree({MAIN: merged_input}, min_fraction=0, by=by)
+        merged = {"pid": 0, "tid": 0, "name": "", "nodes": merge_threads(tree)}
+        assert _nodes(merged, tree) == _nodes(one["threads"][0], one)
+    pruned = build_tree(_sample_input(), min_fraction=0.05)
+    p = _paths({"nodes": merge_threads(pruned)}, pruned)
+    run = ("run", "/usr/lib/python3.11/threading.py", 1)
+    assert p[(run, (OTHER, "", 0))]["total"] == 1
+    assert p[()]["total"] == 138 and p[()]["self"] == 1
+    # Children heaviest first, then by name, as the graph lays them out.
+    nodes = _nodes({"nodes": merge_threads(pruned)}, pruned)
+    assert [n["name"] for n in nodes if n["parent"] == 0] == ["main", "run"]
 
 
 def test_default_min_fraction_and_bad_values():

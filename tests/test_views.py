@@ -14,8 +14,9 @@ import re
 import pytest
 
 from spy_magic.engine.sample import ProcessLabel, RateChange, Sample, Trace
-from spy_magic.notebook.views import flame_png, profile_bundle, top_text
+from spy_magic.notebook.views import _frame_colour, flame_boxes, flame_png, profile_bundle, top_text
 from spy_magic.profile import Profile
+from spy_magic.profile.flametree import OTHER
 from spy_magic.profile.summary import summarize
 from spy_magic.reader import Frame
 
@@ -76,6 +77,51 @@ def test_png_flame_graph_widths_follow_the_shares_and_colours_the_kind_of_code()
     total = sum(end - start for start, end in leaves)
     for (start, end), tenths in zip(leaves, SHARES.values()):
         assert abs((end - start) / total - tenths / 10) < 0.02, (leaves, SHARES)
+
+
+def _drawn_rectangles(monkeypatch) -> list[tuple]:
+    """Every box matplotlib is asked to draw, as (level, start, width, colour)."""
+    import matplotlib.patches
+
+    drawn = []
+
+    class Recording(matplotlib.patches.Rectangle):
+        def __init__(self, xy, width, height, **kwargs):
+            if "facecolor" in kwargs:  # ours; matplotlib's own (the axes' background) have none
+                drawn.append((xy[1], xy[0], width, kwargs["facecolor"]))
+            super().__init__(xy, width, height, **kwargs)
+
+    monkeypatch.setattr(matplotlib.patches, "Rectangle", Recording)
+    return drawn
+
+
+def test_the_png_draws_the_tree_the_report_ships(monkeypatch):
+    """The bundle's PNG is the by-function tree inside its own HTML, all threads summed
+    (`flame_boxes`; a browser test holds that to what the graph draws), not a folding of
+    its own: two threads with a tail of rare functions, pruned per thread, give "(other)"
+    boxes that only that tree has."""
+    pytest.importorskip("matplotlib")
+    drawn = _drawn_rectangles(monkeypatch)
+    samples = []
+    # 2000 samples: frames under 4 (0.2 %) are pruned. "split" has 3 in each thread, so
+    # the threads' trees lump it into "(other)" where folding all stacks at once would not.
+    names = ["split"] * 6 + [f"rare{i % 251}" for i in range(494)] + ["heavy"] * 1500
+    for i, name in enumerate(names):
+        leaf = Frame(name, "/home/me/work.py", 5, 4)
+        trace = Trace(1, 7 + i % 2, 1007 + i % 2, f"T{i % 2}", True, False, (leaf, MAIN, RUNPY))
+        samples.append(Sample(i * 0.01, [trace]))
+    profile = Profile({"target": "In [5]"})
+    profile.extend(samples)
+    bundle = profile_bundle(profile, "In [5]")
+    data = re.search(r'<script type="application/json" class="sfg-data">(.*?)</script>',
+                     bundle["text/html"]).group(1)  # fmt: skip
+    boxes = flame_boxes(json.loads(data))
+    assert [(level, x, width) for level, x, width, _ in drawn] == [b[:3] for b in boxes]
+    others = [b for b in boxes if b[3] == OTHER]
+    assert others and sum(b[2] for b in others) > 0
+    assert {colour for *_, colour in drawn if colour == _frame_colour(OTHER, "")}
+    assert {b[3] for b in boxes} >= {"heavy", "<module>", "_run_code"}
+    assert "split" not in {b[3] for b in boxes}
 
 
 def test_top_text_lists_own_shares():

@@ -9,7 +9,8 @@ widget renderer wins over every other representation and does not fall back. Ins
   inline. Trusted notebooks run it (the session that ran the cell, and a notebook the user
   saved and reopens); nbconvert pages run it too. Where scripts are stripped (an untrusted
   notebook, GitHub) the header, the table and the PNG inside it still show.
-- `image/png`: the static flame graph, for viewers that show images only (PDF/LaTeX).
+- `image/png`: the static flame graph, for viewers that show images only (PDF/LaTeX),
+  drawn from the report's own payload (all threads summed as the live graph sums them).
 - `text/plain`: a top list.
 
 The live view while a cell runs is a widget (widgets.TopWidget); the magics replace it
@@ -23,11 +24,11 @@ import colorsys
 import io
 import re
 import zlib
-from collections import Counter
 
 from ..profile import Profile
 from ..profile.diff import ProfileDiff
-from ..profile.exports import flame_views, thread_stack_counts
+from ..profile.exports import flame_views
+from ..profile.flametree import OTHER, merge_threads
 from ..profile.heatmap import heatmap_sections
 from ..profile.html import render_report
 from ..profile.summary import fmt_duration, summarize
@@ -66,12 +67,15 @@ _BANDS = {
     "library": (155, 30, 0.40, 0.62),
     "native": (262, 22, 0.28, 0.74),
 }
+_OTHER_COLOUR = colorsys.hls_to_rgb(220 / 360, 0.80, 0.06)  # the graph's grey "(other)"
 PNG_ROW_INCHES = 0.24
 PNG_DPI = 100
 PNG_COLOURS = 128
 
 
 def _frame_colour(name: str, filename: str) -> tuple[float, float, float]:
+    if name == OTHER and not filename:
+        return _OTHER_COLOUR
     if not filename:
         kind = "native"
     elif _LIBRARY.search(filename):
@@ -87,39 +91,45 @@ def _frame_colour(name: str, filename: str) -> tuple[float, float, float]:
     return colorsys.hls_to_rgb(hue, min(lightness, 0.9), saturation)
 
 
-def _png_boxes(merged: Counter) -> list[tuple[int, int, int, str]]:
-    """(depth, start, width, label) of every box, root first, largest child leftmost."""
+def flame_boxes(
+    views: dict, max_depth: int = PNG_MAX_DEPTH
+) -> list[tuple[int, int, int, str, str]]:
+    """(depth, start, width, name, filename) of every box the PNG draws, in samples: the
+    by-function tree of the report's own `views` payload, all threads summed
+    (`flametree.merge_threads`, what the live graph shows by function before anything is
+    picked); the root left out, heaviest child leftmost, at most `max_depth` levels."""
+    strings = views["strings"]
+    nodes = merge_threads(views["views"]["function"], strings)
+    parent, total = nodes["parent"], nodes["total"]
+    depth = [0] * len(parent)
+    start = [0] * len(parent)
+    cursor = [0] * len(parent)  # where a node's next child starts
     boxes = []
-
-    def place(stacks: list[tuple[tuple[str, ...], int]], depth: int, x: int) -> None:
-        groups: dict[str, list] = {}
-        for stack, count in stacks:
-            if len(stack) > depth:
-                groups.setdefault(stack[depth], []).append((stack, count))
-        for label, members in sorted(groups.items(), key=lambda kv: -sum(c for _, c in kv[1])):
-            size = sum(c for _, c in members)
-            boxes.append((depth, x, size, label))
-            if depth + 1 < PNG_MAX_DEPTH:
-                place(members, depth + 1, x)
-            x += size
-
-    place(list(merged.items()), 0, 0)
+    for i in range(1, len(parent)):
+        p = parent[i]
+        depth[i] = depth[p] + 1
+        start[i] = cursor[i] = cursor[p]
+        cursor[p] += total[i]
+        if depth[i] <= max_depth:
+            boxes.append((depth[i] - 1, start[i], total[i], strings[nodes["name"][i]],
+                          strings[nodes["file"][i]]))  # fmt: skip
     return boxes
 
 
-def flame_png(profile: Profile, width: float = 11.0) -> bytes:
-    """A static flame graph (all threads merged) for viewers that show only images."""
+def flame_png(profile: Profile, width: float = 11.0, *, views: dict | None = None) -> bytes:
+    """A static flame graph (all threads merged) for viewers that show only images, drawn
+    from `views` (the report's `flame_views` payload; made when not given)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    merged: Counter = Counter()
-    for counts in thread_stack_counts(profile, by="function").values():
-        merged.update(counts)
-    total = sum(merged.values())
-    boxes = [b for b in _png_boxes(merged) if total and b[2] / total >= EMBED_MIN_FRACTION]
+    if views is None:
+        views = flame_views(profile, min_fraction=EMBED_MIN_FRACTION)
+    tree = views["views"]["function"]
+    total = tree["total"]
+    boxes = flame_boxes(views)
     depth = max((b[0] for b in boxes), default=0) + 1
     header = 0.32
     fig = Figure(figsize=(width, header + PNG_ROW_INCHES * depth), dpi=PNG_DPI)
@@ -127,7 +137,7 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
     ax.set_xlim(0, total or 1)
     ax.set_ylim(0, depth)
     ax.axis("off")
-    threads = len({(s.trace.pid, s.trace.thread_id) for s in profile.trace_stats()})
+    threads = len(tree["threads"])
     target = profile.metadata.get("target")
     fig.text(
         0.005, 1 - 0.12 / (header + PNG_ROW_INCHES * depth),
@@ -137,10 +147,9 @@ def flame_png(profile: Profile, width: float = 11.0) -> bytes:
         fontsize=8, va="top", color="#444444",
     )  # fmt: skip
     pixels_per_sample = width * PNG_DPI * 0.99 / (total or 1)
-    for level, x, size, label in boxes:
-        name, _, rest = label.partition(" (")
+    for level, x, size, name, filename in boxes:
         ax.add_patch(
-            Rectangle((x, level), size, 0.94, facecolor=_frame_colour(name, rest.rstrip(")")),
+            Rectangle((x, level), size, 0.94, facecolor=_frame_colour(name, filename),
                       edgecolor="white", linewidth=0.5)
         )  # fmt: skip
         room = int(size * pixels_per_sample / 6.2) - 1  # characters that fit at fontsize 7
@@ -176,9 +185,9 @@ def profile_bundle(profile: Profile, title: str, by: str = "line",
     holds the timeline, the cell heat map (the cell's own lines, from the source the magic
     put in the metadata) and, given a `baseline` diff, the diff colours and table."""
     summary = summarize(profile)
-    png = flame_png(profile)
     views = flame_views(profile, by=by, min_fraction=EMBED_MIN_FRACTION,
                         timeline=TIMELINE_BUCKETS)  # fmt: skip
+    png = flame_png(profile, views=views)
     sections = []
     if baseline is not None:
         views["diff"] = baseline.payload(views["strings"])

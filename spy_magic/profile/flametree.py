@@ -3,8 +3,16 @@
 `build_tree(stack_counts_by_thread)` takes, for each sampled thread, the counts of its
 root-first stacks of frame labels (the labels `Profile.stack_counts` makes:
 `name (filename:line)`, or `name (filename)` when aggregated by function) and returns one
-JSON-able dict. The flame graph (`js/flamegraph.js`) merges the per-thread trees itself, so
-filtering by process or thread needs no round trip to Python.
+JSON-able dict. Stacks are folded into trees here and nowhere else.
+
+Why per-thread trees and no merged one: the graph's process and thread pickers and its
+grouping by process or thread need each thread's tree, and the graph (`js/flamegraph.js`)
+sums the trees of the threads picked without a round trip to Python (nodes with the same
+parent and frame are one). A merged tree shipped beside them would add up to the size of
+the whole tree again for a page with several threads (and be the thread's own tree with
+one), and the sum would still be needed for every other pick. The static picture of all
+threads (the notebook's PNG) is that same sum of the same payload, `merge_threads`, not a
+folding of its own, so it shows what the live graph shows before anything is picked.
 
 Format (version 1)::
 
@@ -360,6 +368,58 @@ def build_views(
     if seconds_per_sample:
         data["seconds_per_sample"] = float(seconds_per_sample)
     return data
+
+
+def merge_threads(
+    tree: Mapping[str, Any], strings: Sequence[str] | None = None
+) -> dict[str, list[int]]:
+    """All threads of `tree` summed into one tree: what the flame graph draws when no
+    process or thread is picked and threads are merged (its `buildTree` sums the picked
+    threads' trees the same way: nodes with the same parent and (name, file, line) are
+    one). The columns of a thread's "nodes" (no "opcode"); node 0 the root of every
+    thread, then pre-order, children by decreasing total then name, as the graph lays them
+    out. `strings` is the tree's string table when it has none of its own (a view of
+    `build_views`)."""
+    table = tree["strings"] if strings is None else strings
+    index: dict[tuple[int, int, int, int], int] = {}
+    parent, names, files, lines, selfs, totals = [-1], [0], [0], [0], [0], [0]
+    for thread in tree["threads"]:
+        nodes = thread["nodes"]
+        mapped = [0] * len(nodes["parent"])
+        selfs[0] += nodes["self"][0]
+        totals[0] += nodes["total"][0]
+        rows = zip(nodes["parent"], nodes["name"], nodes["file"], nodes["line"], nodes["self"],
+                   nodes["total"])  # fmt: skip
+        next(rows)
+        for j, (p, name, filename, line, own, total) in enumerate(rows, 1):
+            key = (mapped[p], name, filename, line)
+            merged = index.get(key)
+            if merged is None:
+                merged = index[key] = len(parent)
+                for column, value in zip((parent, names, files, lines, selfs, totals),
+                                         (key[0], name, filename, line, 0, 0)):  # fmt: skip
+                    column.append(value)
+            mapped[j] = merged
+            selfs[merged] += own
+            totals[merged] += total
+    children: list[list[int]] = [[] for _ in parent]
+    for i in range(1, len(parent)):
+        children[parent[i]].append(i)
+    order, work = [], [0]
+    while work:
+        i = work.pop()
+        order.append(i)
+        kids = sorted(children[i], key=lambda k: (-totals[k], table[names[k]]))
+        work.extend(reversed(kids))
+    renumber = {old: new for new, old in enumerate(order)}
+    return {
+        "parent": [renumber[parent[i]] if i else -1 for i in order],
+        "name": [names[i] for i in order],
+        "file": [files[i] for i in order],
+        "line": [lines[i] for i in order],
+        "self": [selfs[i] for i in order],
+        "total": [totals[i] for i in order],
+    }
 
 
 def node_count(tree: Mapping[str, Any]) -> int:
