@@ -505,8 +505,8 @@ class ChunkWalker:
         fetch: Fetch, memo: WalkMemo, blob: bytes, prefix: int, beyond: int
     ) -> bool:
         """True when every byte the walk below this frame read last time is still the same."""
-        if len(memo.blob) < prefix or blob[:prefix] != memo.blob[:prefix]:
-            return False
+        if len(memo.blob) < prefix or not blob.startswith(memoryview(memo.blob)[:prefix]):
+            return False  # (startswith on a memoryview: a memcmp, no copy)
         for address, old in memo.outside[len(memo.outside) - beyond :]:
             try:
                 buf, offset = fetch.get(address, len(old))
