@@ -189,10 +189,7 @@ class Fetch:
         if hit is None or hit[1] < size:
             return None
         raw, base = self.raw_again, hit[0]
-        for offset, value in spots:
-            if not raw.startswith(value, base + offset):
-                return False
-        return True
+        return all(raw.startswith(value, base + offset) for offset, value in spots)
 
     def planned_now(self, addresses: list[int]) -> tuple[dict[int, int], tuple[int, ...]]:
         """How the next snapshot will prefetch these regions: {address: size}, and which of

@@ -981,9 +981,7 @@ class StackReader:
             idle = None if running is None else not running
             if idle is not stack.idle:
                 threads[i] = replace(stack, idle=idle)
-        _, stale_codes = self._changed_since(
-            [], [], self.codes.due(set(still.codes)), proven
-        )
+        _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)), proven)
         if stale_codes:
             self.walker.forget_frames()
             self._memos = {}
