@@ -11,6 +11,7 @@ have returned and its code's address been reused in between (`loaded_now`).
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ MAX_NAME_CHARS = 1 << 16
 MAX_TABLE_BYTES = 1 << 24
 CHECK_BYTES = 128  # how much of a name or line table a re-check compares
 MAX_CODES = 50_000  # entries kept; past that the cache starts again empty
+MAX_PROOFS = 8  # prepared proofs kept (CodeCache.proof); past that they are made anew
+PROOF_GAP = 512  # check regions closer than this are read as one span of a proof
 
 # A region to re-read and the (offset, bytes) spots in it that must be unchanged.
 Check = tuple[int, int, tuple[tuple[int, bytes], ...]]
@@ -64,6 +67,45 @@ class CodeInfo:
         return frame
 
 
+class CodeProof:
+    """The re-check of a set of cached codes, prepared once: their check regions merged into
+    spans (read as the tail of a scatter read, `Fetch`), and every spot they must hold as
+    one masked integer, so the whole set is confirmed by one C-level comparison.
+
+    Holding proves each code intact as `CodeCache.confirm` would; a mismatch proves nothing
+    about which one changed (the caller then re-checks them one by one)."""
+
+    __slots__ = ("codes", "expected", "mask", "size", "spans")
+
+    def __init__(self, codes: frozenset[int], checks: list[Check]) -> None:
+        self.codes = codes
+        spans: list[tuple[int, int]] = []
+        for address, size, _ in sorted(checks, key=lambda c: c[0]):
+            if spans and address <= spans[-1][0] + spans[-1][1] + PROOF_GAP:
+                start, length = spans[-1]
+                spans[-1] = (start, max(length, address + size - start))
+            else:
+                spans.append((address, size))
+        starts, base, offsets = [s for s, _ in spans], 0, []
+        for _, length in spans:
+            offsets.append(base)
+            base += length
+        self.spans, self.size = spans, base
+        expected, mask = bytearray(base), bytearray(base)
+        for address, _size, spots in checks:
+            i = bisect.bisect_right(starts, address) - 1
+            at = offsets[i] + address - starts[i]
+            for offset, value in spots:
+                expected[at + offset : at + offset + len(value)] = value
+                mask[at + offset : at + offset + len(value)] = b"\xff" * len(value)
+        self.mask = int.from_bytes(mask, "little")
+        self.expected = int.from_bytes(expected, "little")
+
+    def holds(self, raw: bytes) -> bool:
+        """Whether `raw`, the spans as read, shows every code as it was decoded."""
+        return len(raw) == self.size and int.from_bytes(raw, "little") & self.mask == self.expected
+
+
 class CodeCache:
     """Decoded code objects by address, with batched re-validation."""
 
@@ -89,6 +131,7 @@ class CodeCache:
         self._fp_lo = layout["object.ob_type"]
         self._fp_hi = max(*self._fields, self._firstlineno) + 8
         self._entries: dict[int, CodeInfo] = {}
+        self._proofs: dict[frozenset[int], CodeProof] = {}
         self.generation = 0
         self.misses = 0
 
@@ -192,6 +235,7 @@ class CodeCache:
         self.generation += 1
         if len(self._entries) > MAX_CODES:
             self._entries.clear()
+            self._proofs.clear()
             return True
         return False
 
@@ -246,7 +290,25 @@ class CodeCache:
             if not intact:
                 del self._entries[address]
                 evicted.append(address)
+        if evicted:
+            self._proofs.clear()  # a proof holds the evicted entries' bytes
         return evicted
+
+    def proof(self, addresses: frozenset[int]) -> CodeProof | None:
+        """The prepared re-check of these cached codes (None if one is not cached).
+
+        Kept while every entry in it lives: an eviction drops them all, as a code reloaded
+        at the same address has other bytes to hold."""
+        found = self._proofs.get(addresses)
+        if found is None:
+            entries = self._entries
+            if not addresses or not addresses <= entries.keys():
+                return None
+            if len(self._proofs) >= MAX_PROOFS:
+                self._proofs.clear()
+            checks = [c for address in addresses for c in entries[address].checks]
+            found = self._proofs[addresses] = CodeProof(addresses, checks)
+        return found
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from .codes import CodeProof
 from .memory import ProcessMemory, Scatter
 
 CHUNK_SLACK = 1024  # read this much past a chunk's used top, for the next sample to grow into
 MERGE_GAP = 512  # regions closer than this are read as one span
 _ALIGN = 256
+MAX_AGAIN = 16  # second-copy scatter reads kept prepared per plan
 
 
 @dataclass
@@ -32,11 +34,21 @@ class Plan:
     span_ends: list[int]  # cumulative buffer offset at the end of each span
     # The spans as a prepared scatter read, built on first use and run for every copy.
     scatter: Scatter | None = field(default=None, compare=False, repr=False)
+    # The same with a code proof's spans behind them: (the proof, that scatter read).
+    with_proof: tuple[CodeProof, Scatter] | None = field(default=None, compare=False, repr=False)
+    # Second copies (Fetch.copy_again) prepared by their regions: a moving stack asks for
+    # the same ones snapshot after snapshot.
+    again: dict[tuple[int, ...], Scatter] = field(default_factory=dict, compare=False, repr=False)
 
-    def prepared(self) -> Scatter:
-        if self.scatter is None:
-            self.scatter = Scatter(self.spans)
-        return self.scatter
+    def prepared(self, proof: CodeProof | None = None) -> Scatter:
+        """The prepared scatter read of the spans, followed by `proof`'s when given."""
+        if proof is None:
+            if self.scatter is None:
+                self.scatter = Scatter(self.spans)
+            return self.scatter
+        if self.with_proof is None or self.with_proof[0] is not proof:
+            self.with_proof = (proof, Scatter(self.spans + proof.spans))
+        return self.with_proof[1]
 
     @classmethod
     def build(cls, regions: dict[int, int], lead: set[int]) -> Plan:
@@ -88,14 +100,21 @@ class Fetch:
     `get` returns (buffer, offset) so callers unpack in place, without copying regions out.
     """
 
-    def __init__(self, mem: ProcessMemory, plan: Plan | None) -> None:
+    def __init__(
+        self, mem: ProcessMemory, plan: Plan | None, proof: CodeProof | None = None
+    ) -> None:
+        """`proof`: code objects to re-check, read right behind the planned spans in the
+        same syscall (so after every frame that points to them): `proven` holds them when
+        their bytes came back as decoded."""
         self.mem = mem
+        self.proven: frozenset[int] = frozenset()
         self.raw = b""
         self.where: dict[int, tuple[int, int]] = {}
         self.complete = False  # every planned region arrived
         self.extra: dict[int, bytes] = {}
         self._planned: dict[int, int] = {} if plan is None else plan.regions
         self._planned_lead: frozenset[int] = frozenset() if plan is None else plan.lead
+        self._again = None if plan is None else plan.again
         # A second copy of the regions of the stacks that moved since the last snapshot,
         # taken by `copy_again` right after the first copy: what their walks use is compared
         # against it (see StackReader). A second call, not one call listing the regions twice:
@@ -103,9 +122,15 @@ class Fetch:
         self.raw_again = b""
         self.where_again: dict[int, tuple[int, int]] = {}
         if plan is not None and plan.spans:
-            scatter = plan.prepared()
+            scatter = plan.prepared(proof)
             self.raw, got = mem.read_scatter(scatter)
-            if got >= scatter.total:
+            total = scatter.total
+            if proof is not None:
+                total -= proof.size
+                if got >= scatter.total and proof.holds(self.raw[total:]):
+                    self.proven = proof.codes
+                self.raw = self.raw[:total]
+            if got >= total:
                 self.where = plan.where
                 self.complete = True
             else:
@@ -135,10 +160,18 @@ class Fetch:
     def copy_again(self, addresses: list[int]) -> None:
         """The second copy: these prefetched regions (their planned size) read once more."""
         where, planned = self.where, self._planned
-        regions = [(a, planned[a]) for a in dict.fromkeys(addresses) if a in where]
-        if not regions:
+        wanted = tuple(a for a in dict.fromkeys(addresses) if a in where)
+        if not wanted:
             return
-        scatter = Scatter(regions)
+        regions = [(a, planned[a]) for a in wanted]
+        prepared = self._again
+        scatter = prepared.get(wanted) if prepared is not None else None
+        if scatter is None:
+            scatter = Scatter(regions)
+            if prepared is not None:
+                if len(prepared) >= MAX_AGAIN:
+                    prepared.clear()
+                prepared[wanted] = scatter
         self.raw_again, got = self.mem.read_scatter(scatter)
         offset = 0
         for address, size in regions:
@@ -147,12 +180,16 @@ class Fetch:
             self.where_again[address] = (offset, size)
             offset += size
 
-    def second_copy(self, address: int, size: int) -> bytes | None:
-        """The region as the second copy saw it; None if it was not in that copy."""
+    def again_holds(
+        self, address: int, size: int, spots: tuple[tuple[int, bytes], ...]
+    ) -> bool | None:
+        """Whether the second copy of the region holds every (offset, bytes) spot; None if
+        the region was not in that copy. Compared in place (a memcmp a spot, no copy)."""
         hit = self.where_again.get(address)
         if hit is None or hit[1] < size:
             return None
-        return self.raw_again[hit[0] : hit[0] + size]
+        raw, base = self.raw_again, hit[0]
+        return all(raw.startswith(value, base + offset) for offset, value in spots)
 
     def planned_now(self, addresses: list[int]) -> tuple[dict[int, int], tuple[int, ...]]:
         """How the next snapshot will prefetch these regions: {address: size}, and which of

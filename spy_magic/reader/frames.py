@@ -233,9 +233,13 @@ class WalkMemo:
     blob: bytes = b""
     frames: list[Frame] = field(default_factory=list)
     codes: list[int] = field(default_factory=list)  # the code object of each of `frames`
-    # in-chunk frame address -> (index into frames where that frame's output starts,
-    #                            number of outside reads that lie beyond it)
-    positions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # in-chunk frame address -> (frames from it to the outermost, its place in `chain`
+    # counted from the end, number of outside reads that lie beyond it). Counted from the
+    # outer end, so an entry stays true while the stack below it holds still: a walk that
+    # reuses a tail takes this dict over as it is. Entries of frames no longer in `chain`
+    # may linger; one counts only where `chain` holds its address at its place.
+    positions: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    chain: list[int] = field(default_factory=list)  # in-chunk frames walked, innermost first
     # bytes read from outside the current chunk, in walk order: (address, bytes)
     outside: list[tuple[int, bytes]] = field(default_factory=list)
     # (code object, instruction address) of the innermost frame shown (for --opcodes)
@@ -323,6 +327,7 @@ class ChunkWalker:
         new_memo = WalkMemo(chunk=chunk, frames=frames)
         codes = new_memo.codes
         positions = new_memo.positions
+        chain = new_memo.chain
         outside = new_memo.outside
         blob = b""
         older_chunk = 0
@@ -359,7 +364,9 @@ class ChunkWalker:
         chunk_end = chunk + len(blob)
         lowest = chunk_end  # in-chunk frames must be met at ever lower addresses
         seen_outside: set[int] = set()
-        visits: list[tuple[int, int, int]] = []  # (address, frames so far, outside reads so far)
+        # (address, frames so far, chain so far, outside reads so far)
+        visits: list[tuple[int, int, int, int]] = []
+        known = memo.positions.get if reusable else None
         address = frame_address
         max_depth = self.max_depth
         hidden = 0  # frames past the depth limit: counted, not decoded
@@ -375,27 +382,32 @@ class ChunkWalker:
                     raise TornStack("frame chain loops inside its chunk")
                 lowest = address
                 offset = address - chunk
-                if reusable and attempts and not hidden and address in memo.positions:
-                    attempts -= 1
-                    start, beyond = memo.positions[address]
-                    fits = len(frames) + len(memo.frames) - start <= max_depth
-                    if fits and self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
-                        base = len(frames)
-                        if base == start == 0 and not visits:
-                            # The whole walk is as before: share the old bookkeeping.
-                            new_memo.positions = positions = memo.positions
-                        else:
-                            for addr, (pos, count) in memo.positions.items():
-                                if addr <= address:
-                                    positions[addr] = (base + pos - start, count)
-                        if not frames:
-                            new_memo.innermost = self._innermost_at(memo, start, blob, offset)
-                        frames.extend(memo.frames[start:])
-                        codes.extend(memo.codes[start:])
-                        outside.extend(memo.outside[len(memo.outside) - beyond :])
-                        self._settle(positions, visits, len(outside))
-                        return frames, new_memo
-                visits.append((address, len(frames), len(outside)))
+                place = known(address) if known is not None and attempts and not hidden else None
+                if place is not None:
+                    from_end, chain_from_end, beyond = place
+                    old_chain = memo.chain
+                    at = len(old_chain) - chain_from_end
+                    if at >= 0 and chain_from_end and old_chain[at] == address:
+                        attempts -= 1
+                        start = len(memo.frames) - from_end
+                        fits = len(frames) + from_end <= max_depth
+                        if fits and self._tail_unchanged(fetch, memo, blob, offset + size, beyond):
+                            if not frames:
+                                new_memo.innermost = self._innermost_at(memo, start, blob, offset)
+                            frames.extend(memo.frames[start:])
+                            codes.extend(memo.codes[start:])
+                            outside.extend(memo.outside[len(memo.outside) - beyond :])
+                            chain.extend(old_chain[at:])
+                            # The tail's entries hold as they are: take the dict over (the
+                            # previous memo is not used again).
+                            positions = memo.positions
+                            if len(positions) > 2 * len(chain) + 64:  # drop lingering ones
+                                positions = {a: positions[a] for a in old_chain[at:]}
+                            new_memo.positions = positions
+                            self._settle(positions, visits, len(frames), len(chain), len(outside))
+                            return frames, new_memo
+                visits.append((address, len(frames), len(chain), len(outside)))
+                chain.append(address)
                 raw = blob
             else:
                 raw = None
@@ -450,8 +462,9 @@ class ChunkWalker:
         if hidden:
             frames.append(truncation_marker(hidden, exact=not address))
             new_memo.positions = {}  # a cut walk's frames are no tail to reuse
+            new_memo.chain = []
             return frames, new_memo
-        self._settle(positions, visits, len(outside))
+        self._settle(positions, visits, len(frames), len(chain), len(outside))
         return frames, new_memo
 
     def checks(self, memo: WalkMemo, innermost: int) -> list[Check]:
@@ -495,18 +508,29 @@ class ChunkWalker:
         return code, instr
 
     @staticmethod
-    def _settle(positions: dict, visits: list[tuple[int, int, int]], total_outside: int) -> None:
-        """Note, for each in-chunk frame visited, how many outside reads lie beyond it."""
-        for address, position, outside_before in visits:
-            positions[address] = (position, total_outside - outside_before)
+    def _settle(
+        positions: dict,
+        visits: list[tuple[int, int, int, int]],
+        total_frames: int,
+        total_chain: int,
+        total_outside: int,
+    ) -> None:
+        """Note, for each in-chunk frame visited, how many frames, chain entries and outside
+        reads lie from it outwards."""
+        for address, frames_before, chain_before, outside_before in visits:
+            positions[address] = (
+                total_frames - frames_before,
+                total_chain - chain_before,
+                total_outside - outside_before,
+            )
 
     @staticmethod
     def _tail_unchanged(
         fetch: Fetch, memo: WalkMemo, blob: bytes, prefix: int, beyond: int
     ) -> bool:
         """True when every byte the walk below this frame read last time is still the same."""
-        if len(memo.blob) < prefix or blob[:prefix] != memo.blob[:prefix]:
-            return False
+        if len(memo.blob) < prefix or not blob.startswith(memoryview(memo.blob)[:prefix]):
+            return False  # (startswith on a memoryview: a memcmp, no copy)
         for address, old in memo.outside[len(memo.outside) - beyond :]:
             try:
                 buf, offset = fetch.get(address, len(old))

@@ -50,6 +50,9 @@ PAUSED_ATTEMPTS = 2  # pauses for one read whose paused copy is torn as well
 PAUSE_RETRY_FIRST = 0.01
 PAUSE_RETRY_MAX = 1.0
 PAUSE_RETRY_COST = 20
+# Most code objects one prefetch re-checks behind its spans (CodeProof); more come due at
+# once, and it re-checks only those.
+MAX_PROOF_CODES = 32
 _Q = struct.Struct("<Q")
 _I = struct.Struct("<I")
 
@@ -59,9 +62,10 @@ def _version_text(version: tuple[int, int, int]) -> str:
     return f"{major}.{minor}.{micro}" if micro else f"{major}.{minor}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Walked:
-    """One thread's last walk, kept while its stack holds still (see StackReader._snapshot)."""
+    """One thread's last walk, kept while its stack holds still (see StackReader._snapshot).
+    Never changed once made (not frozen only because a frozen init costs per field)."""
 
     thread_id: int
     locating: object  # the thread-state fields that locate its stack (StackReader._locate)
@@ -171,6 +175,8 @@ class StackReader:
         self._last_stacks: dict[int, ThreadStack] = {}  # by thread-state address
         self._snap: _Snap | None = None  # the last snapshot, indexed (_quick_snapshot)
         self._gil_region = 0  # the address of the GIL state the snapshot reads
+        # The cached codes the next prefetch re-checks behind its spans (_plan_proof).
+        self._proof_codes: frozenset[int] = frozenset()
         self._stale = False  # the last snapshot met a code object that changed
         # The kept walks whose planned regions, leads and codes are merged (_keep), each
         # counted by how many of those walks plan it.
@@ -199,7 +205,7 @@ class StackReader:
         self._want_names = thread_names
         self._names: dict[tuple[int, int], str] = {}  # (ident, native id) -> name
         self._names_at = -1.0
-        self._gil_struct: int | None = None
+        self._gil_fields: tuple[int, int, int | None, int] | None = None  # _gil_layout
         self._tstate_unpack, self._tstate_size = self._tstate_fields()
         self.interp_address = self._check_ready()
         if not self.version[2]:
@@ -455,12 +461,13 @@ class StackReader:
             self.walker.forget_frames()
             self._memos, self._last_walks, self._still, self._snap = {}, {}, None, None
         plan = self._plan
-        fetch = Fetch(self.mem, plan)
+        proof = self.codes.proof(self._proof_codes) if self._proof_codes else None
+        fetch = Fetch(self.mem, plan, proof)
         still = self._still
         if still is not None and still.plan is plan and fetch.complete and fetch.raw == still.raw:
             # Not one byte the last snapshot read has moved, and it kept or walked every
             # thread afresh: the same threads, stacks and holders. Only run states are read.
-            snapshot = self._still_snapshot(still, now)
+            snapshot = self._still_snapshot(still, now, fetch.proven)
             if snapshot is not None:
                 return snapshot
         self._still = None
@@ -538,8 +545,8 @@ class StackReader:
                                 kept[tstate] = before
                                 continue
                         else:
-                            for start, end, old in where:
-                                if raw[start:end] != old:
+                            for start, _end, old in where:
+                                if not raw.startswith(old, start):
                                     break
                             else:
                                 kept[tstate] = before
@@ -608,7 +615,9 @@ class StackReader:
         """What every snapshot ends with: the late re-reads and code re-checks, the walks and
         memos kept for the next one, its plan, and the held-still snapshot."""
         memos, walked = bag.memos, bag.walked
-        changed, stale_codes = self._changed_since(bag.checks, bag.owners, self.codes.due(bag.used))
+        changed, stale_codes = self._changed_since(
+            bag.checks, bag.owners, self.codes.due(bag.used), fetch.proven
+        )
         changed |= bag.changed_early
         self.walker.end_snapshot()
         if stale_codes:
@@ -742,7 +751,7 @@ class StackReader:
                 and before.locating == locate(fresh_values[tstate])
             ):
                 spots, _ = self._spots_of(before, prefetched, plan)
-                if spots is not None and all(raw[a:b] == old for a, b, old in spots):
+                if spots is not None and all(raw.startswith(old, a) for a, _, old in spots):
                     continue
             if before is not None:
                 again.extend(address for address, _, _ in before.regions)
@@ -833,12 +842,12 @@ class StackReader:
                 address, size, spots = check
                 if not size:
                     continue
-                again_bytes = None if all_late else fetch.second_copy(address, size)
-                if again_bytes is None:
+                holds = None if all_late else fetch.again_holds(address, size, spots)
+                if holds is None:
                     checks.append(check)
                     owners.append(thread_id)
                     late = True
-                elif any(again_bytes[o : o + len(v)] != v for o, v in spots):
+                elif not holds:
                     changed_early.add(thread_id)
                     break
             else:
@@ -941,7 +950,7 @@ class StackReader:
         return tuple(out), frozenset(spans)
 
     def _still_snapshot(
-        self, still: _Still, now: float
+        self, still: _Still, now: float, proven: frozenset[int]
     ) -> tuple[list[ThreadStack], set[int]] | None:
         """The last snapshot again, when its whole prefetch came back byte for byte the same
         (see `_snapshot`), with fresh run states: the same ThreadStack objects where nothing
@@ -972,7 +981,7 @@ class StackReader:
             idle = None if running is None else not running
             if idle is not stack.idle:
                 threads[i] = replace(stack, idle=idle)
-        _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)))
+        _, stale_codes = self._changed_since([], [], self.codes.due(set(still.codes)), proven)
         if stale_codes:
             self.walker.forget_frames()
             self._memos = {}
@@ -1020,13 +1029,21 @@ class StackReader:
         )
 
     def _changed_since(
-        self, checks: list[Check], owners: list[int], codes_due: list[int]
+        self,
+        checks: list[Check],
+        owners: list[int],
+        codes_due: list[int],
+        proven: frozenset[int] = frozenset(),
     ) -> tuple[set[int], bool]:
-        """Re-read what the walks read on demand, and the cached code objects they used.
+        """Re-read what the walks read on demand, and the cached code objects they used
+        (but those `proven` already: re-checked behind this snapshot's prefetch).
 
         Returns the thread ids whose stack changed, and whether a cached code object turned
         out to be a different object now (then every frame derived from it is suspect).
         """
+        self._plan_proof(codes_due)
+        if proven:
+            codes_due = [address for address in codes_due if address not in proven]
         regions = [(address, size) for address, size, _ in checks]
         code_regions = self.codes.check_regions(codes_due)
         if not regions and not code_regions:
@@ -1039,6 +1056,16 @@ class StackReader:
             if now is None or any(now[o : o + len(v)] != v for o, v in spots):
                 changed.add(owner)
         return changed, False
+
+    def _plan_proof(self, codes_due: list[int]) -> None:
+        """Which codes the next prefetch re-checks (its `CodeProof`): the ones due now, with
+        those it checked already while they are few. A set that only changes when a code
+        not in it comes due keeps one prepared scatter read snapshot after snapshot."""
+        current = self._proof_codes
+        if current.issuperset(codes_due):
+            return
+        wider = current.union(codes_due)
+        self._proof_codes = wider if len(wider) <= MAX_PROOF_CODES else frozenset(codes_due)
 
     def _walk(
         self,
@@ -1086,22 +1113,31 @@ class StackReader:
 
     def _gil_holder(self, fetch: Fetch) -> int:
         """The thread state holding the GIL right now, or 0."""
-        layout = self.layout
-        runtime = self.interpreter.runtime_address
-        if not self.spec.gil_in_interpreter:
-            self._gil_region = runtime + layout["runtime.gilstate_tstate_current"]
-            return _Q.unpack_from(*fetch.get(self._gil_region, 8))[0]
-        if self._gil_struct is None:
-            self._gil_struct = self.mem.read_u64(self.interp_address + layout["interp.ceval_gil"])
-        if not self._gil_struct:
+        gil = self._gil_fields
+        if gil is None:
+            gil = self._gil_fields = self._gil_layout()
+        region, size, locked_at, holder_at = gil
+        if not region:
             return 0
+        self._gil_region = region
+        buf, offset = fetch.get(region, size)
+        if locked_at is None:
+            return _Q.unpack_from(buf, offset)[0]
+        locked = _I.unpack_from(buf, offset + locked_at)[0]
+        return _Q.unpack_from(buf, offset + holder_at)[0] if locked else 0
+
+    def _gil_layout(self) -> tuple[int, int, int | None, int]:
+        """(address, size) of the GIL state the snapshot reads, and where in it `locked`
+        and the holder lie (locked None: the region is the holder itself, ≤3.11)."""
+        layout = self.layout
+        if not self.spec.gil_in_interpreter:
+            runtime = self.interpreter.runtime_address
+            return runtime + layout["runtime.gilstate_tstate_current"], 8, None, 0
+        struct_at = self.mem.read_u64(self.interp_address + layout["interp.ceval_gil"])
         lo = min(layout["gil.locked"], layout["gil.last_holder"])
         hi = max(layout["gil.locked"] + 4, layout["gil.last_holder"] + 8)
-        self._gil_region = self._gil_struct + lo
-        buf, offset = fetch.get(self._gil_region, hi - lo)
-        locked = _I.unpack_from(buf, offset + layout["gil.locked"] - lo)[0]
-        holder = _Q.unpack_from(buf, offset + layout["gil.last_holder"] - lo)[0]
-        return holder if locked else 0
+        region = struct_at + lo if struct_at else 0
+        return region, hi - lo, layout["gil.locked"] - lo, layout["gil.last_holder"] - lo
 
     def _thread_names(self, threads: list[tuple[int, int]], now: float) -> dict:
         """{(thread ident, native id): name}. Names are read again only when a thread not
