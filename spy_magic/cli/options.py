@@ -7,7 +7,7 @@ import sys
 
 from ..engine import DEFAULT_RATE, MAX_RATE
 from ..engine.modes import MODES
-from ..reader.asyncio_tasks import MODES as ASYNC_MODES
+from ..reader.model import ASYNC_MODES
 
 
 def positive_float(text: str) -> float:

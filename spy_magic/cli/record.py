@@ -10,17 +10,18 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from ..engine import Sampler
 from ..profile import Profile
-from ..profile.diff import ProfileDiff
 from ..profile.exports import LOSSLESS_FORMATS, NEEDS_SAMPLES
-from ..profile.recording import RecordingWriter
 from ..profile.sources import SourceCollector
-from .loading import baseline_diff, load_baseline
 from .options import add_sampling_options, sampler_options
 from .output import output_problem, save
 from .signals import Terminated, signal_name, terminating_signals
+
+if TYPE_CHECKING:
+    from ..profile.diff import ProfileDiff
 
 FREEZE_EVERY = 2000
 END_GRACE_S = 5.0  # a launched command told to end has this long before it is killed
@@ -292,6 +293,9 @@ def run(args: argparse.Namespace) -> int:
               f"{args.format}", file=sys.stderr)  # fmt: skip
         return 2
     # Before anything runs: a bad -o, --recording or --baseline must not cost the recording.
+    # What only some recordings use is imported only by them: the first sample comes sooner.
+    from .loading import baseline_diff, load_baseline
+
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.baseline and baseline is None:
         return 2
@@ -320,7 +324,12 @@ def run(args: argparse.Namespace) -> int:
             # The binary recording is written while sampling, so a kill leaves it readable.
             stream_path = output if args.format == "binary" else args.recording
             try:
-                stream = RecordingWriter(stream_path, target) if stream_path else None
+                if stream_path:
+                    from ..profile.recording import RecordingWriter
+
+                    stream = RecordingWriter(stream_path, target)
+                else:
+                    stream = None
             except OSError as exc:
                 print(f"spy_magic: error: cannot write {stream_path}: {exc.strerror}",
                       file=sys.stderr)  # fmt: skip

@@ -12,7 +12,6 @@ import os
 import sys
 
 from ..profile.exports import write
-from .loading import baseline_diff, load, load_baseline
 from .record import (
     BASELINE_FORMATS,
     EXTENSIONS,
@@ -21,7 +20,7 @@ from .record import (
     resolve_format,
 )
 
-__all__ = ["add_parser", "default_output", "load", "run"]
+__all__ = ["add_parser", "default_output", "run"]
 
 
 def add_parser(commands) -> None:
@@ -47,6 +46,8 @@ def default_output(path: str, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .loading import baseline_diff, load, load_baseline  # only replay needs them
+
     problem = resolve_format(args)
     if problem:
         print(f"spy_magic: error: {problem}", file=sys.stderr)

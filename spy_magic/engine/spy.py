@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..reader import (
     AccessDenied,
@@ -17,8 +17,10 @@ from ..reader import (
     UnsupportedVersion,
     decode_name,
 )
-from ..reader.asyncio_tasks import AsyncioReader, AsyncUnsupported, open_tasks
 from .sample import ProcessLabel, SampleError, Trace
+
+if TYPE_CHECKING:
+    from ..reader.asyncio_tasks import AsyncioReader
 
 DEFAULT_START_TIMEOUT = 5.0
 _RETRY_INTERVAL = 0.005
@@ -103,6 +105,8 @@ class ProcessSpy:
         self.tasks: AsyncioReader | None = None
         self._async_unsupported: str | None = None
         if async_tasks:
+            from ..reader.asyncio_tasks import AsyncUnsupported, open_tasks  # --async only
+
             try:
                 self.tasks = open_tasks(reader, async_tasks)
             except AsyncUnsupported as exc:

@@ -12,10 +12,27 @@ from .exports import (
     to_speedscope,
     write,
 )
-from .gecko import to_gecko
 from .model import FunctionStats, Profile, ThreadInfo, TimedError
-from .pstats_export import to_pstats
-from .recording import RecordingError, RecordingTruncatedWarning, RecordingWriter, read_recording
+
+# Imported on first use: `record --pid` should reach its first sample without them.
+_LAZY = {
+    "to_gecko": ".gecko",
+    "to_pstats": ".pstats_export",
+    "RecordingError": ".recording",
+    "RecordingTruncatedWarning": ".recording",
+    "RecordingWriter": ".recording",
+    "read_recording": ".recording",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "FORMATS",

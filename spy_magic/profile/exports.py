@@ -34,7 +34,6 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Union
 from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from ..reader import Frame, printable
 from .flametree import opcode_label
-from .gecko import to_gecko
 from .model import (
     Profile,
     TraceFilter,
@@ -43,7 +42,6 @@ from .model import (
     process_labels,
     thread_label,
 )
-from .pstats_export import to_pstats
 
 if TYPE_CHECKING:
     from .diff import ProfileDiff
@@ -873,6 +871,20 @@ def to_binary(profile: Profile, *, compression: str = "auto") -> bytes:
     from .recording import to_recording  # recording imports this module
 
     return to_recording(profile, compression=compression)
+
+
+def to_pstats(profile: Profile, **options: Any) -> bytes:
+    """`pstats_export.to_pstats`, imported when first asked (start-up pays for what it uses)."""
+    from .pstats_export import to_pstats as write_pstats
+
+    return write_pstats(profile, **options)
+
+
+def to_gecko(profile: Profile, **options: Any) -> str:
+    """`gecko.to_gecko`, imported when first asked."""
+    from .gecko import to_gecko as write_gecko
+
+    return write_gecko(profile, **options)
 
 
 # Each format's writer returns its whole output: str (written as UTF-8) or bytes.

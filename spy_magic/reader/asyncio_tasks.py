@@ -40,11 +40,11 @@ from .codes import CodeCache
 from .elf import ElfError, parse_elf
 from .errors import AccessDenied, MemoryReadError, ProcessExited, ReaderError
 from .layouts import LAYOUTS
-from .model import Frame, ThreadStack
+from .model import ASYNC_MODES, Frame, ThreadStack
 from .objects import BadObject, ObjectReader
 from .process import _load_bias, mapped_file, read_maps
 
-MODES = ("running", "all")
+MODES = ASYNC_MODES
 TASK_FILE = "<asyncio task>"  # the file name of the frames that mark a task
 SECTION = ".AsyncioDebug"
 SECTION_SIZE = 13 * 8  # Py_AsyncioModuleDebugOffsets: 13 uint64 fields

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from .errors import MemoryReadError, NotAvailable, ReaderError
 from .model import GC_FILENAME, GC_FRAME_NAME, Frame, ThreadStack
-from .opcodes import OPCODES
 
 if TYPE_CHECKING:
     from .reader import StackReader
@@ -79,6 +78,8 @@ class ThreadExtras:
                 self.gc_address = base + layout["gcstate.collecting"]
         self.opcodes: dict[int, str] | None = None
         if opcodes:
+            from .opcodes import OPCODES  # a large table: loaded when opcodes are asked
+
             table = OPCODES.get(f"{version[0]}.{version[1]}")
             if table is None:
                 raise NotAvailable(

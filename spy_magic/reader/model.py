@@ -49,6 +49,7 @@ class Frame:
 
 # The pseudo-frame on top of a thread's stack while the target's garbage collector runs
 # there (StackReader's `gc`): a name no Python function can have, like <truncated ...>.
+ASYNC_MODES = ("running", "all")  # --async: the running task's chain, or every task too
 GC_FRAME_NAME = "<GC>"
 GC_FILENAME = "<gc>"
 

@@ -8,6 +8,7 @@ import operator
 import struct
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from . import debug_offsets, versions
 from .codes import CodeCache
@@ -19,7 +20,6 @@ from .errors import (
     TornStack,
     UnsupportedVersion,
 )
-from .extras import ThreadExtras
 from .fetch import Fetch, Plan
 from .frames import (
     DEFAULT_MAX_DEPTH,
@@ -35,6 +35,9 @@ from .model import Frame, ThreadStack
 from .pause import PauseFailed, ThreadPauser
 from .process import Interpreter, find_interpreter, process_is_gone
 from .threads import NativeIdResolver, ThreadStates
+
+if TYPE_CHECKING:
+    from .extras import ThreadExtras
 
 MAX_THREADS = 100_000
 THREAD_NAME_REFRESH_S = 0.25
@@ -214,6 +217,8 @@ class StackReader:
         self.gc_flag_address = 0  # where gcstate.collecting is, when <GC> frames are asked
         self.gc_collecting = False  # as the last snapshot read it
         if exceptions or gc or opcodes:
+            from .extras import ThreadExtras  # asked for: its tables load only then
+
             self.extras = ThreadExtras(self, exceptions=exceptions, gc=gc, opcodes=opcodes)
             self.gc_flag_address = self.extras.gc_address or 0
 
