@@ -806,8 +806,8 @@ def test_mode_exception_and_opcodes_work_in_a_cell(nb):
     assert "in_handler" in names and totals.get("outside", 0.0) < 5.0, facts["functions"][:6]
     assert facts["metadata"]["profile_mode"] == "exception", facts["metadata"]
     ops = nb.json(
-        f"import json; print(json.dumps(sorted({{t.opcode or '' for _i, _s, t in "
-        f"Out[{cell.execution_count}].iter_traces()}})))"
+        f"import json; print(json.dumps(sorted({{s.trace.opcode or '' for s in "
+        f"Out[{cell.execution_count}].trace_stats()}})))"
     )
     assert ops and "" not in ops, ops
 
@@ -849,8 +849,8 @@ def test_async_cell_shows_each_tasks_own_branch(nb):
     cell = nb.run(ASYNC_CELL)
     assert errors(cell) == [] and "warning" not in nk.stderr(cell), cell.outputs
     stacks = nb.json(
-        "import json\nprint(json.dumps([[f.name for f in t.frames] for _i, _s, t in "
-        f"Out[{cell.execution_count}].iter_traces()]))"
+        "import json\nprint(json.dumps([[f.name for f in s.trace.frames] for s in "
+        f"Out[{cell.execution_count}].trace_stats() for _ in range(s.count)]))"
     )
     branches = {tuple(names[:4]) for names in stacks if names[:1] == ["burn"]}
     for n in range(3):
