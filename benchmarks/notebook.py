@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import git_state, loadavg, md_table, progress, say
+from common import loadavg, md_table, progress, say
 
 WORK_CELL = """\
 def _bench_work(n):
@@ -197,8 +197,6 @@ def measure_display(k: Kernel, rounds: int) -> dict:
     }
 
 
-def prepare_memory(k: Kernel, minutes: float) -> None:
-    k.run(f"_BENCH_LONG = _bench_calibrate({minutes * 60})")
 
 
 def measure_memory(k: Kernel) -> dict:
@@ -329,15 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="spy-bench-nb-") as spec_dir:
         kernels: list[Kernel] = []
         try:
+            work: dict[str, int] = {}  # calibrated in the first kernel: the same for all
             for i, repo in enumerate(repos):
                 k = Kernel(repo, Path(spec_dir), f"spy-magic-bench-{i}")
                 kernels.append(k)
                 k.run("%load_ext spy_magic")
                 k.run(WORK_CELL)
-                k.run(f"_BENCH_N = _bench_calibrate({args.seconds})")
+                if not work:
+                    work = k.json(
+                        "import json\nprint(json.dumps({"
+                        f"'_BENCH_N': _bench_calibrate({args.seconds}), "
+                        f"'_BENCH_LONG': _bench_calibrate({minutes * 60})}}))"
+                    )
+                k.run("\n".join(f"{name} = {n}" for name, n in work.items()))
                 k.run("%%spy\nx = 1")  # warm: the first report imports matplotlib and friends
-                if not args.skip_memory:
-                    prepare_memory(k, minutes)
 
             def turns(r: int) -> list[int]:  # who goes first alternates round by round
                 order = list(range(len(kernels)))
@@ -367,7 +370,11 @@ def git_state_of(repo: Path) -> str:
 
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
-    return commit or git_state()
+    top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"],
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if not commit or Path(top).resolve() != repo.resolve():
+        return "not a git checkout"
+    return commit
 
 
 if __name__ == "__main__":

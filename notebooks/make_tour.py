@@ -251,9 +251,9 @@ attached""",
 
 Samples are taken at exponentially distributed intervals (so the schedule never locks onto
 the program's own rhythm); a busy machine can make them late. The lag plot shows how late
-samples were over time (the latest of each stretch), the distribution of lateness, and the
-observed gaps against the exponential distribution they should follow. `%%spy --lag` adds it under the profile; for a profile at
-hand:""",
+samples were over time (the worst of each stretch), the distribution of lateness, and the
+observed gaps against the exponential distribution they should follow. `%%spy --lag` adds
+it under the profile; for a profile at hand:""",
     ),
     (
         "code",
