@@ -24,8 +24,8 @@ CELLS: list[tuple[str, str]] = [
 
 `spy_magic` is a sampling profiler that lives in Jupyter. It never traces or pauses your
 code: a small helper process reads the kernel's Python stacks **from outside** (like
-`py-spy`, in pure Python) about 100 times a second, and streams them back. What you get for
-each profiled cell:
+`py-spy`, in pure Python) about 100 times a second, adds them up, and sends back a summary
+a second and the finished profile. What you get for each profiled cell:
 
 - a **live table** of the hottest functions while the cell runs;
 - when it ends, a **report**: how the sampling went (duration, samples, rate achieved
@@ -94,7 +94,7 @@ for i in range(8):
         "code",
         """\
 profile = _  # noqa: F821 - `_` is the previous cell's value: the Profile
-traces = sum(1 for entry in profile.iter_traces())
+traces = profile.trace_count  # thread stacks sampled (the kernel gets aggregates, not samples)
 truth = {"function_a": 62.5, "function_b": 31.25, "function_c": 6.25}
 print(f"{profile.sample_count} samples over {profile.duration:.2f} s\\n")
 print(f"{'function':<12} {'measured':>9} {'true':>8}")
@@ -250,10 +250,10 @@ attached""",
 ## 6. Did the sampler keep time?
 
 Samples are taken at exponentially distributed intervals (so the schedule never locks onto
-the program's own rhythm); a busy machine can make them late. The lag plot shows each
-sample's lateness, its distribution, and the observed gaps against the exponential
-distribution they should follow. `%%spy --lag` adds it under the profile; for a profile at
-hand:""",
+the program's own rhythm); a busy machine can make them late. The lag plot shows how late
+samples were over time (the worst of each stretch), the distribution of lateness, and the
+observed gaps against the exponential distribution they should follow. `%%spy --lag` adds
+it under the profile; for a profile at hand:""",
     ),
     (
         "code",

@@ -428,3 +428,22 @@ if __name__ == "__main__":  # build the cached venv(s) ahead of time, check the 
             # (its tests say so, and fail under $SPY_MAGIC_REQUIRE_KERNELS).
             status = status or int(wanted not in ROOTED)
     sys.exit(status)
+
+
+# A stand-in for the interpreter a RemoteSession starts its helper with (format it with
+# `python`, the real one): it runs the real helper and passes its output on, but cuts the
+# finished profile's line in half and ends there, as a helper killed while writing it would.
+CUTTING_PYTHON = """\
+#!{python}
+import subprocess, sys
+helper = subprocess.Popen([{python!r}, *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+for line in helper.stdout:
+    if line.startswith('{{"type":"profile"'):
+        sys.stdout.write(line[: len(line) // 2])
+        sys.stdout.flush()
+        helper.kill()
+        break
+    sys.stdout.write(line)
+    sys.stdout.flush()
+helper.wait()
+"""

@@ -467,7 +467,7 @@ STACKS_SOURCE = r"""
 def _spy_stacks(p):
     import json as _json
     return _json.dumps([[t.pid, [f"{f.name}@{f.filename}" for f in reversed(t.frames)]]
-                        for _i, _s, t in p.iter_traces()])
+                        for s in p.trace_stats() for t in [s.trace] * s.count])
 """
 KERNEL_MACHINERY = ("ipykernel", "IPython", "tornado", "zmq", "spy_magic", "asyncio", "traitlets")
 SPIN = """\

@@ -35,12 +35,13 @@ TOUR = nk.REPO / "notebooks" / "tour.ipynb"
 FACTS_SOURCE = r"""
 def _spy_facts(p):
     import json as _json
-    traces = [t for _i, _s, t in p.iter_traces()]
-    n = len(traces) or 1
+    traces = [s.trace for s in p.trace_stats()]  # distinct stacks: the kernel has no samples
+    n = p.trace_count or 1
     return _json.dumps({
         "class": type(p).__module__ + "." + type(p).__qualname__,
         "sample_count": p.sample_count,
-        "trace_count": len(traces),
+        "trace_count": p.trace_count,
+        "keep_samples": p.keep_samples,
         "pids": p.pids(),
         "functions": [[s.name, s.filename, round(100 * s.self_count / n, 2),
                        round(100 * s.total_count / n, 2)] for s in p.functions(by="function")],
@@ -805,8 +806,8 @@ def test_mode_exception_and_opcodes_work_in_a_cell(nb):
     assert "in_handler" in names and totals.get("outside", 0.0) < 5.0, facts["functions"][:6]
     assert facts["metadata"]["profile_mode"] == "exception", facts["metadata"]
     ops = nb.json(
-        f"import json; print(json.dumps(sorted({{t.opcode or '' for _i, _s, t in "
-        f"Out[{cell.execution_count}].iter_traces()}})))"
+        f"import json; print(json.dumps(sorted({{s.trace.opcode or '' for s in "
+        f"Out[{cell.execution_count}].trace_stats()}})))"
     )
     assert ops and "" not in ops, ops
 
@@ -848,8 +849,8 @@ def test_async_cell_shows_each_tasks_own_branch(nb):
     cell = nb.run(ASYNC_CELL)
     assert errors(cell) == [] and "warning" not in nk.stderr(cell), cell.outputs
     stacks = nb.json(
-        "import json\nprint(json.dumps([[f.name for f in t.frames] for _i, _s, t in "
-        f"Out[{cell.execution_count}].iter_traces()]))"
+        "import json\nprint(json.dumps([[f.name for f in s.trace.frames] for s in "
+        f"Out[{cell.execution_count}].trace_stats() for _ in range(s.count)]))"
     )
     branches = {tuple(names[:4]) for names in stacks if names[:1] == ["burn"]}
     for n in range(3):
@@ -1006,104 +1007,91 @@ def test_save_then_baseline_diffs_the_cell_against_the_saved_run(nb):
     assert "growing_work(0.8)" in report
 
 
-# --- the kernel <-> helper protocol (no kernel needed) ------------------------------------------
+# --- what crosses the pipe: aggregates, samples only for an output that needs them ----------
+
+# Wraps the kernel's decoder of the helper's profile message, noting each message's fields.
+WATCH_DECODES = """\
+import spy_magic.notebook.protocol as _proto
+_decoded, _real_decode = [], _proto.decode_profile
+def _watching_decode(data):
+    _decoded.append(sorted(data))
+    return _real_decode(data)
+_proto.decode_profile = _watching_decode
+"""
+BUSY_CELL = """\
+import time
+
+def busy_for_the_pipe():
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:
+        pass
+
+busy_for_the_pipe()
+"""
 
 
-def _recorded_profile():
-    """A real recording of a child process, with a rate change added: what a helper sends."""
-    import subprocess
-    import sys
+def test_the_kernel_receives_aggregates_and_samples_only_when_an_output_needs_them(nb, tmp_path):
+    from spy_magic.profile.exports import read_jsonl
 
-    from spy_magic.engine import RateChange, Sampler
-    from spy_magic.profile import Profile
-
-    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)"])
+    assert errors(nb.run(WATCH_DECODES)) == []
     try:
-        profile = Profile({"note": "x", "rate": 500.0})
-        with Sampler(child.pid, rate=500) as sampler:
-            deadline = time.monotonic() + 10
-            for sample in sampler:
-                profile.add(sample)
-                if profile.sample_count >= 200 or time.monotonic() > deadline:
-                    break
-        profile.add_rate_change(RateChange(0.2, 500.0, 250.0, "the sampler could not keep up"))
+        shown = nb.run("%%spy -r --rate 500 --lag\n" + BUSY_CELL)
+        assert errors(shown) == [], shown.outputs
+        facts = nb.json(f"print(_spy_facts(Out[{shown.execution_count}]))")
+        assert facts["keep_samples"] is False and facts["sample_count"] > 20, facts
+        assert "busy_for_the_pipe" in shares(facts), facts["functions"]
+        said = nb.json(
+            "import json\nfrom spy_magic.profile.model import SamplesNotKept\n"
+            f"try:\n    Out[{shown.execution_count}].samples\n"
+            "except SamplesNotKept as exc:\n    print(json.dumps(str(exc)))\n"
+        )
+        assert "needs every sample" in said
+        bundles = [o["data"] for o in displays(shown)]
+        # the report drawn from the aggregates, then the lag plot from them too
+        assert set(bundles[0]) == PROFILE_MIMES and set(bundles[-1]) == {"image/png"}, [
+            sorted(b) for b in bundles
+        ]
+        path = tmp_path / "every.jsonl"
+        kept = nb.run(f"%%spy -r -q -o {path} --format jsonl\n" + BUSY_CELL)
+        assert errors(kept) == [], kept.outputs
+        fields = nb.json("import json\nprint(json.dumps(_decoded))")
+        assert len(fields) == 2 and "samples" not in fields[0] and "samples" in fields[1], fields
+        facts = nb.json(f"print(_spy_facts(Out[{kept.execution_count}]))")
+        assert facts["keep_samples"] is True
+        assert read_jsonl(path).sample_count == facts["sample_count"] > 20
     finally:
-        child.kill()
-        child.wait()
-    return profile
+        nb.run("_proto.decode_profile = _real_decode")
 
 
-def test_protocol_profile_round_trip_is_lossless():
-    from spy_magic.notebook import protocol
-
-    profile = _recorded_profile()
-    assert profile.sample_count > 0
-    wire = protocol.encode("profile", profile=protocol.encode_profile(profile))
-    assert "\n" not in wire
-    back = protocol.decode_profile(protocol.decode(wire, protocol.HELPER_MESSAGES)["profile"])
-    assert back.sample_count == profile.sample_count
-    assert list(back.samples) == list(profile.samples)
-    assert back.rate_changes == profile.rate_changes
-    assert back.metadata == profile.metadata
-    assert back.functions(by="function") == profile.functions(by="function")
+# The kernel's helper started through nk.CUTTING_PYTHON: its profile line arrives cut.
+CUT_THE_HELPER = f"""\
+import os, sys, tempfile
+from spy_magic.notebook.session import RemoteSession
+_cutter = os.path.join(tempfile.mkdtemp(), "cutting-python")
+with open(_cutter, "w") as _fh:
+    _fh.write({nk.CUTTING_PYTHON!r}.format(python=sys.executable))
+os.chmod(_cutter, 0o755)
+_python_was = RemoteSession.__init__.__kwdefaults__["python"]
+RemoteSession.__init__.__kwdefaults__["python"] = _cutter
+"""
 
 
-def test_protocol_refuses_another_version_and_broken_messages():
-    from spy_magic.notebook import protocol
-
-    with pytest.raises(protocol.ProtocolError, match=r"protocol 99, this side 1: .*restart"):
-        protocol.check_version({"type": "hello", "protocol": 99}, "the sampling helper")
-    protocol.check_version({"type": "hello", "protocol": protocol.PROTOCOL_VERSION}, "x")
-    with pytest.raises(protocol.ProtocolError, match="not a message"):
-        protocol.decode('{"type": "sam', protocol.HELPER_MESSAGES)
-    with pytest.raises(protocol.ProtocolError, match="unexpected message"):
-        protocol.decode('{"type": "go"}', protocol.HELPER_MESSAGES)  # the kernel's, not ours
-    with pytest.raises(protocol.ProtocolError, match="profile format"):
-        protocol.decode_profile({"format": 0})
-    with pytest.raises(protocol.ProtocolError, match="not an encoded profile"):
-        protocol.decode_profile({"format": protocol.PROFILE_FORMAT, "strings": []})
-
-
-def test_cell_context_round_trip_and_bad_input():
-    from spy_magic.notebook.cells import CellContext
-
-    context = CellContext({"/tmp/ipykernel_1/2.py": 3}, "/tmp/ipykernel_1/2.py",
-                          frozenset({(10, 20), (10, 30)}))  # fmt: skip
-    assert CellContext.from_json(json.loads(json.dumps(context.to_json()))) == context
-    for bad, says in (
-        ([], "must be an object"),
-        ({"cell_files": {"a": "3"}, "cell_file": None, "cell_threads": []}, "cell_files"),
-        ({"cell_files": {}, "cell_file": 3, "cell_threads": []}, "cell_file"),
-        ({"cell_files": {}, "cell_file": None, "cell_threads": [[1]]}, "cell_threads"),
-    ):
-        with pytest.raises(ValueError, match=says):
-            CellContext.from_json(bad)
-
-
-def test_helper_refuses_a_kernel_of_another_protocol_version(tmp_path):
-    """A helper told to go in another protocol version ends with an error saying so, and
-    RemoteSession reports a helper of another version as a clear SessionError."""
-    import subprocess
-    import sys
-
-    from spy_magic.notebook import protocol
-
-    env = dict(os.environ, PYTHONPATH=str(nk.REPO))
-    helper = subprocess.Popen(
-        [sys.executable, "-m", "spy_magic.notebook.helper", "--pid", str(os.getpid())],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+def test_a_helper_cut_off_in_the_profile_is_told_in_the_cell(nb):
+    assert errors(nb.run(CUT_THE_HELPER)) == []
     try:
-        hello = protocol.decode(helper.stdout.readline(), protocol.HELPER_MESSAGES)
-        assert hello == {"type": "hello", "protocol": protocol.PROTOCOL_VERSION}
-        helper.stdin.write(protocol.encode("go", protocol=0, context=None) + "\n")
-        helper.stdin.flush()
-        end = protocol.decode(helper.stdout.readline(), protocol.HELPER_MESSAGES)
-        assert helper.wait(30) == 2
+        cell = nb.run("%%spy --rate 200\nimport time\n\ntime.sleep(1.6)\n")
     finally:
-        helper.kill()
-        helper.wait()
-    assert end["type"] == "end" and "protocol 0, this side 1" in end["error"], end
+        nb.run("RemoteSession.__init__.__kwdefaults__['python'] = _python_was")
+    assert errors(cell) == [], cell.outputs
+    said = nk.stderr(cell)
+    assert "spy_magic: warning: the sampling helper failed:" in said, said
+    assert "broke off in a message" in said and "last live summary counted" in said, said
+    bundle = final_bundle(cell)
+    assert set(bundle) == PROFILE_MIMES, sorted(bundle)  # no live widget left behind
+    assert "the sampling helper failed" in bundle["text/html"]
+
+
+# --- the in-process fallback (no kernel needed) ----------------------------------------------
 
 
 def test_in_process_fallback_trims_and_summarises_like_the_helper():

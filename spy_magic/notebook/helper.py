@@ -5,7 +5,9 @@ where threads let it go) and would slow the cell it measures; a kernel that rece
 sample would still spend its CPU (and its GIL) decoding them. So the kernel starts this
 helper, which reads the kernel from outside, trims the kernel's machinery off every stack
 (`cells.py`, with the context the kernel sends), aggregates, and sends back only a small
-summary about once a second and the finished profile at the end (`protocol.py`).
+summary about once a second and the finished profile at the end (`protocol.py`): its
+aggregates, not its samples, unless the kernel asked for those (an `-o` format that needs
+every sample).
 
 It says hello first, waits for "go" before reading (so the kernel can first grant it ptrace
 access), and stops on "stop", when stdin closes or stdout breaks, and when the kernel that
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         go = protocol.decode(line, frozenset({"go"}))
         protocol.check_version(go, "the kernel")
         recording = Recording(_context(go))
+        send_samples = go.get("samples") is True  # an -o format that needs every sample
     except (protocol.ProtocolError, ValueError) as exc:
         out.write(protocol.encode("end", error=f"ProtocolError: {exc}"))
         return 2
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     error = None if sampler.error is None else f"{type(sampler.error).__name__}: {sampler.error}"
     if error is None or recording.raw.sample_count:
         profile = recording.finish(sampler)
-        out.write(protocol.encode("profile", profile=protocol.encode_profile(profile)))
+        encoded = protocol.encode_profile(profile, samples=send_samples)
+        out.write(protocol.encode("profile", profile=encoded))
     out.write(protocol.encode("end", error=error))
     if out.broken:  # what is left in stdout's buffer could not be flushed at exit either
         os._exit(0)

@@ -29,7 +29,7 @@ from ..cli.output import output_problem, save
 from ..cli.record import EXTENSIONS, resolve_format
 from ..engine import InProcessSampler, Sampler
 from ..profile import Profile
-from ..profile.exports import LOSSLESS_FORMATS
+from ..profile.exports import LOSSLESS_FORMATS, NEEDS_SAMPLES
 from ..reader import ReaderError, StackReader
 from ..reader.errors import NoSuchProcess, NotPython
 from ..reader.process import find_interpreter
@@ -73,7 +73,8 @@ def _spy_parser() -> _Parser:
     _output_options(parser)
     parser.add_argument(
         "-r", "--return", dest="return_profile", action="store_true",
-        help="return the Profile instead of the cell's value (like %%prun -r)",
+        help="return the Profile instead of the cell's value (like %%prun -r); it holds "
+        "aggregates, and every sample only with an -o format that needs them (jsonl, binary)",
     )  # fmt: skip
     parser.add_argument(
         "--subprocess", action="store_true",
@@ -278,7 +279,9 @@ class SpyMagics(Magics):
         started = time.perf_counter()
         try:
             try:
-                session, fallback_note = self._start_session(options, opened, context, live)
+                session, fallback_note = self._start_session(
+                    options, opened, context, live, samples=_needs_samples(args)
+                )
             except BaseException:
                 if live is not None:
                     close_widgets(live.widget)  # never shown: nothing to replace
@@ -305,7 +308,11 @@ class SpyMagics(Magics):
         profile.metadata.update(cell=number, target=f"In [{number}]",
                                 sources={f"In [{number}]": source})  # the cell heat map's
         notes = [fallback_note] if fallback_note else []
-        if profile.trace_count == 0:
+        failed = _session_failure(session)
+        if failed:
+            print(f"spy_magic: warning: {failed}", file=sys.stderr)
+            notes.append(failed)
+        elif profile.trace_count == 0:
             notes.append(_no_samples_hint(ran, options["rate"]))
         if notes:
             profile.metadata["note"] = "; ".join(notes)
@@ -420,12 +427,16 @@ class SpyMagics(Magics):
         return outcome.get("value")
 
     def _start_session(
-        self, options: dict, opened: list, context: CellContext, live: _LiveView | None
-    ):
+        self, options: dict, opened: list, context: CellContext, live: _LiveView | None,
+        samples: bool = False,
+    ):  # fmt: skip
         """A started session sampling this kernel, and a note when it samples from inside.
         Each session is put in `opened` before it starts, for the caller to stop it whatever
-        happens (RemoteSession.start cleans up after itself when it fails)."""
-        remote = RemoteSession(os.getpid(), options, context=context, on_summary=live)
+        happens (RemoteSession.start cleans up after itself when it fails). `samples`: the
+        helper sends the samples too (an `-o` format needs them), else only aggregates."""
+        remote = RemoteSession(
+            os.getpid(), options, context=context, on_summary=live, samples=samples
+        )
         opened.append(remote)
         try:
             return remote.start(), None
@@ -529,7 +540,7 @@ class SpyMagics(Magics):
         _check_output(args, "%spy_attach")
         _refuse_unreadable(args.pid)
         options = sampler_options(args)
-        session = RemoteSession(args.pid, options)
+        session = RemoteSession(args.pid, options, samples=_needs_samples(args))
         try:
             session.start()  # on any failure it ends its helper itself
         except (SessionError, ReaderError) as exc:
@@ -679,6 +690,28 @@ def _refuse_unreadable(pid: int) -> None:
             raise UsageError(f"%spy_attach: {exc}") from None
     except (ReaderError, OSError):
         pass
+
+
+def _needs_samples(args: argparse.Namespace) -> bool:
+    """Whether the helper must send every sample, not only the aggregates: the `-o` formats
+    that show samples in time order or keep them all (NEEDS_SAMPLES). Every view the
+    notebook shows draws from the aggregates."""
+    return bool(args.output) and args.format in NEEDS_SAMPLES
+
+
+def _session_failure(session) -> str | None:
+    """What went wrong with a helper after it started sampling (its output broke off, or
+    it died before the finished profile), with what its last live summary had counted;
+    None when nothing did."""
+    error = getattr(session, "error", None)
+    if error is None or not isinstance(session, RemoteSession):
+        return None
+    last = session.summary
+    counted = (
+        f"; its last live summary counted {last['samples']:,} samples over "
+        f"{last['elapsed']:.1f} s" if last else ""
+    )  # fmt: skip
+    return f"the sampling helper failed: {error}{counted}"
 
 
 def _no_samples_hint(ran: float, rate: float) -> str:

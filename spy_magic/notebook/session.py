@@ -73,7 +73,14 @@ class RemoteSession:
     """Samples `pid` from a helper process. While it runs, `summary` is the helper's latest
     live summary (and `on_summary` is called with each, on the session's reader thread);
     once it ended, `profile` is the finished profile, trimmed with `context` (the one given
-    to `stop`, else the one the session started with; None: not trimmed)."""
+    to `stop`, else the one the session started with; None: not trimmed).
+
+    The profile arrives as aggregates (`keep_samples=False`: every notebook view draws from
+    them), so the kernel's memory does not grow with the cell's length. `samples=True` asks
+    the helper for the samples too, for the `-o` formats that need every one
+    (`exports.NEEDS_SAMPLES`): the kernel then holds them, as the file needs them all. When
+    the helper's output cannot be read, or it dies before sending the profile, `error` says
+    so and `summary` still holds the last live summary."""
 
     def __init__(
         self,
@@ -83,13 +90,15 @@ class RemoteSession:
         python: str = sys.executable,
         context: CellContext | None = None,
         on_summary: Callable[[dict], None] | None = None,
+        samples: bool = False,
     ) -> None:
         self.pid = pid
         self.options = dict(options or {})
         self.python = python
         self.context = context
         self.on_summary = on_summary
-        self.profile = Profile()
+        self.samples = samples
+        self.profile = Profile(keep_samples=False)
         self.summary: dict | None = None
         self.error: str | None = None
         self.finished = threading.Event()  # everything the helper will send is in
@@ -109,7 +118,7 @@ class RemoteSession:
             self._thread.start()
             context = None if self.context is None else self.context.to_json()
             self._send(protocol.encode("go", protocol=protocol.PROTOCOL_VERSION,
-                                       context=context))  # fmt: skip
+                                       context=context, samples=self.samples))  # fmt: skip
             self._started.wait(timeout)
         except BaseException:
             self._abandon()
@@ -182,6 +191,10 @@ class RemoteSession:
         greeted = False
         try:
             for line in stream:  # blocks, GIL released, until the helper says something
+                if not line.endswith("\n"):  # the helper died while writing it
+                    raise protocol.ProtocolError(
+                        f"the sampling helper's output broke off in a message after "
+                        f"{len(line):,} characters: {line[:40]!r}…")  # fmt: skip
                 message = protocol.decode(line, protocol.HELPER_MESSAGES)
                 kind = message["type"]
                 if not greeted:
@@ -195,7 +208,13 @@ class RemoteSession:
                         with contextlib.suppress(Exception):  # a view never stops sampling
                             self.on_summary(message)
                 elif kind == "profile":
-                    self.profile = protocol.decode_profile(message["profile"])
+                    metadata = self.profile.metadata  # what "started" said, if it is broken
+                    try:
+                        self.profile = protocol.decode_profile(message.get("profile"))
+                    except protocol.ProtocolError as exc:
+                        self.profile.metadata = metadata
+                        raise protocol.ProtocolError(
+                            f"the finished profile could not be read ({exc})") from None
                 elif kind == "started":
                     self.profile.metadata.update(message.get("metadata") or {})
                     self._started.set()
@@ -209,6 +228,9 @@ class RemoteSession:
                 self._process.kill()
         except (ValueError, OSError) as exc:
             self.error = self.error or f"the sampling helper's output broke off: {exc}"
+        else:
+            if self._started.is_set() and not self.finished.is_set() and self.error is None:
+                self.error = "the sampling helper ended before it sent the finished profile"
         finally:
             code = self._process.wait()
             if self.error is None and not self._started.is_set():

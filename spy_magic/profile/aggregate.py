@@ -38,7 +38,8 @@ class TraceStats:
 
 class LatenessSummary:
     """How late samples were, in bounded memory: every late value while there are up to
-    EXACT_LATENESS of them, then a log histogram (percentiles within 0.5 %); `max` exact."""
+    EXACT_LATENESS of them, then a log histogram (percentiles within 0.5 %); `max` exact.
+    Any other distribution of positive seconds fits it too (the gaps between samples)."""
 
     __slots__ = ("_buckets", "_exact", "count", "max", "zeros")
 
@@ -107,6 +108,43 @@ class LatenessSummary:
         for _ in range(self.zeros):
             other.add(0.0)
         other.max = max(other.max, self.max)
+
+    def to_json(self) -> dict:
+        """What `from_json` restores exactly (the exact values, or the histogram)."""
+        out: dict = {"count": self.count, "zeros": self.zeros, "max": self.max}
+        if self._exact is not None:
+            out["exact"] = list(self._exact)
+        else:
+            out["buckets"] = sorted(self._buckets.items())
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> LatenessSummary:
+        """The summary `to_json` wrote; ValueError naming what is wrong otherwise."""
+        out = cls()
+        count, zeros, top = data["count"], data["zeros"], data["max"]
+        if not (_is_count(count) and _is_count(zeros) and zeros <= count):
+            raise ValueError(f"lateness counts {count!r}, {zeros!r}")
+        if type(top) not in (int, float) or not top >= 0:
+            raise ValueError(f"lateness max {top!r}")
+        out.count, out.zeros, out.max = count, zeros, float(top)
+        if "exact" in data:
+            exact = [float(v) for v in data["exact"]]
+            if len(exact) > EXACT_LATENESS or not all(0 < v <= top for v in exact):
+                raise ValueError("exact lateness values out of range")
+            out._exact = exact
+            positive = len(exact)
+        else:
+            out._exact = None
+            out._buckets = {int(i): int(n) for i, n in data["buckets"]}
+            positive = sum(out._buckets.values())
+        if zeros + positive != count or min(out._buckets.values(), default=1) < 1:
+            raise ValueError(f"lateness holds {zeros + positive} values, counts {count}")
+        return out
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _at_rank(values: list[tuple[float, int]], below: int, rank: int) -> float:

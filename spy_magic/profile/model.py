@@ -10,10 +10,15 @@ The samples themselves, in time order, are kept only when asked (`keep_samples=T
 default of the Python API): the exports that show time (chrometrace, gecko, speedscope) and
 the lossless ones (jsonl, binary) need them. `record` keeps them only for those formats;
 the binary recording streams them to disk instead.
+
+`to_json`/`from_json` carry a profile's aggregates (and, only when asked, its samples) to
+another process as one JSON-able dict: how the notebook's helper hands its finished profile
+to the kernel, at a size that grows with the distinct stacks, not the samples.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import Counter
@@ -21,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from ..engine.sample import RateChange, Sample, SampleError, Trace
+from ..engine.sample import ProcessLabel, RateChange, Sample, SampleError, Trace
 from ..reader import Frame
 from .aggregate import LatenessSummary, TraceStats
 from .flametree import opcode_label
@@ -190,6 +195,7 @@ class Profile:
         self._held: list[Trace] = []  # keeps the ids in _by_id valid
         self._pending: list[TraceStats] = []  # the last sample's: weighed by the next one
         self._late = LatenessSummary()
+        self._gaps: LatenessSummary | None = None  # carried by from_json without samples
         self._threads: dict[tuple[int, int], str | None] = {}
         self._pids: dict[int, None] = {}
         self._labels: dict[str, dict[Frame, str]] = {by: {} for by in BY_CHOICES}
@@ -230,7 +236,7 @@ class Profile:
                     if key is _UNKEYED:
                         key = entry.keys["timeline"] = timeline.key_of(entry.trace)
                     keys.append(key)
-                timeline.count(timestamp, keys)
+                timeline.count(timestamp, keys, sample.late)
             if sample.late is not None:
                 self._late.add(sample.late)
             if sample.errors:
@@ -369,6 +375,25 @@ class Profile:
             late = self._late
             p50, p90, p99 = late.percentiles(self._count, (0.50, 0.90, 0.99))
             return {"count": late.count, "p50": p50, "p90": p90, "p99": p99, "max": late.max}
+
+    def late_values(self) -> list[tuple[float, int]]:
+        """(seconds, how many samples) of the samples late by more than 0, ascending: exact
+        up to 4096 of them, then 1 %-wide buckets (`aggregate.LatenessSummary`)."""
+        with self._lock:
+            return self._late.positive()
+
+    def gap_summary(self) -> LatenessSummary:
+        """The gaps between consecutive samples as a bounded distribution (the lag plot's
+        test of the Poisson schedule): from the samples when kept, else the one a profile
+        restored by `from_json` carries; SamplesNotKept when neither."""
+        if self._samples is None:
+            if self._gaps is None:
+                raise SamplesNotKept("the gaps between samples")
+            return self._gaps
+        gaps = LatenessSummary()
+        for gap in self.gaps():
+            gaps.add(gap)
+        return gaps
 
     # -- traces and aggregates ------------------------------------------------------------
     def trace_stats(
@@ -558,8 +583,122 @@ class Profile:
                 out._late.count, out._late.zeros = self._late.count, self._late.zeros
                 out.errors = list(self.errors)
                 out._error_counts = Counter(self._error_counts)
+                out._gaps = self._gaps
             out.rate_changes = list(self.rate_changes)
             return out
+
+    # -- to another process ---------------------------------------------------------------
+    def to_json(self, *, samples: bool = False) -> dict[str, Any]:
+        """This profile as a JSON-able dict for `from_json`: each distinct string, frame and
+        trace once, per trace its count and weight, and the bounded summaries (lateness,
+        gaps, kept errors and every error's count, rate changes, threads, the timeline),
+        so its size grows with the distinct stacks, not the samples. `samples=True` adds
+        the samples in order (a few numbers each; needs `keep_samples`)."""
+        with self._lock:
+            table = _TraceTable()
+            number = {id(entry): table.trace(entry.trace) for entry in self._entries}
+            timeline = self.timeline
+            out: dict[str, Any] = {
+                "format": JSON_FORMAT,
+                "version": JSON_VERSION,
+                "metadata": json.loads(json.dumps(self.metadata, default=str)),
+                "sample_count": self._count,
+                "trace_count": self.trace_count,
+                "first": self._first if self._count else None,
+                "last": self._last if self._count else None,
+                "counts": [e.count for e in self._entries],
+                "weights": [e.weight for e in self._entries],
+                "pending": [number[id(e)] for e in self._pending],
+                "threads": [
+                    [pid, tid, -1 if name is None else table.string(name)]
+                    for (pid, tid), name in self._threads.items()
+                ],
+                "pids": list(self._pids),
+                "lateness": self._late.to_json(),
+                "gaps": None,
+                "errors": [[e.timestamp, *table.error(e.error)] for e in self.errors],
+                "error_counts": dict(self._error_counts),
+                "rate_changes": [
+                    [c.timestamp, c.old_rate, c.new_rate, c.reason] for c in self.rate_changes
+                ],
+                "timeline": None if timeline is None else timeline.to_state(table.string),
+            }
+            if self._samples is not None or self._gaps is not None:
+                out["gaps"] = self.gap_summary().to_json()
+            if samples:
+                out["samples"] = _samples_to_json(
+                    self.require_samples("Profile.to_json(samples=True)"), table,
+                    lambda trace: number[id(self._by_value[trace])],
+                )  # fmt: skip
+            out.update(table.to_json())
+            return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Profile:
+        """The profile `to_json` wrote: its aggregates as they were (every view draws the
+        same), its samples only when they were sent (else `keep_samples` is False).
+        ProfileJsonError naming what is wrong when `data` is not one."""
+        if type(data) is not dict or data.get("format") != JSON_FORMAT:
+            raise ProfileJsonError(f"not a spy_magic profile: format {_shown(data, 'format')}")
+        if data.get("version") != JSON_VERSION:
+            raise ProfileJsonError(
+                f"profile JSON version {_shown(data, 'version')}, this side reads {JSON_VERSION}"
+            )
+        try:
+            return cls._from_json(data)
+        except ProfileJsonError:
+            raise
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ProfileJsonError(f"a broken profile: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any]) -> Profile:
+        strings, traces = _TraceTable.from_json(data)
+        sent = data.get("samples")
+        metadata = data["metadata"]
+        if type(metadata) is not dict:
+            raise ValueError("metadata must be an object")
+        out = cls(metadata, keep_samples=sent is not None)
+        counts, weights = data["counts"], data["weights"]
+        if not len(counts) == len(weights) == len(traces):
+            raise ValueError(f"{len(traces)} traces, {len(counts)} counts, {len(weights)} weights")
+        for trace, count, weight in zip(traces, counts, weights):
+            if type(count) is not int or count < 1 or type(weight) not in (int, float):
+                raise ValueError(f"trace count {count!r}, weight {weight!r}")
+            entry = out._entry_of(trace)
+            if entry.count:
+                raise ValueError("a trace listed twice")
+            entry.count, entry.weight = count, float(weight)
+        out._pending = [_item(out._entries, i, "pending trace") for i in data["pending"]]
+        n, first, last = data["sample_count"], data["first"], data["last"]
+        if type(n) is not int or n < 0:
+            raise ValueError(f"sample count {n!r}")
+        if n:
+            if type(first) not in (int, float) or type(last) not in (int, float) or first > last:
+                raise ValueError(f"first sample at {first!r}, last at {last!r}")
+            out._first, out._last = float(first), float(last)
+        out._count = n
+        out.trace_count = data["trace_count"]
+        if out.trace_count != sum(counts):
+            raise ValueError(f"trace count {out.trace_count!r}, the traces' counts {sum(counts)}")
+        out._threads = {(pid, tid): None if name < 0 else strings[name]
+                        for pid, tid, name in data["threads"]}  # fmt: skip
+        out._pids = dict.fromkeys(int(p) for p in data["pids"])
+        out._late = LatenessSummary.from_json(data["lateness"])
+        if data["gaps"] is not None:
+            out._gaps = LatenessSummary.from_json(data["gaps"])
+        out.errors = [TimedError(float(t), SampleError(pid, tid, str(kind), str(message)))
+                      for t, pid, tid, kind, message in data["errors"]]  # fmt: skip
+        out._error_counts = Counter({str(k): int(v) for k, v in data["error_counts"].items()})
+        out.rate_changes = [RateChange(float(t), float(a), float(b), str(why))
+                            for t, a, b, why in data["rate_changes"]]  # fmt: skip
+        state = data["timeline"]
+        out.timeline = None if state is None else Timeline.from_state(state, strings)
+        if sent is not None:
+            out._samples = _samples_from_json(sent, out._entries)
+            if len(out._samples) != n:
+                raise ValueError(f"{len(out._samples)} samples sent, {n} counted")
+        return out
 
     # -- comparison -----------------------------------------------------------------------
     def diff(self, baseline: Profile) -> ProfileDiff:
@@ -595,3 +734,130 @@ class Profile:
             f"{len(self._entries)} distinct, {sum(self._error_counts.values())} errors, "
             f"{self.duration:.3f}s>"
         )
+
+
+# -- the JSON of Profile.to_json -----------------------------------------------------------
+
+JSON_FORMAT = "spy_magic.aggregate"
+JSON_VERSION = 1
+
+
+class ProfileJsonError(ValueError):
+    """Data that `Profile.from_json` cannot read; the message says what is wrong."""
+
+
+def _shown(data: Any, key: str) -> str:
+    value = data.get(key) if type(data) is dict else None
+    return repr(value) if value is not None else f"missing ({type(data).__name__})"
+
+
+class _TraceTable:
+    """Strings, frames and traces numbered as first met: each shipped once."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, int] = {}
+        self.frames: dict[Frame, int] = {}
+        self.frame_rows: list[int] = []
+        self.traces: list[list] = []
+
+    def string(self, text: str) -> int:
+        number = self.strings.get(text)
+        if number is None:
+            number = self.strings[text] = len(self.strings)
+        return number
+
+    def frame(self, f: Frame) -> int:
+        number = self.frames.get(f)
+        if number is None:
+            number = self.frames[f] = len(self.frames)
+            self.frame_rows.extend((self.string(f.name), self.string(f.filename), f.line,
+                                    f.firstlineno))  # fmt: skip
+        return number
+
+    def trace(self, t: Trace) -> int:
+        """A trace's number (call it once per distinct trace)."""
+        self.traces.append([
+            t.pid, t.thread_id, t.native_id,
+            -1 if t.thread_name is None else self.string(t.thread_name),
+            t.gil, t.idle, [self.frame(f) for f in t.frames],
+            [[p.pid, self.string(p.command)] for p in t.processes],
+            -1 if t.opcode is None else self.string(t.opcode),  # --opcodes
+        ])  # fmt: skip
+        return len(self.traces) - 1
+
+    def error(self, e: SampleError) -> list:
+        return [e.pid, e.thread_id, e.kind, e.message]
+
+    def to_json(self) -> dict[str, list]:
+        return {"strings": list(self.strings), "frames": self.frame_rows, "traces": self.traces}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> tuple[list[str], list[Trace]]:
+        strings = data["strings"]
+        if type(strings) is not list or not all(type(s) is str for s in strings):
+            raise ValueError("strings must be a list of strings")
+        flat = data["frames"]
+        if len(flat) % 4:
+            raise ValueError("frames must be 4 numbers each")
+        frames = [
+            Frame(_item(strings, flat[i], "string"), _item(strings, flat[i + 1], "string"),
+                  int(flat[i + 2]), int(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]  # fmt: skip
+        traces = [
+            Trace(
+                pid, tid, native, None if name < 0 else strings[name], gil, idle,
+                tuple(_item(frames, f, "frame") for f in frame_ids),
+                tuple(ProcessLabel(p, strings[c]) for p, c in processes),
+                opcode=None if opcode < 0 else strings[opcode],
+            )
+            for pid, tid, native, name, gil, idle, frame_ids, processes, opcode in data["traces"]
+        ]  # fmt: skip
+        return strings, traces
+
+
+def _samples_to_json(samples: SampleLog, table: _TraceTable, number: Callable[[Trace], int]
+                     ) -> dict[str, list]:  # fmt: skip
+    """The samples as columns, each distinct combination of traces once."""
+    combos: dict[tuple[int, ...], int] = {}
+    times, lates, sample_combos, errors = [], [], [], []
+    known: dict[int, tuple[Trace, int]] = {}  # id(trace) -> (trace: keeps the id valid, number)
+    for index, sample in enumerate(samples):
+        key = []
+        for trace in sample.traces:
+            seen = known.get(id(trace))
+            if seen is None:
+                seen = known[id(trace)] = (trace, number(trace))
+            key.append(seen[1])
+        combo = combos.setdefault(tuple(key), len(combos))
+        times.append(sample.timestamp)
+        lates.append(sample.late)
+        sample_combos.append(combo)
+        errors.extend([index, *table.error(e)] for e in sample.errors)
+    return {"times": times, "lates": lates, "combos": [list(c) for c in combos],
+            "combo": sample_combos, "errors": errors}  # fmt: skip
+
+
+def _samples_from_json(data: dict[str, list], entries: list[TraceStats]) -> SampleLog:
+    combos = [[_item(entries, t, "sampled trace").trace for t in combo] for combo in data["combos"]]
+    errors: dict[int, list[SampleError]] = {}
+    for index, pid, tid, kind, message in data["errors"]:
+        errors.setdefault(index, []).append(SampleError(pid, tid, kind, message))
+    log = SampleLog()
+    if not len(data["times"]) == len(data["lates"]) == len(data["combo"]):
+        raise ValueError("sample columns of unequal length")
+    for index, (timestamp, late, combo) in enumerate(
+        zip(data["times"], data["lates"], data["combo"])
+    ):
+        if late is not None and not math.isfinite(late):
+            late = None
+        traces = list(_item(combos, combo, "combination"))
+        log.append(Sample(float(timestamp), traces, late, errors.get(index, [])))
+    return log
+
+
+def _item(items: list, index: Any, what: str) -> Any:
+    """items[index], refusing what a list would read from its end (a negative number)."""
+    if type(index) is not int or not 0 <= index < len(items):
+        raise ValueError(f"{what} {index!r} of {len(items)}")
+    return items[index]

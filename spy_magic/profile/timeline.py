@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..engine.sample import Sample, Trace
 
@@ -64,6 +64,7 @@ class Timeline:
         self.width = first_width
         self.start: float | None = None
         self.samples: Counter = Counter()  # sampling moments per bucket
+        self.late_max: dict[int, float] = {}  # per bucket, its most late sample's lateness (s)
         self.lanes: dict[tuple[int, int], _Lane] = {}
         self._node: dict[tuple[int, str, str], int] = {}  # (parent, name, file) -> node
         self._parent: list[int] = []
@@ -83,7 +84,7 @@ class Timeline:
         last = None
         for _, sample, trace in profile.iter_traces(**filters):
             if sample is not last:
-                timeline.tick(sample.timestamp)
+                timeline.tick(sample.timestamp, sample.late)
                 last = sample
             timeline.add_trace(sample.timestamp, trace)
         return timeline
@@ -101,6 +102,11 @@ class Timeline:
         """Double the width: buckets 2k and 2k+1 become bucket k."""
         self.width *= 2
         self.samples = _halve(self.samples)
+        late_max: dict[int, float] = {}
+        for index, late in self.late_max.items():
+            if late > late_max.get(index // 2, 0.0):
+                late_max[index // 2] = late
+        self.late_max = late_max
         for lane in self.lanes.values():
             merged: dict[int, dict[int, int]] = {}
             for index, counts in lane.buckets.items():
@@ -112,14 +118,23 @@ class Timeline:
                         target[leaf] = target.get(leaf, 0) + n
             lane.buckets = merged
 
-    def tick(self, timestamp: float) -> None:
-        """Count one sampling moment (whatever threads it saw)."""
+    def tick(self, timestamp: float, late: float | None = None) -> None:
+        """Count one sampling moment (whatever threads it saw), `late` seconds late."""
         index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
         self.samples[index] += 1
+        if late and late > self.late_max.get(index, 0.0):
+            self.late_max[index] = late
+
+    def lateness_series(self) -> list[tuple[float, float]]:
+        """(bucket start, its most late sample's lateness) for every bucket with a
+        sampling moment, in time order: the lag plot's lateness over time, downsampled to
+        at most `size` points however long the recording."""
+        start = self.start or 0.0
+        return [(start + i * self.width, self.late_max.get(i, 0.0)) for i in sorted(self.samples)]
 
     def add(self, sample: Sample) -> None:
         """One sample as it arrives: a collector."""
-        self.count(sample.timestamp, [self.key_of(trace) for trace in sample.traces])
+        self.count(sample.timestamp, [self.key_of(trace) for trace in sample.traces], sample.late)
 
     def add_trace(self, timestamp: float, trace: Trace) -> None:
         """Count one thread's stack at `timestamp` (its sampling moment counted apart, by
@@ -157,11 +172,12 @@ class Timeline:
             lane.name = trace.thread_name
         return lane, leaf
 
-    def count(self, timestamp: float, keys: Iterable[tuple[_Lane, int] | None]) -> None:
-        """One sampling moment and the stacks it saw, by their `key_of` keys."""
-        index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
-        self.samples[index] += 1
-        self._count_in(index, keys)
+    def count(self, timestamp: float, keys: Iterable[tuple[_Lane, int] | None],
+              late: float | None = None) -> None:  # fmt: skip
+        """One sampling moment, `late` seconds late, and the stacks it saw, by their
+        `key_of` keys."""
+        self.tick(timestamp, late)
+        self._count_in(self._bucket(timestamp), keys)
 
     @staticmethod
     def _count_in(index: int, keys: Iterable[tuple[_Lane, int] | None]) -> None:
@@ -182,6 +198,7 @@ class Timeline:
         out = Timeline(self.size, self.width)
         out.start = self.start
         out.samples = Counter(self.samples)
+        out.late_max = dict(self.late_max)
         for key, lane in self.lanes.items():
             copy = out.lanes[key] = _Lane(lane.pid, lane.tid, lane.name)
             copy.buckets = {i: dict(c) for i, c in lane.buckets.items()}
@@ -256,6 +273,55 @@ class Timeline:
             "threads": threads,
             "hidden": len(self.lanes) - len(shown),
         }
+
+    def to_state(self, strings: Callable[[str], int]) -> dict[str, Any]:
+        """Everything this timeline holds, JSON-able (names interned by `strings`), for
+        `from_state` on the other side of a pipe: unlike `to_json` (what is drawn), nothing
+        is cut, so the restored timeline draws exactly what this one would."""
+        return {
+            "size": self.size, "width": self.width, "start": self.start,
+            "samples": sorted(self.samples.items()),
+            "late_max": sorted(self.late_max.items()),
+            "parent": self._parent,
+            "name": [strings(n) for n in self._name],
+            "file": [strings(f) for f in self._file],
+            "lanes": [
+                [lane.pid, lane.tid, None if lane.name is None else strings(lane.name),
+                 [[i, sorted(c.items())] for i, c in sorted(lane.buckets.items())]]
+                for lane in self.lanes.values()
+            ],
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], strings: list[str]) -> Timeline:
+        """The timeline `to_state` wrote (`strings`: its string table); ValueError,
+        KeyError, IndexError or TypeError when `state` is not one."""
+        out = cls(state["size"], state["width"])
+        start = state["start"]
+        if start is not None and type(start) not in (int, float):
+            raise ValueError(f"timeline start {start!r}")
+        out.start = start
+        out.samples = Counter({int(i): int(n) for i, n in state["samples"]})
+        out.late_max = {int(i): float(v) for i, v in state["late_max"]}
+        parent = [int(p) for p in state["parent"]]
+        names = [strings[n] for n in state["name"]]
+        files = [strings[f] for f in state["file"]]
+        if not len(parent) == len(names) == len(files):
+            raise ValueError("timeline nodes of unequal columns")
+        for node, up in enumerate(parent):
+            if not -1 <= up < node:
+                raise ValueError(f"timeline node {node}'s parent {up}")
+            out._node[(up, names[node], files[node])] = node
+            out._depth.append(out._depth[up] + 1 if up >= 0 else 0)
+        out._parent, out._name, out._file = parent, names, files
+        for pid, tid, name, buckets in state["lanes"]:
+            lane = out.lanes[(pid, tid)] = _Lane(pid, tid, None if name is None else strings[name])
+            for index, counts in buckets:
+                counted = {int(leaf): int(n) for leaf, n in counts}
+                if any(not 0 <= leaf < len(parent) for leaf in counted):
+                    raise ValueError(f"timeline lane {tid}: a stack outside the tree")
+                lane.buckets[int(index)] = counted
+        return out
 
 
 def _halve(counts: Counter) -> Counter:
