@@ -123,13 +123,14 @@ class Fetch:
         self.where_again: dict[int, tuple[int, int]] = {}
         if plan is not None and plan.spans:
             scatter = plan.prepared(proof)
-            self.raw, got = mem.read_scatter(scatter)
             total = scatter.total
-            if proof is not None:
+            if proof is None:
+                self.raw, got = mem.read_scatter(scatter)
+            else:
                 total -= proof.size
-                if got >= scatter.total and proof.holds(self.raw[total:]):
+                self.raw, tail, got = mem.read_scatter_split(scatter, total)
+                if got >= scatter.total and proof.holds(tail):
                     self.proven = proof.codes
-                self.raw = self.raw[:total]
             if got >= total:
                 self.where = plan.where
                 self.complete = True
