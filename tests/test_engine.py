@@ -55,8 +55,34 @@ def self_shares(samples, names) -> tuple[dict[str, float], int]:
     return {n: counts[n] / total for n in names} if total else {}, total
 
 
-def within_binomial(share: float, expected: float, n: int, sigmas: float = 3.0) -> bool:
+def within_binomial(share: float, expected: float, n: float, sigmas: float = 3.0) -> bool:
     return abs(share - expected) <= sigmas * math.sqrt(expected * (1 - expected) / n) + 0.01
+
+
+def looks(timestamps: list[float], apart: float = 0.001) -> list[int]:
+    """The samples at these times as separate looks at the target: how many samples each.
+
+    A sampler the machine ran late takes the overdue samples back to back (up to 10 periods'
+    worth): each run of samples less than `apart` from the one before saw one moment.
+    """
+    sizes: list[int] = []
+    last = None
+    for t in timestamps:
+        if last is not None and t - last < apart:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+        last = t
+    return sizes
+
+
+def independent_worth(sizes: list[int]) -> float:
+    """How many independent samples looks of these sizes are worth, for a share's bound.
+
+    A share of m_i-sample looks varies as p(1-p) * sum(m_i^2) / (sum m_i)^2: that of
+    (sum m_i)^2 / sum(m_i^2) independent samples (all of them on an idle machine).
+    """
+    return sum(sizes) ** 2 / sum(m * m for m in sizes) if sizes else 0.0
 
 
 # --- the timer ---------------------------------------------------------------------------------
@@ -184,18 +210,43 @@ def test_spec_example_self_time_shares(spawn, target_python):
 
 
 def test_cpu_bound_split_three_two_one(spawn, target_python):
-    sampler = Sampler.launch(
-        [*target_python, str(demo_path("cpu_split")), "--repeat", "25"], rate=200
-    )
-    try:
-        samples = list(sampler)
-    finally:
-        reap(sampler.process)
     names = ("function_x", "function_y", "function_z")
+    samples: list = []
+    looked: list[int] = []  # the looks that saw the loop, of every recording
+    # A loaded machine gives the sampler fewer separate moments (independent_worth of the
+    # looks at the loop): record the demo again (the same 3:2:1 each time) until they are
+    # worth 100 independent samples, three times at most.
+    for _ in range(3):
+        sampler = Sampler.launch(
+            [*target_python, str(demo_path("cpu_split")), "--repeat", "40"], rate=200
+        )
+        try:
+            run = list(sampler)
+        finally:
+            reap(sampler.process)
+        run_looped = [
+            s.timestamp for s in run for t in s.traces if t.frames and t.frames[0].name in names
+        ]
+        assert run_looped, "no sample saw function_x, _y or _z"
+        # While the loop ran (start-up has no bound on a loaded machine), it is what was
+        # sampled.
+        during = [s for s in run if run_looped[0] <= s.timestamp <= run_looped[-1]]
+        assert len(run_looped) > 0.9 * len(during), (len(run_looped), len(during))
+        samples += run
+        looked += looks(run_looped)
+        moments = independent_worth(looked)
+        if moments >= 100:
+            break
+    else:
+        pytest.skip(
+            f"in 3 recordings the machine ran the sampler at moments worth {moments:.0f}"
+            " independent samples, not the 100 the split's bound needs"
+        )
     shares, n = self_shares(samples, names)
-    assert n > 200
+    # A loaded machine's catch-up samples are not independent: the bound is for what they
+    # are worth.
     for name, expected in zip(names, (3 / 6, 2 / 6, 1 / 6)):
-        assert within_binomial(shares[name], expected, n), (name, shares, n)
+        assert within_binomial(shares[name], expected, moments), (name, shares, n, moments)
     # CPU-bound: the target is running (not idle) and holds the GIL (free-threaded: is
     # attached) in nearly every trace.
     main = [t for s in samples for t in s.traces if t.frames and t.frames[0].name in names]
@@ -220,24 +271,40 @@ def test_idle_false_drops_sleeping_threads(spawn):
 # --- child processes ---------------------------------------------------------------------------
 
 
+POOL_WORKERS = 3
+WORKER_SAMPLES = 50  # each worker is seen working in more than this many samples
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn, target_python):
+def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn, target_python, tmp_path):
+    # The workers spin until each has been seen WORKER_SAMPLES times (a fixed time gives a
+    # busy machine's sampler too few looks), or 60 s: then the assertions below say who not.
+    enough = tmp_path / "enough"
     sampler = Sampler.launch(
-        [*target_python, str(demo_path("pool_work")), "--seconds", "2", "--start-method", method],
+        [*target_python, str(demo_path("pool_work")), "--seconds", "1", "--until", str(enough),
+         "--start-method", method],
         subprocesses=True, rate=100,
     )  # fmt: skip
     sampler.process.stdout = None
+    samples = []
+    working: Counter[int] = Counter()
+    give_up = time.monotonic() + 60
     try:
-        samples = list(sampler)
+        for sample in sampler:
+            samples.append(sample)
+            working.update(
+                t.pid for t in sample.traces if t.frames and t.frames[0].name == "worker_task"
+            )
+            seen_enough = len(working) >= POOL_WORKERS and min(working.values()) > WORKER_SAMPLES
+            if (seen_enough or time.monotonic() > give_up) and not enough.exists():
+                enough.touch()
     finally:
+        enough.touch()  # workers a failure left spinning stop too
         reap(sampler.process)
-    working = Counter(
-        t.pid for s in samples for t in s.traces if t.frames and t.frames[0].name == "worker_task"
-    )
-    assert len(working) == 3, f"workers seen: {working}"
+    assert len(working) == POOL_WORKERS, f"workers seen: {working}"
     assert sampler.pid not in working
     for pid, count in working.items():
-        assert count > 50, (pid, count)
+        assert count > WORKER_SAMPLES, (pid, count)
     chains = {t.processes for s in samples for t in s.traces if t.pid in working}
     for chain in chains:
         assert chain[0].pid == sampler.pid and chain[-1].pid in working
