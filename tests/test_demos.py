@@ -53,6 +53,41 @@ def test_cpu_split_keeps_3_2_1_when_the_machine_pauses_it():
         assert owed <= spent[name] <= owed + clock.pause + rounds * clock.step, (name, spent)
 
 
+class LateWakingTime:
+    """A time module whose sleep wakes `late` after the time asked, every `every`th call;
+    it keeps how long each caller slept."""
+
+    def __init__(self, late: float, every: int) -> None:
+        self.now, self.calls, self.late, self.every = 0.0, 0, late, every
+        self.slept: dict[str, float] = {}
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.calls += 1
+        took = seconds + (self.late if self.calls % self.every == 0 else 0.0)
+        self.now += took
+        caller = sys._getframe(1).f_code.co_name
+        self.slept[caller] = self.slept.get(caller, 0.0) + took
+
+
+def test_slow_script_keeps_its_shares_when_sleepers_wake_late():
+    """A sleep that overran is paid back by the function's next one: each function's
+    sleeping adds up to its calls' worth, off by one late wake-up (not one per call)."""
+    spec = importlib.util.spec_from_file_location("slow_under_test", demo_path("slow_script"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    clock = LateWakingTime(late=0.007, every=4)
+    demo.time = clock
+    rounds = 30
+    for _ in range(rounds):
+        demo.function_a()
+    for name, seconds in {"function_a": 0.1, "function_b": 0.05, "function_c": 0.01}.items():
+        owed = rounds * seconds
+        assert owed - 1e-9 <= clock.slept[name] <= owed + clock.late + 1e-9, (name, clock.slept)
+
+
 def spun_children(pid: int, cpu_seconds: float) -> list[int]:
     """The children of `pid` that have used at least `cpu_seconds` of CPU."""
     found = []
