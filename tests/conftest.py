@@ -329,6 +329,52 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.005):
         time.sleep(interval)
 
 
+def take_samples(sampler, enough, timeout: float = 60.0) -> list:
+    """Iterate `sampler` until `enough(samples)` holds (or `timeout` s pass), then stop it.
+
+    For a test that needs so many samples of something: a fixed duration gives a sampler
+    that a busy machine runs rarely too few. The samples already taken when it stops are
+    kept too; after the timeout the test's own assertions say what was missing.
+    """
+    samples: list = []
+    give_up = time.monotonic() + timeout
+    for sample in sampler:
+        samples.append(sample)
+        if enough(samples) or time.monotonic() > give_up:
+            sampler.stop()
+    return samples
+
+
+# --- shares on a loaded machine ---------------------------------------------------------------
+
+
+def looks(timestamps: list[float], apart: float = 0.001) -> list[int]:
+    """The samples at these times as separate looks at the target: how many samples each.
+
+    A sampler the machine ran late takes the overdue samples back to back (up to 10 periods'
+    worth): each run of samples less than `apart` from the one before saw one moment.
+    """
+    sizes: list[int] = []
+    last = None
+    for t in timestamps:
+        if last is not None and t - last < apart:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+        last = t
+    return sizes
+
+
+def independent_worth(weights: list[float]) -> float:
+    """How many independent samples looks of these weights are worth, for a share's bound.
+
+    A share made of looks weighing w_i (their sample counts, or the time they stand for)
+    varies as p(1-p) * sum(w_i^2) / (sum w_i)^2: as that of (sum w_i)^2 / sum(w_i^2)
+    independent samples (all of them, for equal weights on an idle machine).
+    """
+    return sum(weights) ** 2 / sum(w * w for w in weights) if weights else 0.0
+
+
 # --- the parked target ---------------------------------------------------------------------------
 
 

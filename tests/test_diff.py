@@ -84,8 +84,11 @@ def test_a_small_change_is_within_noise_and_drawn_neutral():
 def test_a_baseline_of_another_program_is_an_error_or_a_warning():
     base = profile_of({"a": 50}, filename="/other/prog.py", command=["python", "prog.py"])
     new = profile_of({"a": 50}, command=["python", "work.py"])
-    with pytest.raises(DiffError, match=r"shares no function.*different program "
-                                        r"\(baseline: prog.py, this: work.py\)"):
+    with pytest.raises(
+        DiffError,
+        match=r"shares no function.*different program "
+        r"\(baseline: prog.py, this: work.py\)",
+    ):
         new.diff(base)
     # sharing a little (a library function), another script: diffed, with warnings
     shared = profile_of({"a": 50, "lib": 5}, command=["python", "prog.py"])

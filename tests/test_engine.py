@@ -9,7 +9,16 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import TARGETS, read_line, reap, require_churn, require_interpreter
+from conftest import (
+    TARGETS,
+    independent_worth,
+    looks,
+    read_line,
+    reap,
+    require_churn,
+    require_interpreter,
+    wait_until,
+)
 
 from spy_magic.demos import demo_path
 from spy_magic.engine import PoissonTimer, Sampler
@@ -55,7 +64,7 @@ def self_shares(samples, names) -> tuple[dict[str, float], int]:
     return {n: counts[n] / total for n in names} if total else {}, total
 
 
-def within_binomial(share: float, expected: float, n: int, sigmas: float = 3.0) -> bool:
+def within_binomial(share: float, expected: float, n: float, sigmas: float = 3.0) -> bool:
     return abs(share - expected) <= sigmas * math.sqrt(expected * (1 - expected) / n) + 0.01
 
 
@@ -165,37 +174,63 @@ def test_duration_is_wall_clock_even_when_reads_are_slow(spawn):
 
 def test_spec_example_self_time_shares(spawn, target_python):
     """function_a/b/c sleep 0.1/0.05/0.01 s: 62.5/31.25/6.25 % of self time, wall clock."""
-    sampler = Sampler.launch([*target_python, str(demo_path("slow_script"))])
-    try:
-        samples = list(sampler)
-    finally:
-        reap(sampler.process)
-    assert sampler.error is None
     names = ("function_a", "function_b", "function_c")
-    shares, n = self_shares(samples, names)
-    assert n > 100
+    argv = [*target_python, str(demo_path("slow_script"))]
+    runs, worth = record_until_worth(argv, names, rate=100)
+    shares, n = self_shares([s for run in runs for s in run], names)
     for name, expected in zip(names, (0.625, 0.3125, 0.0625)):
-        assert within_binomial(shares[name], expected, n), (name, shares, n)
+        assert within_binomial(shares[name], expected, worth), (name, shares, n, worth)
     # A stack seen again is the same Trace object: long recordings keep one per stack.
-    mains = [s.traces[0] for s in samples if len(s.traces) == 1]
+    mains = [s.traces[0] for s in runs[0] if len(s.traces) == 1]
     repeats = [(a, b) for a, b in zip(mains, mains[1:]) if a == b]
-    assert len(repeats) > n // 2
+    assert len(repeats) > len(mains) // 2
     assert all(a is b for a, b in repeats)
 
 
-def test_cpu_bound_split_three_two_one(spawn, target_python):
-    sampler = Sampler.launch(
-        [*target_python, str(demo_path("cpu_split")), "--repeat", "25"], rate=200
+def record_until_worth(argv: list[str], names, rate: float, enough: float = 100) -> tuple:
+    """Record `argv` (a demo of known shares) until the looks at `names` are worth `enough`
+    independent samples, three recordings at most: (each recording's samples, worth). A
+    loaded machine gives the sampler fewer separate moments; each recording is the same
+    shares again."""
+    runs: list[list] = []
+    looked: list[int] = []  # the looks that saw the names, of every recording
+    worth = 0.0
+    for _ in range(3):
+        sampler = Sampler.launch(argv, rate=rate)
+        try:
+            run = list(sampler)
+        finally:
+            reap(sampler.process)
+        assert sampler.error is None
+        seen = [
+            s.timestamp for s in run for t in s.traces if t.frames and t.frames[0].name in names
+        ]
+        assert seen, f"no sample saw {names}"
+        # While the demo ran (start-up has no bound on a loaded machine), it is what was
+        # sampled.
+        during = [s for s in run if seen[0] <= s.timestamp <= seen[-1]]
+        assert len(seen) > 0.9 * len(during), (len(seen), len(during))
+        runs.append(run)
+        looked += looks(seen)
+        worth = independent_worth(looked)
+        if worth >= enough:
+            return runs, worth
+    pytest.skip(
+        f"in 3 recordings the machine ran the sampler at moments worth {worth:.0f}"
+        f" independent samples, not the {enough} a share's bound needs"
     )
-    try:
-        samples = list(sampler)
-    finally:
-        reap(sampler.process)
+
+
+def test_cpu_bound_split_three_two_one(spawn, target_python):
     names = ("function_x", "function_y", "function_z")
+    argv = [*target_python, str(demo_path("cpu_split")), "--repeat", "40"]
+    runs, moments = record_until_worth(argv, names, rate=200)
+    samples = [s for run in runs for s in run]
     shares, n = self_shares(samples, names)
-    assert n > 200
+    # A loaded machine's catch-up samples are not independent: the bound is for what they
+    # are worth.
     for name, expected in zip(names, (3 / 6, 2 / 6, 1 / 6)):
-        assert within_binomial(shares[name], expected, n), (name, shares, n)
+        assert within_binomial(shares[name], expected, moments), (name, shares, n, moments)
     # CPU-bound: the target is running (not idle) and holds the GIL (free-threaded: is
     # attached) in nearly every trace.
     main = [t for s in samples for t in s.traces if t.frames and t.frames[0].name in names]
@@ -211,33 +246,50 @@ def test_idle_false_drops_sleeping_threads(spawn):
         reap(sampler.process)
     names = {"function_a", "function_b", "function_c"}
     sleeping = [t for s in samples for t in s.traces if t.frames[0].name in names]
+    if len(samples) <= 30:
+        pytest.skip(f"the machine ran the sampler {len(samples)} times in the run, not 30")
     # Those functions only sleep: with idle threads dropped almost none of them remain
     # (start-up, where the interpreter runs, is not idle and may be sampled).
-    assert len(samples) > 30
     assert len(sleeping) < 0.1 * len(samples), len(sleeping)
 
 
 # --- child processes ---------------------------------------------------------------------------
 
 
+POOL_WORKERS = 3
+WORKER_SAMPLES = 50  # each worker is seen working in more than this many samples
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn, target_python):
+def test_pool_workers_are_sampled_each_under_its_own_pid(method, spawn, target_python, tmp_path):
+    # The workers spin until each has been seen WORKER_SAMPLES times (a fixed time gives a
+    # busy machine's sampler too few looks), or 60 s: then the assertions below say who not.
+    enough = tmp_path / "enough"
     sampler = Sampler.launch(
-        [*target_python, str(demo_path("pool_work")), "--seconds", "2", "--start-method", method],
+        [*target_python, str(demo_path("pool_work")), "--seconds", "1", "--until", str(enough),
+         "--start-method", method],
         subprocesses=True, rate=100,
     )  # fmt: skip
     sampler.process.stdout = None
+    samples = []
+    working: Counter[int] = Counter()
+    give_up = time.monotonic() + 60
     try:
-        samples = list(sampler)
+        for sample in sampler:
+            samples.append(sample)
+            working.update(
+                t.pid for t in sample.traces if t.frames and t.frames[0].name == "worker_task"
+            )
+            seen_enough = len(working) >= POOL_WORKERS and min(working.values()) > WORKER_SAMPLES
+            if (seen_enough or time.monotonic() > give_up) and not enough.exists():
+                enough.touch()
     finally:
+        enough.touch()  # workers a failure left spinning stop too
         reap(sampler.process)
-    working = Counter(
-        t.pid for s in samples for t in s.traces if t.frames and t.frames[0].name == "worker_task"
-    )
-    assert len(working) == 3, f"workers seen: {working}"
+    assert len(working) == POOL_WORKERS, f"workers seen: {working}"
     assert sampler.pid not in working
     for pid, count in working.items():
-        assert count > 50, (pid, count)
+        assert count > WORKER_SAMPLES, (pid, count)
     chains = {t.processes for s in samples for t in s.traces if t.pid in working}
     for chain in chains:
         assert chain[0].pid == sampler.pid and chain[-1].pid in working
@@ -252,8 +304,16 @@ def test_non_python_children_are_ignored_quietly(spawn):
         samples = list(sampler)
     finally:
         reap(sampler.process)
-    pids = {t.pid for s in samples for t in s.traces}
-    assert pids == {sampler.pid}
+    assert {t.pid for s in samples for t in s.traces} >= {sampler.pid}
+    # Between fork and exec the child is a copy of the parent inside Popen: a loaded
+    # machine makes that window long enough to be sampled. Nothing of `sleep` itself is.
+    forked = Counter(
+        t.frames[0].name if t.frames else None
+        for s in samples
+        for t in s.traces
+        if t.pid != sampler.pid
+    )
+    assert set(forked) <= {"_execute_child"}, forked
     # The `sleep` child is probed once, found not to be Python, and never again.
     errors = [e for s in samples for e in s.errors if e.pid != sampler.pid]
     assert errors == [], errors
@@ -312,7 +372,8 @@ def test_stop_early_delivers_what_was_taken(spawn):
     got = []
     sampler.add_collector(got.append)
     sampler.start()
-    time.sleep(0.5)
+    # Some samples taken first, however rarely a busy machine runs the sampler.
+    wait_until(lambda: sampler.samples_taken >= 10, 60, "10 samples taken")
     sampler.stop()
     sampler.join(5)
     assert not sampler.running

@@ -40,7 +40,7 @@ def test_the_timeline_stays_bounded_and_keeps_every_stack_counted():
         seen[leaf.name] += 1
         lanes = timeline.lanes.values()
         assert len(timeline.samples) <= 50 and all(len(ln.buckets) <= 50 for ln in lanes)
-    assert timeline.width == pytest.approx(0.001 * 2 ** 18)  # 262 s: 10 000 s in 39 buckets
+    assert timeline.width == pytest.approx(0.001 * 2**18)  # 262 s: 10 000 s in 39 buckets
     strings = StringTable()
     data = timeline.to_json(strings)
     assert sum(data["samples"]) == 100_000
@@ -66,8 +66,13 @@ def test_a_timeline_filled_from_a_profile_spans_it():
 
 def line_profile() -> Profile:
     source = "import x\n\ndef f():\n    return 1\n\n\ndef main():\n    f()\n"
-    p = Profile({"rate": 100.0, "sources": {"/app/run.py": source},
-                 "sources_missing": {"/lib/gone.py": "no such file in the target's root"}})
+    p = Profile(
+        {
+            "rate": 100.0,
+            "sources": {"/app/run.py": source},
+            "sources_missing": {"/lib/gone.py": "no such file in the target's root"},
+        }
+    )
     f4, main8 = Frame("f", "/app/run.py", 4, 3), Frame("main", "/app/run.py", 8, 7)
     gone = Frame("helper", "/lib/gone.py", 12, 11)
     for i in range(100):
@@ -79,13 +84,15 @@ def line_profile() -> Profile:
 def test_the_heat_map_puts_each_lines_share_beside_its_source():
     page = to_heatmap(line_profile())
     assert page.startswith("<!DOCTYPE html>")
-    row = page[page.index('data-line="4"'):].split("</tr>")[0]
+    row = page[page.index('data-line="4"') :].split("</tr>")[0]
     assert "75.0%" in row and "return 1" in row and "rgba(229, 83, 61" in row
-    row8 = page[page.index('data-line="8"'):].split("</tr>")[0]
+    row8 = page[page.index('data-line="8"') :].split("</tr>")[0]
     assert "100.0%" in row8 and "f()" in row8  # on every stack, running in none
-    assert ("source not available (no such file in the target&#x27;s root)" in page
-            or "source not available (no such file in the target's root)" in page)
-    gone = page[page.index('data-file="/lib/gone.py"'):]
+    assert (
+        "source not available (no such file in the target&#x27;s root)" in page
+        or "source not available (no such file in the target's root)" in page
+    )
+    gone = page[page.index('data-file="/lib/gone.py"') :]
     assert 'data-line="12"' in gone and "25.0%" in gone  # its shares without its source
     # the notebook's cell heat map: only the files asked for
     cell = heatmap_sections(line_profile(), files=["/app/run.py"], heading="Cell heat map")
@@ -115,7 +122,9 @@ def test_sources_are_read_from_the_target_while_it_runs(tmp_path):
         proc.kill()
         proc.wait()
     assert read_source(proc.pid, str(script)) == (
-        None, "the target ended before its files were read")
+        None,
+        "the target ended before its files were read",
+    )
 
 
 def test_record_heatmap_of_a_real_process(tmp_path):
@@ -128,7 +137,7 @@ def test_record_heatmap_of_a_real_process(tmp_path):
     page = out.read_text()
     lines = WORK.read_text().splitlines()
     loop_x = next(n for n, text in enumerate(lines, 1) if "def function_x" in text) + 2
-    row = page[page.index(f'data-line="{loop_x}"'):].split("</tr>")[0]
+    row = page[page.index(f'data-line="{loop_x}"') :].split("</tr>")[0]
     assert "while time.perf_counter() &lt; end:" in row  # the target's own source text
     assert "rgba(229, 83, 61" in row  # and its heat
 
@@ -159,9 +168,11 @@ def test_only_the_sources_the_heat_map_shows_are_kept():
     assert sources["/app/run.py"] == "x\n" * 9  # short and hot: whole
     assert "/lib/rare.py" not in sources
     # 25 % own but 1000 lines long: line 12 in context, the rest left out
-    assert sources["/lib/gone.py"] == {"count": 1000, "lines": {
-        str(n): f"line {n}" for n in range(9, 16)}}
+    assert sources["/lib/gone.py"] == {
+        "count": 1000,
+        "lines": {str(n): f"line {n}" for n in range(9, 16)},
+    }
     p.metadata["sources"] = sources
     page = to_heatmap(p)
-    gone = page[page.index('data-file="/lib/gone.py"'):]
+    gone = page[page.index('data-file="/lib/gone.py"') :]
     assert "line 12" in gone and "line 16" not in gone and "\u22ef" in gone

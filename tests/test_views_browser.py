@@ -106,6 +106,7 @@ def test_the_heat_map_shows_each_lines_share_and_source(page):
               "heatmap.html")  # fmt: skip
     hot = page.locator('tr[data-line="5"]')
     assert "spin(0.5)" in hot.inner_text() and "50.0%" in hot.inner_text()
+
     def background(line: int) -> str:
         row = page.locator(f'tr[data-line="{line}"]')
         return row.evaluate("e => getComputedStyle(e).backgroundColor")
@@ -138,9 +139,12 @@ def test_the_timeline_draws_each_phase_in_its_time_and_zooms(page):
     assert s["w"] / gr["w"] == pytest.approx(4 / 3, rel=0.05)
     colour = page.evaluate(f"SpyFlameGraph.color('grows', {APP!r})")
     r, g, b = pixel(page, gr["x"] + 3, gr["y"] + gr["h"] - 2)
-    expected = page.evaluate("""c => { const d = document.createElement('div');
+    expected = page.evaluate(
+        """c => { const d = document.createElement('div');
         d.style.color = c; document.body.appendChild(d);
-        const v = getComputedStyle(d).color; d.remove(); return v; }""", colour)
+        const v = getComputedStyle(d).color; d.remove(); return v; }""",
+        colour,
+    )
     er, eg, eb = (int(v) for v in expected[4:-1].split(","))
     assert abs(r - er) + abs(g - eg) + abs(b - eb) < 12, ((r, g, b), expected)
     page.locator(".sfg-timeline").scroll_into_view_if_needed()
