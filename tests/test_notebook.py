@@ -1091,6 +1091,27 @@ def test_a_helper_cut_off_in_the_profile_is_told_in_the_cell(nb):
     assert "the sampling helper failed" in bundle["text/html"]
 
 
+def test_an_attachment_whose_helper_is_cut_off_says_so_in_its_report(nb):
+    pid = nb.json(START_BACKGROUND)
+    assert errors(nb.run(CUT_THE_HELPER)) == []
+    try:
+        attach = nb.run(f"%spy_attach --rate 200 {pid}")
+        assert errors(attach) == [], attach.outputs
+        number = _attachment_number(attach)
+        time.sleep(1.6)
+        stop = nb.run(f"attached = %spy_stop {number}")
+        assert errors(stop) == [], stop.outputs
+        note = nb.json("import json\nprint(json.dumps(attached.metadata.get('note')))")
+    finally:
+        nb.run("RemoteSession.__init__.__kwdefaults__['python'] = _python_was")
+        nb.run(STOP_BACKGROUND)
+    assert note and note.startswith("the sampling helper failed:"), note
+    assert "broke off in a message" in note and "last live summary counted" in note, note
+    bundle = final_bundle(attach)
+    assert set(bundle) == PROFILE_MIMES, sorted(bundle)  # no live widget left behind
+    assert "the sampling helper failed" in bundle["text/html"]
+
+
 # --- the in-process fallback (no kernel needed) ----------------------------------------------
 
 

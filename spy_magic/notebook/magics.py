@@ -589,6 +589,11 @@ class SpyMagics(Magics):
         profile = entry["session"].stop()
         args = entry["args"]
         profile.metadata["target"] = f"pid {args.pid}"
+        # Said in the profile (its report's header) and in the "stopped" line, not printed:
+        # this may run on the attachment's own thread, while another cell is the current one.
+        failed = _session_failure(entry["session"])
+        if failed:
+            profile.metadata["note"] = failed
         if "live" in entry:
             entry["live"].final()
         if "button" in entry:
@@ -601,7 +606,8 @@ class SpyMagics(Magics):
             entry["note"].update(
                 {"text/plain": "" if "handle" in entry else (
                     f"spy_magic: {entry['label']} stopped: {profile.sample_count:,} samples "
-                    f"over {profile.duration:.1f} s; %spy_stop {ident} returns its profile")},
+                    f"over {profile.duration:.1f} s; %spy_stop {ident} returns its profile"
+                    + (f"; warning: {failed}" if failed else ""))},
                 raw=True,
             )  # fmt: skip
         if "handle" in entry:
