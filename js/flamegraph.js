@@ -39,6 +39,7 @@ var SpyFlameGraph = (function () {
   'use strict';
 
   var ROW = 18;          // px per stack level
+  var READABLE_SHARE = 0.01;  // the auto height fits the levels whose boxes cover this much
   var MIN_W = 0.5;       // px: narrower frames are not drawn but aggregated
   var LABEL_MIN = 26;    // px: narrower frames get no label
   var FONT = '11.5px system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", ' +
@@ -735,9 +736,17 @@ var SpyFlameGraph = (function () {
     this.zoom = path ? this._findPath(path, loose) : 0;
     if (this.searchTerm) this._computeSearch();
     if (this.options.height === undefined || this.options.height === 'auto') {
-      // As tall as the stack is deep (the tooltip lives outside the stage, so a short
-      // graph needs no blank rows for it), at most maxHeight.
-      var rows = Math.max(3, this.tree.below[0] + 1);
+      // As tall as the stack is deep where its levels show something (the tooltip lives
+      // outside the stage, so a short graph needs no blank rows for it), at most
+      // maxHeight: one import-time sample 40 frames deep would otherwise leave a page of
+      // blank rows above the graph. A level counts when its boxes cover READABLE_SHARE of
+      // the width; a thinner, deeper column is scrolled to.
+      var t = this.tree, ink = [], deep = 0;
+      for (var i = 0; i < t.n; i++) ink[t.depth[i]] = (ink[t.depth[i]] || 0) + t.total[i];
+      for (var d = 0; d < ink.length; d++) {
+        if (ink[d] >= t.total[0] * READABLE_SHARE) deep = d;
+      }
+      var rows = Math.max(3, deep + 1);
       var maxH = this.options.maxHeight || 600;
       this.stage.style.height = Math.min(maxH, rows * ROW + 4) + 'px';
     }

@@ -593,6 +593,32 @@ def test_notebook_fragment_fits_its_stack_and_keeps_the_picture_until_drawn(brow
     pg.close()
 
 
+def test_a_thin_deep_column_does_not_stretch_the_graph(browser):
+    """One import-time sample 40 frames deep among 200 shallow ones: the graph is as tall as
+    the levels that show something (under 1 % of the width is a sliver), and the deep
+    column is still there, scrolled to."""
+    from spy_magic.profile.html import render_report
+
+    deep = tuple(f"<module> (imp{i}.py:1)" for i in range(40))
+    counts = {MAIN_T: {
+        (f"<module> ({APP_PY}:1)", f"main ({APP_PY}:40)", f"work ({APP_PY}:5)"): 199,
+        deep: 1,
+    }}  # fmt: skip
+    views = build_views(counts, brute_functions(counts), by="function", min_fraction=0,
+                        seconds_per_sample=PER_SAMPLE)  # fmt: skip
+    pg = browser.new_page(viewport={"width": 1100, "height": 800})
+    pg.set_content(f"<html><body>{render_report(views, title='In [3]')}</body></html>")
+    pg.wait_for_function("document.querySelectorAll('.sfg canvas').length === 1")
+    stage = pg.locator(".sfg-stage").bounding_box()
+    assert stage["height"] == pytest.approx(4 * 18 + 4, abs=1), stage  # all + 3 levels
+    scroller = pg.locator(".sfg-stage > *").first.evaluate(
+        "e => { const s = e.closest('.sfg').__spyFlame.scroller;"
+        " return [s.scrollHeight, s.clientHeight]; }")
+    assert scroller[0] >= 41 * 18, scroller  # the 40-deep column is in the scrolled content
+    assert pg.locator(".sfg").evaluate("e => e.__spyFlame.findFrames('<module>').length") >= 1
+    pg.close()
+
+
 def test_tooltip_names_the_innermost_instructions_over_merged_threads(browser, tmp_path):
     """A profile sampled with opcodes: the box where samples end says which instructions
     they were executing, their shares summed over the threads the graph merges."""
