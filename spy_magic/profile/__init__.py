@@ -8,7 +8,9 @@ from .exports import (
     read_jsonl,
     to_chrometrace,
     to_collapsed,
+    to_gecko,
     to_jsonl,
+    to_pstats,
     to_speedscope,
     write,
 )
@@ -16,8 +18,6 @@ from .model import FunctionStats, Profile, ThreadInfo, TimedError
 
 # Imported on first use: `record --pid` should reach its first sample without them.
 _LAZY = {
-    "to_gecko": ".gecko",
-    "to_pstats": ".pstats_export",
     "RecordingError": ".recording",
     "RecordingTruncatedWarning": ".recording",
     "RecordingWriter": ".recording",

@@ -118,12 +118,14 @@ class Timeline:
                         target[leaf] = target.get(leaf, 0) + n
             lane.buckets = merged
 
-    def tick(self, timestamp: float, late: float | None = None) -> None:
-        """Count one sampling moment (whatever threads it saw), `late` seconds late."""
+    def tick(self, timestamp: float, late: float | None = None) -> int:
+        """Count one sampling moment (whatever threads it saw), `late` seconds late; returns
+        its bucket."""
         index = self._bucket(timestamp)  # first: it may merge, replacing `samples`
         self.samples[index] += 1
         if late and late > self.late_max.get(index, 0.0):
             self.late_max[index] = late
+        return index
 
     def lateness_series(self) -> list[tuple[float, float]]:
         """(bucket start, its most late sample's lateness) for every bucket with a
@@ -176,8 +178,7 @@ class Timeline:
               late: float | None = None) -> None:  # fmt: skip
         """One sampling moment, `late` seconds late, and the stacks it saw, by their
         `key_of` keys."""
-        self.tick(timestamp, late)
-        self._count_in(self._bucket(timestamp), keys)
+        self._count_in(self.tick(timestamp, late), keys)
 
     @staticmethod
     def _count_in(index: int, keys: Iterable[tuple[_Lane, int] | None]) -> None:
