@@ -61,7 +61,7 @@ class LateWakingTime:
         self.now, self.calls, self.late, self.every = 0.0, 0, late, every
         self.slept: dict[str, float] = {}
 
-    def perf_counter(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
