@@ -750,6 +750,12 @@ def test_subprocess_runs_the_cell_in_a_fresh_interpreter(nb):
     assert own.get("in_subprocess", 0) > 70, own
     assert function_files(facts)["in_subprocess"] == f"In [{cell.execution_count}]", facts
     assert set(final_bundle(cell)) == PROFILE_MIMES
+    # Trimmed as they came, into aggregates and the timeline: the kernel kept no samples.
+    kept = nb.json(
+        f"import json\np = Out[{cell.execution_count}]\n"
+        "print(json.dumps([p.keep_samples, p.timeline is not None and bool(p.timeline.lanes)]))"
+    )
+    assert kept == [False, True], kept
 
 
 def test_subprocess_with_another_python(nb, kernel_info, interpreters):

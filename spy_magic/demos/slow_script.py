@@ -15,7 +15,7 @@ import time
 # How long each function's last sleep overran what it asked: the next one asks that less.
 _overslept = {"function_a": 0.0, "function_b": 0.0, "function_c": 0.0}
 # Every sleep as (function, began, ended): each function's self time, by its own clock.
-sleeps: list[tuple[str, float, float]] = []
+sleeps = []  # (no annotation: the demos run on every target Python, 3.8 too)
 
 
 def function_c():

@@ -34,7 +34,7 @@ from ..reader import ReaderError, StackReader
 from ..reader.errors import NoSuchProcess, NotPython
 from ..reader.process import find_interpreter
 from . import protocol
-from .cells import CellContext, LiveTrim, trim_profile
+from .cells import CellContext, LiveTrim, Trimmer
 from .session import RemoteSession, SessionError
 from .views import profile_bundle
 from .widgets import TopWidget, close_widgets
@@ -489,7 +489,11 @@ class SpyMagics(Magics):
             fh.write(cell)
             script = fh.name
         try:
-            profile = Profile()
+            number = _cell_number(self.shell)
+            # Each sample is trimmed as it comes into a profile of aggregates (and the
+            # timeline): the kernel holds every sample only for an -o format that needs them.
+            trimmer = Trimmer(CellContext({script: number}))
+            profile = Profile(keep_samples=_needs_samples(args))
             options = sampler_options(args)
             try:
                 process = subprocess.Popen(
@@ -498,7 +502,7 @@ class SpyMagics(Magics):
             except OSError as exc:
                 raise UsageError(f"%%spy: cannot run {python}: {exc.strerror}") from None
             sampler = Sampler(process.pid, process=process, **options)
-            sampler.add_collector(profile.add)
+            sampler.add_collector(lambda sample: profile.add(trimmer.sample(sample)))
             sampler.start()
             interrupted = None
             try:
@@ -518,8 +522,6 @@ class SpyMagics(Magics):
             profile.metadata.update(sampler.metadata())
             for change in sampler.rate_changes:
                 profile.add_rate_change(change)
-            number = _cell_number(self.shell)
-            profile = trim_profile(profile, {script: number})
             profile.metadata["target"] = f"In [{number}] in {python}"
             if sampler.error is not None and profile.sample_count == 0:
                 raise UsageError(f"%%spy --subprocess: {sampler.error}")
