@@ -214,6 +214,27 @@ def test_map_traces_gives_the_same_profile_either_way(recorded) -> None:
         assert new[key][:2] == (cc, nc)
         assert new[key][2:4] == pytest.approx((tt, ct))
     assert summarize(kept).stacks == summarize(aggregated).stacks
+    # The timeline too: the aggregate one is mapped stack by stack, not dropped.
+    assert aggregated.timeline is not None
+    assert timeline_stacks(kept.timeline) == timeline_stacks(aggregated.timeline)
+    assert len(timeline_stacks(aggregated.timeline)) >= 2, "two churn threads at least"
+
+
+def timeline_stacks(timeline) -> dict:
+    """Per thread, per bucket, how many times each call path (name, file pairs) was seen."""
+
+    def path(node: int) -> tuple:
+        out = []
+        while node >= 0:
+            out.append((timeline._name[node], timeline._file[node]))
+            node = timeline._parent[node]
+        return tuple(out)
+
+    return {
+        key: {index: Counter({path(leaf): n for leaf, n in counts.items()})
+              for index, counts in lane.buckets.items()}
+        for key, lane in timeline.lanes.items() if lane.buckets
+    }  # fmt: skip
 
 
 # -- bounded memory -----------------------------------------------------------------------

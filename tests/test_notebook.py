@@ -1148,6 +1148,44 @@ def test_in_process_fallback_trims_and_summarises_like_the_helper():
     names = {row[3].rsplit(".", 1)[-1] for row in summaries[-1]["rows"]}
     assert "fallback_busy" in names, summaries[-1]["rows"]
     assert all(row[4] == "In [7]" for row in summaries[-1]["rows"]), summaries[-1]["rows"]
-    files = {f.filename for _i, _s, t in profile.iter_traces() for f in t.frames}
+    files = {f.filename for stats in profile.trace_stats() for f in stats.trace.frames}
     assert files == {"In [7]"}, files
     assert profile.metadata["mode"] and profile.sample_count > 50
+    assert not profile.keep_samples and profile.timeline.lanes, "aggregates and timeline only"
+
+
+def test_in_process_fallback_retrims_what_it_aggregated_when_the_context_changes():
+    """A context sent mid-cell (the thread running the cell became known) trims again what
+    was sampled before it, from the aggregates and the timeline: no sample log is kept."""
+    pytest.importorskip("IPython")
+    from spy_magic.notebook.cells import CellContext
+    from spy_magic.notebook.magics import _InProcessSession
+
+    cell_file = __file__
+    this_thread = frozenset({(os.getpid(), threading.get_ident())})
+    # First the cell is thought to be another file: every stack of this thread is the
+    # kernel's, trimmed away.
+    wrong = CellContext({cell_file: 7, "/elsewhere/cell.py": 8}, "/elsewhere/cell.py", this_thread)
+    session = _InProcessSession({"rate": 200}, wrong).start()
+
+    def fallback_spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            sum(range(300))
+            time.sleep(0.0002)
+
+    fallback_spin(0.8)
+    assert session.live.profile.trace_count == 0, "the wrong context kept a stack"
+    session.update_context(CellContext({cell_file: 7}, cell_file, this_thread))
+    fallback_spin(0.8)
+    profile = session.stop()
+    assert not profile.keep_samples
+    # Every sample saw this thread in the cell: the ones before the new context too.
+    assert profile.sample_count > 50
+    assert profile.trace_count >= 0.95 * profile.sample_count, (
+        profile.trace_count, profile.sample_count)  # fmt: skip
+    names = {f.name.rsplit(".", 1)[-1] for st in profile.trace_stats() for f in st.trace.frames}
+    assert "fallback_spin" in names, names
+    lane = next(iter(profile.timeline.lanes.values()))
+    span = max(profile.timeline.samples) + 1
+    assert min(lane.buckets) < span / 4, "the first half's stacks are gone from the timeline"

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import sys
 import sysconfig
+import threading
 from collections.abc import Iterable, Mapping
 
 from ..engine import Sample, Trace
@@ -258,20 +259,41 @@ def trim_with(profile: Profile, context: CellContext) -> Profile:
 
 
 class LiveTrim:
-    """The trimmed profile of a recording still running: each sample trimmed as it comes
-    (by the sampler's collector), with the context the kernel last sent. A new context
-    (a thread started running the cell, a cell compiled) trims again from `raw`."""
+    """A recording still running, as read (`raw`) and trimmed for the cell (`profile`):
+    each sample trimmed as it comes (by the sampler's collector), with the context the
+    kernel last sent. A new context (a thread started running the cell, a cell compiled)
+    trims again from `raw`: from its samples when it keeps them, else from its aggregates
+    and timeline (`trim_with`), so a long recording's memory stays bounded."""
 
     def __init__(self, raw: Profile, context: CellContext | None) -> None:
         self.raw = raw
         self.context = context
         self._trimmer = None if context is None else Trimmer(context)
-        self.profile = raw if context is None else Profile()
+        self.profile = raw if context is None else Profile(keep_samples=raw.keep_samples)
+        self._pending: list[CellContext | None] = []  # set_context's, for the adding thread
+        self._lock = threading.Lock()
+
+    def set_context(self, context: CellContext | None) -> None:
+        """Trim with `context` from the next sample on (any thread may call it)."""
+        with self._lock:
+            self._pending.append(context)
 
     def add(self, sample: Sample) -> None:
-        """Called with each sample after `raw` got it."""
+        """The sampler's collector: `raw` gets the sample, `profile` its trimmed form."""
+        if self._pending:
+            self.settle()
+        self.raw.add(sample)
         if self._trimmer is not None:
             self.profile.add(self._trimmer.sample(sample))
+
+    def settle(self) -> None:
+        """Apply the context last set: on the adding thread, or once adding has ended."""
+        with self._lock:
+            if not self._pending:
+                return
+            context = self._pending[-1]
+            self._pending.clear()
+        self.retrim(context)
 
     def retrim(self, context: CellContext | None) -> None:
         """Trim with `context` from now on, and what was sampled so far again. Call it
@@ -283,7 +305,10 @@ class LiveTrim:
             self._trimmer, self.profile = None, self.raw
             return
         self._trimmer = Trimmer(context)
-        profile = Profile()
-        for sample in self.raw.samples:
-            profile.add(self._trimmer.sample(sample))
+        if self.raw.keep_samples:
+            profile = Profile()
+            for sample in self.raw.samples:
+                profile.add(self._trimmer.sample(sample))
+        else:
+            profile = trim_with(self.raw, context)
         self.profile = profile

@@ -121,35 +121,19 @@ class ParentWatch:
 
 
 class Recording:
-    """What the helper keeps: every sample as read (`raw`), the same trimmed for the cell
-    (`live`), and the context to trim with, which the kernel may change while it runs."""
+    """What the helper keeps: the recording as read (aggregates, and every sample only
+    when `keep_samples`) and trimmed for the cell, with the context to trim with, which the
+    kernel may change while it runs (`cells.LiveTrim`)."""
 
-    def __init__(self, context: CellContext | None) -> None:
-        self.raw = Profile()
+    def __init__(self, context: CellContext | None, *, keep_samples: bool = False) -> None:
+        self.raw = Profile(keep_samples=keep_samples)
         self.live = LiveTrim(self.raw, context)
-        self._pending: list[CellContext | None] = []  # from the stdin thread
-        self._lock = threading.Lock()
-
-    def add(self, sample) -> None:
-        """The sampler's collector (its processing thread)."""
-        if self._pending:
-            with self._lock:
-                context = self._pending[-1]
-                self._pending.clear()
-            self.live.retrim(context)
-        self.raw.add(sample)
-        self.live.add(sample)
-
-    def set_context(self, context: CellContext | None) -> None:
-        with self._lock:
-            self._pending.append(context)
+        self.add = self.live.add  # the sampler's collector (its processing thread)
+        self.set_context = self.live.set_context  # from the stdin thread
 
     def finish(self, sampler: Sampler) -> Profile:
         """The finished, trimmed profile (once the sampler has ended: no more `add`s)."""
-        with self._lock:
-            if self._pending:
-                self.live.retrim(self._pending[-1])
-                self._pending.clear()
+        self.live.settle()
         profile = self.live.profile
         profile.metadata.update(sampler.metadata())
         for change in sampler.rate_changes:
@@ -181,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         go = protocol.decode(line, frozenset({"go"}))
         protocol.check_version(go, "the kernel")
-        recording = Recording(_context(go))
         send_samples = go.get("samples") is True  # an -o format that needs every sample
+        recording = Recording(_context(go), keep_samples=send_samples)
     except (protocol.ProtocolError, ValueError) as exc:
         out.write(protocol.encode("end", error=f"ProtocolError: {exc}"))
         return 2

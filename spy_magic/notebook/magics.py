@@ -181,8 +181,9 @@ class _InProcessSession:
     trim and summarise in this process, as the helper would)."""
 
     def __init__(
-        self, options: dict, context: CellContext | None = None, on_summary=None
-    ) -> None:
+        self, options: dict, context: CellContext | None = None, on_summary=None,
+        keep_samples: bool = False,
+    ) -> None:  # fmt: skip
         outside_only = ("subprocesses", "start_timeout", "nonblocking", "async_tasks")
         self.async_warning = (
             "task stacks are read from outside the kernel, which cannot be done here"
@@ -190,18 +191,14 @@ class _InProcessSession:
         )  # fmt: skip
         options = {k: v for k, v in options.items() if k not in outside_only}
         self.sampler = InProcessSampler(**options)
-        self.raw = Profile()
+        self.raw = Profile(keep_samples=keep_samples)  # samples only for an -o that needs them
         self.live = LiveTrim(self.raw, context)
         self.on_summary = on_summary
-        self.sampler.add_collector(self._add)
+        self.sampler.add_collector(self.live.add)
         self._stopped = False
         self._done = threading.Event()
         self._started_at = time.monotonic()
         self.profile = self.raw
-
-    def _add(self, sample) -> None:
-        self.raw.add(sample)
-        self.live.add(sample)
 
     def _summaries(self) -> None:
         while not self._done.wait(LIVE_REFRESH_S):
@@ -218,7 +215,7 @@ class _InProcessSession:
         return self
 
     def update_context(self, context: CellContext) -> None:
-        self.live.retrim(context)
+        self.live.set_context(context)  # applied by the sampler's thread, between samples
 
     def stop(self, context: CellContext | None = None) -> Profile:
         if not self._stopped:
@@ -227,7 +224,8 @@ class _InProcessSession:
             self.sampler.stop()
             self.sampler.join(10)
             if context is not None:
-                self.live.retrim(context)
+                self.live.set_context(context)
+            self.live.settle()
             self.profile = self.live.profile
             self.profile.metadata.update(self.sampler.metadata())
             for change in self.sampler.rate_changes:
@@ -446,7 +444,7 @@ class SpyMagics(Magics):
                 "sys._current_frames(), which is biased by the GIL"
             )
             print(f"spy_magic: {note}", file=sys.stderr)
-            fallback = _InProcessSession(options, context, live)
+            fallback = _InProcessSession(options, context, live, keep_samples=samples)
             opened.append(fallback)
             return fallback.start(), note
 

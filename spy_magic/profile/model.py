@@ -566,7 +566,8 @@ class Profile:
                     traces = [t for t in map(mapped, sample.traces) if t is not None]
                     out.add(Sample(sample.timestamp, traces, sample.late, list(sample.errors)))
             else:
-                out.timeline = None  # its stacks are by function, not trace: not mappable
+                timeline = self.timeline
+                out.timeline = None if timeline is None else timeline.map_stacks(change)
                 for entry in self._entries:
                     new = mapped(entry.trace)
                     if new is not None:
@@ -575,7 +576,8 @@ class Profile:
                         target.weight += entry.weight
                         out.trace_count += entry.count
                 out._pending = [
-                    out._by_value[t] for t in map(mapped, (e.trace for e in self._pending))
+                    out._by_value[t]
+                    for t in map(mapped, (e.trace for e in self._pending))
                     if t is not None
                 ]
                 out._count, out._first, out._last = self._count, self._first, self._last

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..engine.sample import Sample, Trace
+from ..reader import Frame
 
 if TYPE_CHECKING:
     from .model import Profile
@@ -169,7 +170,8 @@ class Timeline:
         lane = self.lanes.get((trace.pid, trace.thread_id))
         if lane is None:
             lane = self.lanes[(trace.pid, trace.thread_id)] = _Lane(
-                trace.pid, trace.thread_id, trace.thread_name)
+                trace.pid, trace.thread_id, trace.thread_name
+            )
         elif trace.thread_name is not None:
             lane.name = trace.thread_name
         return lane, leaf
@@ -191,6 +193,44 @@ class Timeline:
                 lane.buckets[index] = {leaf: 1}
             else:
                 counts[leaf] = counts.get(leaf, 0) + 1
+
+    def map_stacks(self, change: Callable[[Trace], Trace | None]) -> Timeline:
+        """A copy with every counted stack replaced by `change(trace)` (None: dropped), as
+        `Profile.map_traces` does to a profile without samples. `change` sees each distinct
+        (thread, stack) once, as a Trace of the thread's ids and name whose frames carry the
+        names and files the timeline keeps (line 0): what trimming a notebook cell needs."""
+        out = Timeline(self.size, self.width)
+        out.start = self.start
+        out.samples = Counter(self.samples)
+        out.late_max = dict(self.late_max)
+        for lane in self.lanes.values():
+            keys: dict[int, tuple[_Lane, int] | None] = {}
+            for index, counts in lane.buckets.items():
+                moved = [
+                    (self._mapped_key(out, lane, leaf, change, keys), n)
+                    for leaf, n in counts.items()
+                ]
+                for key, n in moved:
+                    if key is None:
+                        continue
+                    new_lane, new_leaf = key
+                    into = new_lane.buckets.setdefault(index, {})
+                    into[new_leaf] = into.get(new_leaf, 0) + n
+        return out
+
+    def _mapped_key(self, out: Timeline, lane: _Lane, leaf: int, change, keys: dict):
+        """`out`'s key for `lane`'s stack `leaf` once changed (memoised in `keys`)."""
+        if leaf in keys:
+            return keys[leaf]
+        frames = []
+        node = leaf
+        while node >= 0:  # leaf to root: innermost first, as a Trace holds them
+            frames.append(Frame(self._name[node], self._file[node], 0, 0))
+            node = self._parent[node]
+        trace = Trace(lane.pid, lane.tid, None, lane.name, False, None, tuple(frames))
+        new = change(trace)
+        key = keys[leaf] = None if new is None else out.key_of(new)
+        return key
 
     def coarser(self, buckets: int) -> Timeline:
         """A copy spanning at most `buckets` buckets (neighbours merged, widths doubled),
@@ -241,6 +281,7 @@ class Timeline:
             return kept[chain[0]] if chain else kept[node]
 
         threads = []
+
         def weight(lane: _Lane) -> int:
             return sum(sum(c.values()) for c in lane.buckets.values())
 
